@@ -1,0 +1,185 @@
+#!/usr/bin/env pwsh
+# PbsRestore build script. Needs only the .NET SDK:
+#   dotnet tool restore
+#   dotnet pwsh ./build.ps1 [Build|Test|Demo|Clean] [-Configuration Release|Debug]
+#
+# Build: builds PbsRestore.slnx and copies the module's DLLs into module/bin/, so that
+#        `Import-Module ./PbsRestore.psd1` works from the repo root.
+# Test:  Build, then xunit (dotnet test) and Pester (tests/pester/*.Tests.ps1, in a child pwsh);
+#        results in artifacts/test/; ends with the line `N passed, N failed` (also in
+#        artifacts/test/summary.txt) and exits 1 if anything failed or no test ran.
+# Demo:  Build, then runs examples/demo.ps1 in a child pwsh.
+# Clean: removes bin/, obj/, module/bin/ and artifacts/ (keeps the .tools/ download cache).
+param(
+    [ValidateSet('Build', 'Test', 'Demo', 'Clean')]
+    [string] $Task = 'Build',
+    [string] $Configuration = 'Release'
+)
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version 3.0
+if ($env:CI -or [Console]::IsOutputRedirected) { $PSStyle.OutputRendering = 'PlainText' }   # no ANSI codes in logs
+
+$Root = $PSScriptRoot
+Set-Location -LiteralPath $Root
+
+$PesterVersion = '5.7.1'          # pinned; must match tests/pester/Pester.Download.csproj
+$ToolsPackages = Join-Path $Root '.tools/nuget'
+$ModuleBin = Join-Path $Root 'module/bin'
+$TestResults = Join-Path $Root 'artifacts/test'
+$PowerShellProject = Join-Path $Root 'src/PbsRestore.PowerShell'
+# Assemblies PowerShell itself provides; shipping them in module/bin would shadow or clash.
+$NotShipped = @('System.Management.Automation', 'Microsoft.Management.Infrastructure')   # base names
+
+function Invoke-Native {
+    # Runs a native command and throws if it exits non-zero.
+    param([Parameter(Mandatory)] [string] $Command, [string[]] $Arguments = @())
+    Write-Host "> $Command $($Arguments -join ' ')"
+    & $Command @Arguments | Out-Host
+    if ($LASTEXITCODE -ne 0) { throw "'$Command $($Arguments -join ' ')' failed with exit code $LASTEXITCODE." }
+}
+
+function Get-ChildPwsh {
+    # The pwsh that runs this script, as a command + leading arguments for a child process.
+    # As a local dotnet tool (`dotnet pwsh`) the process is dotnet running $PSHOME/pwsh.dll.
+    $self = [Environment]::ProcessPath
+    $dll = Join-Path $PSHOME 'pwsh.dll'
+    if ([IO.Path]::GetFileNameWithoutExtension($self) -eq 'dotnet' -and (Test-Path -LiteralPath $dll -PathType Leaf)) {
+        return , @($self, $dll)
+    }
+    return , @($self)
+}
+
+function Invoke-ChildPwsh {
+    # Runs a script file in a fresh pwsh process (its output straight to this console, so it
+    # formats for the real window width); the caller reads $LASTEXITCODE. Does not throw.
+    param([Parameter(Mandatory)] [string] $File, [string[]] $Arguments = @())
+    $pwsh = Get-ChildPwsh
+    $cmd = $pwsh[0]
+    $cmdArgs = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-File', $File) + $Arguments
+    Write-Host "> $cmd $($cmdArgs -join ' ')"
+    & $cmd @cmdArgs
+}
+
+function Invoke-Build {
+    Invoke-Native dotnet @('build', (Join-Path $Root 'PbsRestore.slnx'), '-c', $Configuration, '-nologo')
+
+    $out = Join-Path $PowerShellProject "bin/$Configuration/net8.0"
+    if (-not (Test-Path -LiteralPath (Join-Path $out 'PbsRestore.PowerShell.dll'))) {
+        throw "Build output not found: $out/PbsRestore.PowerShell.dll"
+    }
+    if (Test-Path -LiteralPath $ModuleBin) { Remove-Item -LiteralPath $ModuleBin -Recurse -Force }
+    New-Item -ItemType Directory -Path $ModuleBin -Force | Out-Null
+    $files = Get-ChildItem -LiteralPath $out -File |
+        Where-Object { $_.Extension -in '.dll', '.pdb' -and $_.BaseName -notin $NotShipped }
+    $files | Copy-Item -Destination $ModuleBin -Force
+    Write-Host "Module files in module/bin: $(($files | Where-Object Extension -eq '.dll' | ForEach-Object Name) -join ', ')"
+}
+
+function Get-PesterManifest {
+    # Pester comes from NuGet (not the PowerShell Gallery) through a download-only project,
+    # into .tools/nuget. Once there, no network is needed again.
+    $manifest = Join-Path $ToolsPackages "pester/$PesterVersion/tools/Pester.psd1"
+    if (-not (Test-Path -LiteralPath $manifest)) {
+        Invoke-Native dotnet @('restore', (Join-Path $Root 'tests/pester/Pester.Download.csproj'),
+            '--packages', $ToolsPackages, '-nologo')
+        if (-not (Test-Path -LiteralPath $manifest)) { throw "Pester $PesterVersion not found at $manifest after restore." }
+    }
+    return $manifest
+}
+
+function Invoke-Test {
+    Invoke-Build
+
+    if (Test-Path -LiteralPath $TestResults) { Remove-Item -LiteralPath $TestResults -Recurse -Force }
+    New-Item -ItemType Directory -Path $TestResults -Force | Out-Null
+
+    # --- xunit ---------------------------------------------------------------------------
+    $trx = Join-Path $TestResults 'xunit.trx'
+    Write-Host "> dotnet test tests/PbsRestore.Tests -c $Configuration --no-build"
+    & dotnet test (Join-Path $Root 'tests/PbsRestore.Tests') -c $Configuration --no-build `
+        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $TestResults
+    $xunitExit = $LASTEXITCODE
+    $xunitPassed = 0; $xunitFailed = 0
+    if (Test-Path -LiteralPath $trx) {
+        [xml] $doc = Get-Content -LiteralPath $trx -Raw
+        $counters = $doc.TestRun.ResultSummary.Counters
+        $count = { param($name) [int] $counters.GetAttribute($name) }   # a missing attribute reads as 0
+        $xunitPassed = & $count 'passed'
+        $xunitFailed = (& $count 'failed') + (& $count 'error') + (& $count 'timeout') + (& $count 'aborted')
+    }
+    if ($xunitExit -ne 0 -and $xunitFailed -eq 0) {
+        Write-Host "dotnet test exited with $xunitExit without a failed test in the trx: counting 1 failure."
+        $xunitFailed = 1
+    }
+    Write-Host "xunit: $xunitPassed passed, $xunitFailed failed"
+
+    # --- Pester (child process) ----------------------------------------------------------
+    $pesterPassed = 0; $pesterFailed = 0
+    $pesterFiles = @(Get-ChildItem -Path (Join-Path $Root 'tests/pester') -Filter '*.Tests.ps1' -File -ErrorAction SilentlyContinue)
+    if ($pesterFiles.Count -eq 0) {
+        Write-Host 'Pester: no tests/pester/*.Tests.ps1 files, nothing to run.'
+    } else {
+        $summaryJson = Join-Path $TestResults 'pester-summary.json'
+        $pesterExit = 1
+        try {
+            $manifest = Get-PesterManifest
+            Invoke-ChildPwsh (Join-Path $Root 'tests/pester/Invoke-PesterRun.ps1') @(
+                '-PesterManifest', $manifest, '-ResultsXml', (Join-Path $TestResults 'pester.xml'), '-SummaryJson', $summaryJson)
+            $pesterExit = $LASTEXITCODE
+        } catch {
+            Write-Host "Pester could not run: $_"
+        }
+        if (Test-Path -LiteralPath $summaryJson) {
+            $s = Get-Content -LiteralPath $summaryJson -Raw | ConvertFrom-Json
+            $pesterPassed = [int] $s.passed
+            $pesterFailed = [int] $s.failed
+        }
+        if ($pesterExit -ne 0 -and $pesterFailed -eq 0) {
+            Write-Host "Pester run exited with $pesterExit without a failed test: counting 1 failure."
+            $pesterFailed = 1
+        }
+        Write-Host "Pester: $pesterPassed passed, $pesterFailed failed"
+    }
+
+    # --- summary -------------------------------------------------------------------------
+    $passed = $xunitPassed + $pesterPassed
+    $failed = $xunitFailed + $pesterFailed
+    $line = "$passed passed, $failed failed"
+    Set-Content -LiteralPath (Join-Path $TestResults 'summary.txt') -Value $line -Encoding utf8
+    if ($passed + $failed -eq 0) { Write-Host 'No test ran.' }
+    Write-Host $line
+    if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
+}
+
+function Invoke-Demo {
+    Invoke-Build
+    $demo = Join-Path $Root 'examples/demo.ps1'
+    if (-not (Test-Path -LiteralPath $demo)) {
+        New-Item -ItemType Directory -Path (Split-Path $demo) -Force | Out-Null
+        Set-Content -LiteralPath $demo -Encoding utf8 -Value @(
+            '# Placeholder demo (to be replaced): loads the module and lists its cmdlets.'
+            'Import-Module (Join-Path $PSScriptRoot ../PbsRestore.psd1)'
+            'Get-Command -Module PbsRestore')
+    }
+    Invoke-ChildPwsh $demo
+    if ($LASTEXITCODE -ne 0) { throw "examples/demo.ps1 failed with exit code $LASTEXITCODE." }
+}
+
+function Invoke-Clean {
+    $dirs = @(Get-ChildItem -Path (Join-Path $Root 'src'), (Join-Path $Root 'tests') -Directory -Recurse -ErrorAction SilentlyContinue |
+        Where-Object { $_.Name -in 'bin', 'obj', 'TestResults' })
+    $dirs += @((Join-Path $Root 'module/bin'), (Join-Path $Root 'artifacts') | Where-Object { Test-Path -LiteralPath $_ } | Get-Item)
+    foreach ($d in $dirs) {
+        if (Test-Path -LiteralPath $d.FullName) {
+            Write-Host "Removing $($d.FullName)"
+            Remove-Item -LiteralPath $d.FullName -Recurse -Force
+        }
+    }
+}
+
+switch ($Task) {
+    'Build' { Invoke-Build }
+    'Test' { Invoke-Test }
+    'Demo' { Invoke-Demo }
+    'Clean' { Invoke-Clean }
+}

@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using PbsRestore.Formats;
+using PbsRestore.Sources;
+
+namespace PbsRestore.Restore;
+
+/// <summary>
+/// Restores one archive of a snapshot to a file, in the order that keeps bad input away from the disk:
+/// manifest → key check → index (checked against the manifest) → plan → pipeline → rename into place.
+/// Wrong, missing or mismatched keys and bad manifests or indexes fail before the destination is created.
+/// </summary>
+public sealed class ArchiveRestorer
+{
+    /// <summary>Indexes larger than this are refused (a 1 PiB image at 4 MiB chunks has an 8 GiB index...; 256 MiB covers 32 TiB).</summary>
+    public const long MaxIndexSize = 256L << 20;
+    /// <summary>A blob archive (config, log) is small; upstream caps blobs at 128 MiB.</summary>
+    public const long MaxBlobFileSize = FileFormats.MaxBlobSize;
+
+    private readonly ISnapshotReader _reader;
+    private readonly CryptConfig? _crypt;
+
+    public ArchiveRestorer(ISnapshotReader reader, CryptConfig? crypt)
+    {
+        _reader = reader;
+        _crypt = crypt;
+    }
+
+    /// <summary>Reads and decodes the manifest, and checks the key against it.</summary>
+    public async Task<BackupManifest> ReadManifestAsync(CancellationToken ct)
+    {
+        var raw = await _reader.ReadFileAsync(FileFormats.ManifestBlobName, BackupManifest.MaxJsonSize + 1024, ct).ConfigureAwait(false);
+        return LocalDatastore.ReadManifest(raw, $"{_reader.Snapshot}/{FileFormats.ManifestBlobName}");
+    }
+
+    /// <summary>Finds the manifest entry for what the user typed, or fails listing what exists.</summary>
+    public ManifestFile ResolveArchive(BackupManifest manifest, string archive) =>
+        ArchiveNames.Resolve(manifest, archive)
+        ?? throw new PbsNotFoundException("ArchiveNotFound",
+            $"snapshot '{_reader.Snapshot}' has no archive '{archive}'; it has: {string.Join(", ", manifest.Files.Select(f => ArchiveNames.DisplayName(f.FileName)))}");
+
+    /// <summary>Checks the key before anything else: required for encrypted archives, must match the manifest's.</summary>
+    public void CheckKey(BackupManifest manifest, ManifestFile entry)
+    {
+        if (entry.CryptMode == CryptMode.Encrypt && _crypt is null)
+            throw new PbsKeyException("KeyRequired",
+                $"archive '{entry.FileName}' of snapshot '{_reader.Snapshot}' is encrypted" +
+                (manifest.KeyFingerprint is { } fp ? $" with key {fp.ToShortString()}" : "") + "; give its key file with -Keyfile");
+        manifest.VerifyKey(_crypt, $"{_reader.Snapshot}/{FileFormats.ManifestBlobName}");
+    }
+
+    /// <summary>Downloads an index and checks it against its manifest entry.</summary>
+    public async Task<IChunkIndex> ReadIndexAsync(ManifestFile entry, CancellationToken ct)
+    {
+        var raw = await _reader.ReadFileAsync(entry.FileName, MaxIndexSize, ct).ConfigureAwait(false);
+        string where = $"{_reader.Location}/{entry.FileName}";
+        IChunkIndex index = entry.Kind switch
+        {
+            ArchiveKind.FixedIndex => FixedIndex.Parse(raw, where),
+            ArchiveKind.DynamicIndex => DynamicIndex.Parse(raw, where),
+            _ => throw new ArgumentException($"{entry.FileName} is not an index"),
+        };
+        // Upstream checks the recomputed checksum (never the header's) and the size against the manifest.
+        BackupManifest.VerifyFile(entry, index.Size, index.ComputeCsum(), where);
+        return index;
+    }
+
+    /// <summary>Restores one archive to <paramref name="destination"/>.</summary>
+    public async Task<RestoreResult> RestoreAsync(string archive, string destination, RestoreOptions options, RestoreCounters counters, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        destination = Path.GetFullPath(destination);
+        DestinationFile.CheckWritable(destination, options.Force);
+        var manifest = await ReadManifestAsync(ct).ConfigureAwait(false);
+        var entry = ResolveArchive(manifest, archive);
+        CheckKey(manifest, entry);
+        bool encrypted = entry.CryptMode == CryptMode.Encrypt;
+
+        if (entry.Kind == ArchiveKind.Blob)
+            return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
+
+        var index = await ReadIndexAsync(entry, ct).ConfigureAwait(false);
+        var plan = RestorePlan.Plan(entry.FileName, index,
+            entry.Kind == ArchiveKind.FixedIndex ? len => ChunkVerifier.ZeroChunkDigest(len, encrypted ? _crypt : null) : null);
+
+        await using var file = DestinationFile.Create(destination, plan.Size, options.Force);
+        await RestorePipeline.RunAsync(plan, _reader.Chunks, _crypt, encrypted, file, options, counters, ct).ConfigureAwait(false);
+        file.Commit(options.Force);
+        return Result(entry, destination, counters, clock);
+    }
+
+    private async Task<RestoreResult> RestoreBlobAsync(ManifestFile entry, bool encrypted, string destination, RestoreOptions options,
+        RestoreCounters counters, Stopwatch clock, CancellationToken ct)
+    {
+        var raw = await _reader.ReadFileAsync(entry.FileName, MaxBlobFileSize, ct).ConfigureAwait(false);
+        string where = $"{_reader.Location}/{entry.FileName}";
+        BackupManifest.VerifyFile(entry, raw.LongLength, SHA256.HashData(raw), where);
+        byte[] plain;
+        try
+        {
+            var kind = DataBlob.GetKind(raw);
+            if (DataBlob.IsEncrypted(kind) != encrypted)
+                throw new PbsIntegrityException("BlobCryptModeMismatch", "the blob's encryption does not match the manifest's crypt-mode");
+            using var decoder = new BlobDecoder(encrypted ? _crypt : null, FileFormats.MaxBlobSize);
+            plain = decoder.DecodeToArray(raw);
+        }
+        catch (PbsException e)
+        {
+            throw new PbsIntegrityException(e.ErrorId, $"{where}: {e.Message}", e);
+        }
+        counters.SetTotals(plain.Length, 1);
+        counters.AddWire(raw.Length);
+        await using (var file = DestinationFile.Create(destination, plain.Length, options.Force))
+        {
+            file.Write(0, plain);
+            file.Commit(options.Force);
+        }
+        counters.AddDone(plain.Length, 1);
+        return Result(entry, destination, counters, clock);
+    }
+
+    private RestoreResult Result(ManifestFile entry, string destination, RestoreCounters counters, Stopwatch clock) => new()
+    {
+        Snapshot = _reader.Snapshot.ToString(),
+        Archive = ArchiveNames.DisplayName(entry.FileName),
+        Destination = destination,
+        LogicalBytes = counters.TotalBytes,
+        BytesRead = counters.WireBytes,
+        Chunks = counters.ChunksTotal,
+        ZeroChunks = counters.ZeroChunks,
+        DedupHits = counters.DedupHits,
+        Duration = clock.Elapsed,
+    };
+}

@@ -1,0 +1,85 @@
+using PbsRestore.Platform;
+
+namespace PbsRestore.Restore;
+
+/// <summary>
+/// A destination file written safely: bytes go to <c>&lt;destination&gt;.partial</c>, a fresh sparse file,
+/// and only a restore that finished and flushed renames it into place. So a failed or stopped restore never
+/// leaves a file that looks complete, and with -Force the old file stays intact until the new one is whole.
+/// </summary>
+public sealed class DestinationFile : IImageSink
+{
+    private readonly FileStream _stream;
+    private bool _committed;
+
+    private DestinationFile(string destination, string partialPath, FileStream stream, bool sparse)
+    {
+        Destination = destination;
+        PartialPath = partialPath;
+        _stream = stream;
+        ZerosAreHoles = sparse;
+    }
+
+    public string Destination { get; }
+    public string PartialPath { get; }
+    public bool ZerosAreHoles { get; }
+
+    public static string PartialPathFor(string destination) => destination + ".partial";
+
+    /// <summary>Checks that the destination can be written (or overwritten with <paramref name="force"/>).</summary>
+    public static void CheckWritable(string destination, bool force)
+    {
+        if (Directory.Exists(destination))
+            throw new PbsException("DestinationIsDirectory", PbsErrorKind.InvalidArgument, $"destination '{destination}' is a directory");
+        if (File.Exists(destination) && !force)
+            throw new PbsException("DestinationExists", PbsErrorKind.ResourceExists, $"destination '{destination}' already exists; use -Force to overwrite it");
+        var parent = Path.GetDirectoryName(destination);
+        if (!string.IsNullOrEmpty(parent) && !Directory.Exists(parent))
+            throw new PbsNotFoundException("DestinationFolderNotFound", $"the folder of destination '{destination}' does not exist");
+    }
+
+    /// <summary>Creates the partial file with the final length; zero ranges stay holes.</summary>
+    public static DestinationFile Create(string destination, long size, bool force)
+    {
+        destination = Path.GetFullPath(destination);
+        CheckWritable(destination, force);
+        string partial = PartialPathFor(destination);
+        var stream = new FileStream(partial, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        try
+        {
+            bool sparse = SparseFiles.PrepareSparse(stream.SafeFileHandle);
+            stream.SetLength(size);
+            return new DestinationFile(destination, partial, stream, sparse);
+        }
+        catch
+        {
+            stream.Dispose();
+            File.Delete(partial);
+            throw;
+        }
+    }
+
+    public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_stream.SafeFileHandle, data, offset);
+
+    public void Flush() => _stream.Flush(flushToDisk: true);
+
+    /// <summary>Flushes, closes and renames the partial file into place.</summary>
+    public void Commit(bool overwrite)
+    {
+        _stream.Flush(flushToDisk: true);
+        _stream.Dispose();
+        File.Move(PartialPath, Destination, overwrite);
+        _committed = true;
+    }
+
+    /// <summary>Closes and, unless committed, deletes the partial file.</summary>
+    public ValueTask DisposeAsync()
+    {
+        _stream.Dispose();
+        if (!_committed)
+        {
+            try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,38 @@
+namespace PbsRestore.Restore;
+
+/// <summary>
+/// Live counters of a restore. The core only counts; whoever shows progress (the cmdlet, a benchmark) samples
+/// them from another thread. All members are thread-safe.
+/// </summary>
+public sealed class RestoreCounters
+{
+    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits;
+
+    /// <summary>Logical size of what is being restored.</summary>
+    public long TotalBytes => Interlocked.Read(ref _totalBytes);
+    /// <summary>Logical bytes finished (written, or zero holes accounted).</summary>
+    public long DoneBytes => Interlocked.Read(ref _doneBytes);
+    /// <summary>Encoded bytes read from the source (chunk blobs).</summary>
+    public long WireBytes => Interlocked.Read(ref _wireBytes);
+    public long ChunksTotal => Interlocked.Read(ref _chunksTotal);
+    public long ChunksDone => Interlocked.Read(ref _chunksDone);
+    public long ZeroChunks => Interlocked.Read(ref _zeroChunks);
+    /// <summary>Index entries served from a chunk fetched once for an earlier offset.</summary>
+    public long DedupHits => Interlocked.Read(ref _dedupHits);
+
+    internal void SetTotals(long bytes, long chunks)
+    {
+        Interlocked.Exchange(ref _totalBytes, bytes);
+        Interlocked.Exchange(ref _chunksTotal, chunks);
+    }
+
+    internal void AddDone(long bytes, long chunks)
+    {
+        Interlocked.Add(ref _doneBytes, bytes);
+        Interlocked.Add(ref _chunksDone, chunks);
+    }
+
+    internal void AddWire(long bytes) => Interlocked.Add(ref _wireBytes, bytes);
+    internal void AddZero(long chunks) => Interlocked.Add(ref _zeroChunks, chunks);
+    internal void AddDedup(long hits) => Interlocked.Add(ref _dedupHits, hits);
+}

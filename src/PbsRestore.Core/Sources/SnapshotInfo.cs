@@ -1,0 +1,47 @@
+using PbsRestore.Formats;
+
+namespace PbsRestore.Sources;
+
+/// <summary>One file of a snapshot as a listing shows it.</summary>
+public sealed record SnapshotFile(string Name, long Size, CryptMode CryptMode)
+{
+    /// <summary>The name users type: without .fidx/.didx/.blob.</summary>
+    public string ArchiveName => ArchiveNames.DisplayName(Name);
+
+    public override string ToString() => Name;
+}
+
+/// <summary>
+/// A snapshot as listed: what Get-PbsSnapshot returns, and what Restore-PbsImage accepts from the pipeline.
+/// Immutable; <see cref="Location"/> says where it came from (a datastore folder or a server repository).
+/// </summary>
+public sealed class SnapshotInfo
+{
+    public SnapshotInfo(SnapshotRef reference, string location, IReadOnlyList<SnapshotFile> files, KeyFingerprint? keyFingerprint, string? owner = null, string? comment = null)
+    {
+        Ref = reference;
+        Location = location;
+        Files = files;
+        KeyFingerprint = keyFingerprint?.ToString();
+        Owner = owner;
+        Comment = comment;
+    }
+
+    public SnapshotRef Ref { get; }
+    public string Location { get; }
+    public string BackupType => Ref.BackupType;
+    public string BackupId => Ref.BackupId;
+    public DateTime BackupTime => Ref.BackupTime.UtcDateTime;
+    public string Namespace => Ref.Namespace.ToString();
+    /// <summary>type/id/time, e.g. vm/100/2024-05-01T10:00:00Z.</summary>
+    public string Snapshot => Ref.Path;
+    public IReadOnlyList<SnapshotFile> Files { get; }
+    public bool Encrypted => Files.Any(f => f.CryptMode == CryptMode.Encrypt);
+    /// <summary>Sum of the files' sizes (for images: their logical size), as PBS reports it.</summary>
+    public long Size => Files.Sum(f => f.Size);
+    public string? KeyFingerprint { get; }
+    public string? Owner { get; }
+    public string? Comment { get; }
+
+    public override string ToString() => Ref.ToString();
+}

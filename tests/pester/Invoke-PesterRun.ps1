@@ -1,0 +1,32 @@
+# Runs every tests/pester/*.Tests.ps1 with the pinned Pester. build.ps1 starts this in a CHILD
+# pwsh process, so the module DLL that the tests import is never loaded (and locked) by the
+# build process. Writes the results as NUnit XML and the counts as JSON for build.ps1 to sum.
+param(
+    [Parameter(Mandatory)] [string] $PesterManifest,
+    [Parameter(Mandatory)] [string] $ResultsXml,
+    [Parameter(Mandatory)] [string] $SummaryJson
+)
+$ErrorActionPreference = 'Stop'
+
+Import-Module $PesterManifest -Force
+
+$config = New-PesterConfiguration
+$config.Run.Path = @(Get-ChildItem -Path $PSScriptRoot -Filter '*.Tests.ps1' -File | ForEach-Object FullName)
+$config.Run.PassThru = $true
+$config.Run.Exit = $false
+$config.TestResult.Enabled = $true
+$config.TestResult.OutputFormat = 'NUnitXml'
+$config.TestResult.OutputPath = $ResultsXml
+$config.Output.Verbosity = 'Detailed'
+
+$result = Invoke-Pester -Configuration $config
+
+# A file that fails to load or a failing BeforeAll counts as a failure too, not only failed tests.
+$failed = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
+[ordered]@{
+    passed  = $result.PassedCount
+    failed  = $failed
+    skipped = $result.SkippedCount
+    notRun  = $result.NotRunCount
+} | ConvertTo-Json | Set-Content -Path $SummaryJson -Encoding utf8
+exit 0
