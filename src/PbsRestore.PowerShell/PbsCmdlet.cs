@@ -1,0 +1,107 @@
+using System.Management.Automation;
+using PbsRestore.Restore;
+
+namespace PbsRestore.PowerShell;
+
+/// <summary>
+/// Base of the module's cmdlets: one cancellation source that Ctrl+C (StopProcessing) cancels, a way to run
+/// core work on the thread pool while the pipeline thread draws progress (Write* only ever runs on the pipeline
+/// thread), and one mapping from core errors to ErrorRecords.
+/// </summary>
+public abstract class PbsCmdlet : PSCmdlet, IDisposable
+{
+    private readonly CancellationTokenSource _cts = new();
+
+    protected CancellationToken Stopping => _cts.Token;
+
+    protected override void StopProcessing() => _cts.Cancel();
+
+    /// <summary>Runs <paramref name="work"/> off the pipeline thread, calling <paramref name="tick"/> on it every 250 ms.</summary>
+    protected T Run<T>(Func<CancellationToken, Task<T>> work, Action? tick = null)
+    {
+        var task = Task.Run(() => work(_cts.Token));
+        while (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(250))
+            tick?.Invoke();
+        tick?.Invoke();
+        return task.GetAwaiter().GetResult();
+    }
+
+    /// <summary>Resolves a user path (relative to the current PowerShell location, ~ expanded) to a file-system path.</summary>
+    protected string ResolvePath(string path) => GetUnresolvedProviderPathFromPSPath(path);
+
+    /// <summary>The ErrorRecord for a failure, with the core's stable id and a fitting category.</summary>
+    protected static ErrorRecord ToErrorRecord(Exception e, object? target)
+    {
+        if (e is PbsException p)
+        {
+            var category = p.Kind switch
+            {
+                PbsErrorKind.InvalidData => ErrorCategory.InvalidData,
+                PbsErrorKind.Integrity => ErrorCategory.InvalidData,
+                PbsErrorKind.NotFound => ErrorCategory.ObjectNotFound,
+                PbsErrorKind.InvalidArgument => ErrorCategory.InvalidArgument,
+                PbsErrorKind.Authentication => ErrorCategory.AuthenticationError,
+                PbsErrorKind.ResourceExists => ErrorCategory.ResourceExists,
+                PbsErrorKind.Connection => ErrorCategory.ConnectionError,
+                _ => ErrorCategory.WriteError,
+            };
+            return new ErrorRecord(e, p.ErrorId, category, target);
+        }
+        return e switch
+        {
+            UnauthorizedAccessException => new ErrorRecord(e, "AccessDenied", ErrorCategory.PermissionDenied, target),
+            IOException => new ErrorRecord(e, "IOError", ErrorCategory.WriteError, target),
+            ArgumentException => new ErrorRecord(e, "InvalidArgument", ErrorCategory.InvalidArgument, target),
+            _ => new ErrorRecord(e, "UnexpectedError", ErrorCategory.NotSpecified, target),
+        };
+    }
+
+    /// <summary>Writes a non-terminating error for one failed item, unless the user stopped the pipeline.</summary>
+    protected void WriteFailure(Exception e, object? target)
+    {
+        if (e is OperationCanceledException && Stopping.IsCancellationRequested)
+            throw new PipelineStoppedException();
+        WriteError(ToErrorRecord(e, target));
+    }
+
+    public void Dispose()
+    {
+        _cts.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>Draws a restore's counters as a progress bar with MB/s and ETA.</summary>
+internal sealed class ProgressView(PSCmdlet cmdlet, int activityId, string activity)
+{
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+
+    public void Update(RestoreCounters c)
+    {
+        long total = c.TotalBytes, done = c.DoneBytes;
+        double seconds = _clock.Elapsed.TotalSeconds;
+        double rate = seconds > 0 ? done / seconds : 0;
+        var record = new ProgressRecord(activityId, activity,
+            total == 0 ? "Reading manifest and index" :
+            $"{Size(done)} of {Size(total)}, {rate / 1e6:F1} MB/s, {c.ChunksDone}/{c.ChunksTotal} chunks ({c.ZeroChunks} zero)")
+        {
+            PercentComplete = total > 0 ? (int)Math.Min(100, done * 100 / total) : 0,
+            SecondsRemaining = rate > 0 && total > done ? (int)((total - done) / rate) : -1,
+        };
+        cmdlet.WriteProgress(record);
+    }
+
+    public void Complete()
+    {
+        cmdlet.WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
+    }
+
+    public static string Size(long bytes) => bytes switch
+    {
+        >= 1L << 40 => $"{bytes / (double)(1L << 40):F2} TiB",
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):F1} MiB",
+        >= 1L << 10 => $"{bytes / (double)(1L << 10):F1} KiB",
+        _ => $"{bytes} B",
+    };
+}

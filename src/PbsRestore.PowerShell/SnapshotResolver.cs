@@ -1,0 +1,25 @@
+using System.Management.Automation;
+using PbsRestore.Sources;
+
+namespace PbsRestore.PowerShell;
+
+/// <summary>Turns what the user gave for -Snapshot (a string, or a snapshot object from Get-PbsSnapshot) into a core reference.</summary>
+internal static class SnapshotResolver
+{
+    /// <summary>Unwraps a pipeline value; returns the SnapshotInfo if it is one.</summary>
+    public static SnapshotInfo? AsSnapshotInfo(object? value) => (value is PSObject pso ? pso.BaseObject : value) as SnapshotInfo;
+
+    public static async Task<SnapshotRef> ResolveAsync(ISnapshotSource source, object value, BackupNamespace? ns, CancellationToken ct)
+    {
+        if (AsSnapshotInfo(value) is { } info) return info.Ref;
+        string text = (value is PSObject p ? p.BaseObject : value)?.ToString() ?? "";
+        var spec = SnapshotSpec.Parse(text);
+        var effectiveNs = spec.Namespace ?? ns ?? BackupNamespace.Root;
+        if (spec.BackupTime is { } time)
+            return new SnapshotRef(effectiveNs, spec.BackupType, spec.BackupId, time);
+        var all = await source.ListSnapshotsAsync(effectiveNs, spec.BackupType, spec.BackupId, ct).ConfigureAwait(false);
+        return all.OrderBy(s => s.Ref.BackupTime).LastOrDefault()?.Ref
+               ?? throw new PbsNotFoundException("SnapshotNotFound",
+                   $"no snapshot of {spec.BackupType}/{spec.BackupId}" + (effectiveNs.IsRoot ? "" : $" in namespace '{effectiveNs}'") + $" in '{source.Location}'");
+    }
+}
