@@ -33,15 +33,23 @@ public sealed class ArchiveRestorer
         return LocalDatastore.ReadManifest(raw, $"{_reader.Snapshot}/{FileFormats.ManifestBlobName}");
     }
 
+    /// <summary>
+    /// The client log is uploaded after the manifest is written, so no manifest lists it (upstream
+    /// CLIENT_LOG_BLOB_NAME). It can still be restored; only its CRC (and tag, if encrypted) can be checked.
+    /// </summary>
+    public const string ClientLogBlobName = "client.log.blob";
+
     /// <summary>Finds the manifest entry for what the user typed, or fails listing what exists.</summary>
     public ManifestFile ResolveArchive(BackupManifest manifest, string archive) =>
         ArchiveNames.Resolve(manifest, archive)
+        ?? (archive is ClientLogBlobName or "client.log" ? new ManifestFile(ClientLogBlobName, CryptMode.None, -1, []) : null)
         ?? throw new PbsNotFoundException("ArchiveNotFound",
             $"snapshot '{_reader.Snapshot}' has no archive '{archive}'; it has: {string.Join(", ", manifest.Files.Select(f => ArchiveNames.DisplayName(f.FileName)))}");
 
     /// <summary>Checks the key before anything else: required for encrypted archives, must match the manifest's.</summary>
     public void CheckKey(BackupManifest manifest, ManifestFile entry)
     {
+        if (IsUnlisted(entry)) return;
         if (entry.CryptMode == CryptMode.Encrypt && _crypt is null)
             throw new PbsKeyException("KeyRequired",
                 $"archive '{entry.FileName}' of snapshot '{_reader.Snapshot}' is encrypted" +
@@ -94,7 +102,12 @@ public sealed class ArchiveRestorer
     {
         var raw = await _reader.ReadFileAsync(entry.FileName, MaxBlobFileSize, ct).ConfigureAwait(false);
         string where = $"{_reader.Location}/{entry.FileName}";
-        BackupManifest.VerifyFile(entry, raw.LongLength, SHA256.HashData(raw), where);
+        if (IsUnlisted(entry))
+            encrypted = raw.Length >= 8 && DataBlob.IsEncrypted(DataBlob.GetKind(raw));
+        else
+            BackupManifest.VerifyFile(entry, raw.LongLength, SHA256.HashData(raw), where);
+        if (encrypted && _crypt is null)
+            throw new PbsKeyException("KeyRequired", $"{where} is encrypted; give its key file with -Keyfile");
         byte[] plain;
         try
         {
@@ -118,6 +131,8 @@ public sealed class ArchiveRestorer
         counters.AddDone(plain.Length, 1);
         return Result(entry, destination, counters, clock);
     }
+
+    private static bool IsUnlisted(ManifestFile entry) => entry.Size < 0;
 
     private RestoreResult Result(ManifestFile entry, string destination, RestoreCounters counters, Stopwatch clock) => new()
     {
