@@ -70,6 +70,9 @@ public sealed class BackupManifest
         try
         {
             if (root.ValueKind != JsonValueKind.Object) throw new PbsFormatException($"{where}: not a JSON object", "ManifestInvalid");
+            // Parsers disagree on which duplicate wins; a manifest whose meaning depends on that is refused
+            // (the signature check re-parses the text and must see the same values as this parser).
+            RejectDuplicateKeys(root, where);
             string type = root.GetProperty("backup-type").GetString() ?? "";
             string id = root.GetProperty("backup-id").GetString() ?? "";
             long time = root.GetProperty("backup-time").GetInt64();
@@ -82,7 +85,15 @@ public sealed class BackupManifest
                 if (!ArchiveNames.IsValidStoredName(name))
                     throw new PbsFormatException($"{where}: refusing file name '{Printable(name)}' (not a plain .fidx/.didx/.blob name: no paths, '..' or control characters)", "ManifestBadFileName");
                 if (!seen.Add(name)) throw new PbsFormatException($"{where}: file '{name}' is listed twice", "ManifestInvalid");
-                var mode = CryptModeNames.Parse(f.TryGetProperty("crypt-mode", out var cm) ? cm.GetString() : null);
+                CryptMode mode;
+                try
+                {
+                    mode = CryptModeNames.Parse(f.TryGetProperty("crypt-mode", out var cm) ? cm.GetString() : null);
+                }
+                catch (PbsFormatException e)
+                {
+                    throw new PbsFormatException($"{where}: file '{name}': {e.Message}", "ManifestInvalid", e);
+                }
                 long size = f.GetProperty("size").GetInt64();
                 if (size < 0) throw new PbsFormatException($"{where}: file '{name}' has negative size", "ManifestInvalid");
                 var csum = new byte[32];
@@ -100,6 +111,24 @@ public sealed class BackupManifest
         catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
         {
             throw new PbsFormatException($"{where}: malformed manifest: {e.Message}", "ManifestInvalid", e);
+        }
+    }
+
+    private static void RejectDuplicateKeys(JsonElement e, string where)
+    {
+        if (e.ValueKind == JsonValueKind.Object)
+        {
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var p in e.EnumerateObject())
+            {
+                if (!names.Add(p.Name))
+                    throw new PbsFormatException($"{where}: key '{Printable(p.Name)}' appears twice in one object", "ManifestInvalid");
+                RejectDuplicateKeys(p.Value, where);
+            }
+        }
+        else if (e.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var item in e.EnumerateArray()) RejectDuplicateKeys(item, where);
         }
     }
 

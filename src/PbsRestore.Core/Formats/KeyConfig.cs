@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -62,7 +63,7 @@ public sealed class KeyConfig
                 node["created"]?.ToString() ?? "", node["modified"]?.ToString() ?? "",
                 fp, node["hint"]?.GetValue<string>());
         }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or ArgumentException)
         {
             throw new PbsKeyException("KeyFileInvalid", $"{where} is not a valid PBS key file: {e.Message}", e);
         }
@@ -73,20 +74,23 @@ public sealed class KeyConfig
         if (kdf is null) return new KeyDerivation.None();
         if (kdf["Scrypt"] is JsonObject s)
         {
-            int n = s["n"]!.GetValue<int>(), r = s["r"]!.GetValue<int>(), p = s["p"]!.GetValue<int>();
+            int n = Required(s, "n", where).GetValue<int>(), r = Required(s, "r", where).GetValue<int>(), p = Required(s, "p", where).GetValue<int>();
             if (n < 2 || n > MaxScryptN || (n & (n - 1)) != 0 || r < 1 || r > 32 || p < 1 || p > 16)
                 throw new PbsKeyException("KeyFileInvalid", $"{where}: scrypt parameters out of range (n={n}, r={r}, p={p})");
-            return new KeyDerivation.Scrypt(n, r, p, Convert.FromBase64String(s["salt"]!.GetValue<string>()));
+            return new KeyDerivation.Scrypt(n, r, p, Convert.FromBase64String(Required(s, "salt", where).GetValue<string>()));
         }
         if (kdf["PBKDF2"] is JsonObject pb)
         {
-            int iter = pb["iter"]!.GetValue<int>();
+            int iter = Required(pb, "iter", where).GetValue<int>();
             if (iter < 1 || iter > MaxPbkdf2Iterations)
                 throw new PbsKeyException("KeyFileInvalid", $"{where}: PBKDF2 iteration count {iter} out of range");
-            return new KeyDerivation.Pbkdf2(iter, Convert.FromBase64String(pb["salt"]!.GetValue<string>()));
+            return new KeyDerivation.Pbkdf2(iter, Convert.FromBase64String(Required(pb, "salt", where).GetValue<string>()));
         }
         throw new PbsKeyException("KeyFileInvalid", $"{where}: unknown kdf {kdf.ToJsonString()}");
     }
+
+    private static JsonNode Required(JsonObject o, string name, string where) =>
+        o[name] ?? throw new PbsKeyException("KeyFileInvalid", $"{where}: kdf parameter '{name}' is missing");
 
     /// <summary>Derives the key-encryption key from the password (UTF-8 bytes).</summary>
     public static byte[] DeriveKey(KeyDerivation kdf, ReadOnlySpan<byte> password) => kdf switch
@@ -159,7 +163,8 @@ public sealed class KeyConfig
             var kek = DeriveKey(kdf, password);
             new CryptConfig(kek).Encrypt(data.AsSpan(0, 16), rawKey, data.AsSpan(32), data.AsSpan(16, 16));
         }
-        string ts = created.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ss+00:00");
+        // Invariant culture: in a custom format ':' is the culture's time separator, which is not ':' everywhere.
+        string ts = created.ToUniversalTime().ToString("yyyy'-'MM'-'dd'T'HH':'mm':'ss'+00:00'", CultureInfo.InvariantCulture);
         return new KeyConfig(kdf, data, ts, ts, new CryptConfig(rawKey).Fingerprint, hint);
     }
 
