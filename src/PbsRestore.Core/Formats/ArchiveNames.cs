@@ -26,15 +26,16 @@ public static class ArchiveNames
     public static string DisplayName(string storedName) =>
         KindOf(storedName) == ArchiveKind.Unknown ? storedName : storedName[..storedName.LastIndexOf('.')];
 
-    /// <summary>A single path component of safe characters ending in .fidx, .didx or .blob.</summary>
+    /// <summary>
+    /// A single path component of upstream's safe characters ([A-Za-z0-9_][A-Za-z0-9._-]*, as PBS's own archive
+    /// name schema) ending in .fidx, .didx or .blob: no separators, no '..', nothing Windows would reinterpret.
+    /// </summary>
     public static bool IsValidStoredName(string name)
     {
-        if (name.Length is 0 or > 255 || name == "." || name == ".." || name.StartsWith('.')) return false;
+        if (name.Length is 0 or > 255 || name.Contains("..", StringComparison.Ordinal)) return false;
+        if (!(char.IsAsciiLetterOrDigit(name[0]) || name[0] == '_')) return false;
         foreach (char c in name)
-        {
-            if (char.IsControl(c) || c is '/' or '\\' or ':' or '*' or '?' or '"' or '<' or '>' or '|') return false;
-        }
-        if (name.Contains("..", StringComparison.Ordinal)) return false;
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '-')) return false;
         return KindOf(name) != ArchiveKind.Unknown;
     }
 
