@@ -45,7 +45,7 @@ $results = @(
         Restore-PbsImage -Archive qemu-server.conf -Destination (Join-Path $restored 'vm-100.conf')
     Restore-PbsImage -Datastore $datastore -Snapshot vm/101 -Archive drive-scsi0.img -Destination (Join-Path $restored 'vm-101-disk-0.raw') `
         -Keyfile $written.key.path -KeyPassword $keyPassword
-    Restore-PbsImage -Datastore $datastore -Namespace prod/web -Snapshot ct/200 -Archive root.pxar -Destination (Join-Path $restored 'ct-200-root.pxar')
+    Restore-PbsImage -Datastore $datastore -Namespace prod/web -Snapshot ct/200 -Archive data -Destination (Join-Path $restored 'ct-200-data.raw')
 )
 $results | Format-Table Snapshot, Archive, @{ n = 'MiB'; e = { [math]::Round($_.LogicalBytes / 1MB, 1) } }, Chunks, ZeroChunks, DedupHits,
     @{ n = 'Seconds'; e = { [math]::Round($_.Duration.TotalSeconds, 2) } }, @{ n = 'MB/s'; e = { [math]::Round($_.MBPerSecond) } } -AutoSize | Out-Host
@@ -53,7 +53,7 @@ $results | Format-Table Snapshot, Archive, @{ n = 'MiB'; e = { [math]::Round($_.
 # 4. Check every restored byte against what the writer recorded.
 $bad = 0
 foreach ($r in $results) {
-    $snap = $written.snapshots | Where-Object { ($_.namespace -eq '' -and $_.path -eq $r.Snapshot) -or "ns/$($_.namespace -replace '/', '/ns/')/$($_.path)" -eq $r.Snapshot }
+    $snap = $written.snapshots | Where-Object path -eq $r.Snapshot
     $expected = ($snap.archives | Where-Object name -eq $r.Archive).sha256
     $actual = (Get-FileHash -LiteralPath $r.Destination -Algorithm SHA256).Hash.ToLowerInvariant()
     $ok = $actual -eq $expected

@@ -14,7 +14,8 @@ public sealed record SnapshotRef(BackupNamespace Namespace, string BackupType, s
 
     public long BackupTimeEpoch => BackupTime.ToUnixTimeSeconds();
 
-    public override string ToString() => Namespace.IsRoot ? Path : $"ns/{Namespace}/{Path}";
+    /// <summary>The snapshot's path below the datastore, e.g. <c>ns/prod/ns/web/ct/200/2024-05-01T10:10:00Z</c>; <see cref="SnapshotSpec.Parse"/> reads it back.</summary>
+    public override string ToString() => string.Concat(Namespace.Components.Select(c => $"ns/{c}/")) + Path;
 
     public static bool IsValidType(string type) => BackupTypes.Contains(type);
 

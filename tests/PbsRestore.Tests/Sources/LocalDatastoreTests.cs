@@ -139,3 +139,16 @@ public class SnapshotSpecTests
         Assert.Equal("NamespaceInvalid", Assert.Throws<PbsException>(() => BackupNamespace.Parse("1/2/3/4/5/6/7/8")).ErrorId);
     }
 }
+
+public class SnapshotRefTests
+{
+    [Fact]
+    public void ToString_is_the_path_below_the_datastore_and_parses_back()
+    {
+        var r = new SnapshotRef(BackupNamespace.Parse("prod/web"), "ct", "200", DateTimeOffset.FromUnixTimeSeconds(1714558200));
+        Assert.Equal("ns/prod/ns/web/ct/200/2024-05-01T10:10:00Z", r.ToString());
+        var spec = SnapshotSpec.Parse(r.ToString());
+        Assert.Equal(r.Namespace, spec.Namespace);
+        Assert.Equal(r.BackupTime, spec.BackupTime);
+    }
+}

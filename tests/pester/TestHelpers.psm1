@@ -1,0 +1,198 @@
+# Shared helpers for the PbsRestore Pester tests: where the golden fixture is, its MANIFEST.json,
+# private copies of the golden datastore, hand-built DataBlobs and file checks.
+# The golden fixture (<repo>/../shared/golden) is READ-ONLY: everything that corrupts data works on
+# a copy made by Copy-GoldenDatastore.
+Set-StrictMode -Version 3.0
+
+$script:GoldenRoot = [System.IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../../shared/golden'))
+$script:Manifest = $null
+
+function Get-GoldenRoot {
+    # The golden fixture folder (holds MANIFEST.json, datastore/, expected/, keys/).
+    $script:GoldenRoot
+}
+
+function Get-GoldenPath {
+    # A path inside the golden fixture, from a MANIFEST.json-relative path such as 'keys/scrypt.key.json'.
+    param([Parameter(Mandatory)] [string] $Relative)
+    [System.IO.Path]::GetFullPath((Join-Path $script:GoldenRoot $Relative))
+}
+
+function Get-GoldenDatastore {
+    Get-GoldenPath 'datastore'
+}
+
+function Get-GoldenManifest {
+    # MANIFEST.json as objects (parsed once per session).
+    if ($null -eq $script:Manifest) {
+        $path = Join-Path $script:GoldenRoot 'MANIFEST.json'
+        if (-not (Test-Path -LiteralPath $path -PathType Leaf)) {
+            throw "Golden fixture not found: $path"
+        }
+        $script:Manifest = Get-Content -LiteralPath $path -Raw | ConvertFrom-Json -DateKind String   # keep RFC 3339 strings as text
+    }
+    $script:Manifest
+}
+
+function Get-GoldenSnapshot {
+    # One snapshot of MANIFEST.json by type and id.
+    param([Parameter(Mandatory)] [string] $BackupType, [Parameter(Mandatory)] [string] $BackupId)
+    $s = @((Get-GoldenManifest).snapshots | Where-Object { $_.backup_type -eq $BackupType -and $_.backup_id -eq $BackupId })
+    if ($s.Count -ne 1) { throw "MANIFEST.json has $($s.Count) snapshots $BackupType/$BackupId" }
+    $s[0]
+}
+
+function Get-GoldenArchive {
+    # One archive of a MANIFEST.json snapshot by its stored name (e.g. 'drive-scsi0.img.fidx').
+    param([Parameter(Mandatory)] $Snapshot, [Parameter(Mandatory)] [string] $Name)
+    $a = @($Snapshot.archives | Where-Object name -EQ $Name)
+    if ($a.Count -ne 1) { throw "MANIFEST.json snapshot $($Snapshot.path) has $($a.Count) archives named $Name" }
+    $a[0]
+}
+
+function Get-SnapshotSpec {
+    # 'vm/100/2024-05-01T10:00:00Z' for a MANIFEST.json snapshot.
+    param([Parameter(Mandatory)] $Snapshot)
+    "$($Snapshot.backup_type)/$($Snapshot.backup_id)/$($Snapshot.backup_time_rfc3339)"
+}
+
+function Get-ArchiveDisplayName {
+    # The name users type: the stored name without .fidx/.didx/.blob.
+    param([Parameter(Mandatory)] [string] $StoredName)
+    $StoredName -replace '\.(fidx|didx|blob)$', ''
+}
+
+function Copy-DirectoryTree {
+    # Recursive copy with .NET only (names with ':' or U+F03A stay untouched by any provider logic).
+    param([Parameter(Mandatory)] [string] $Source, [Parameter(Mandatory)] [string] $Destination)
+    [void][System.IO.Directory]::CreateDirectory($Destination)
+    foreach ($f in [System.IO.Directory]::EnumerateFiles($Source)) {
+        $target = [System.IO.Path]::Combine($Destination, [System.IO.Path]::GetFileName($f))
+        [System.IO.File]::Copy($f, $target, $false)
+        # The golden files are read-only; the copy must be writable (tests corrupt or delete files in it).
+        [System.IO.File]::SetAttributes($target, [System.IO.FileAttributes]::Normal)
+    }
+    foreach ($d in [System.IO.Directory]::EnumerateDirectories($Source)) {
+        Copy-DirectoryTree -Source $d -Destination ([System.IO.Path]::Combine($Destination, [System.IO.Path]::GetFileName($d)))
+    }
+}
+
+function Copy-GoldenDatastore {
+    # Copies the golden datastore into <Parent>/<Name> (a fresh folder) and returns its full path.
+    param([Parameter(Mandatory)] [string] $Parent, [string] $Name = 'datastore')
+    $dest = [System.IO.Path]::Combine([System.IO.Path]::GetFullPath($Parent), $Name)
+    if ([System.IO.Directory]::Exists($dest)) { throw "Copy target already exists: $dest" }
+    Copy-DirectoryTree -Source (Get-GoldenDatastore) -Destination $dest
+    $dest
+}
+
+function Get-CopyPath {
+    # Maps a MANIFEST.json path 'datastore/...' into a copied datastore.
+    param([Parameter(Mandatory)] [string] $DatastoreCopy, [Parameter(Mandatory)] [string] $ManifestPath)
+    if (-not $ManifestPath.StartsWith('datastore/')) { throw "not a datastore path: $ManifestPath" }
+    [System.IO.Path]::Combine($DatastoreCopy, $ManifestPath.Substring('datastore/'.Length))
+}
+
+function New-TestPassword {
+    param([Parameter(Mandatory)] [string] $Plain)
+    ConvertTo-SecureString -String $Plain -AsPlainText -Force
+}
+
+function Get-Sha256 {
+    # Lower-case hex SHA-256 of a file (Get-FileHash returns upper case).
+    param([Parameter(Mandatory)] [string] $Path)
+    (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant()
+}
+
+function Get-AllocatedBytes {
+    # Bytes actually allocated on disk for a file (Linux/macOS: stat blocks * 512).
+    param([Parameter(Mandatory)] [string] $Path)
+    if ($IsLinux) { return [long](& stat -c '%b' -- $Path) * 512 }
+    if ($IsMacOS) { return [long](& stat -f '%b' -- $Path) * 512 }
+    throw 'Get-AllocatedBytes: only Linux and macOS are supported'
+}
+
+function Get-Crc32 {
+    # CRC-32 (IEEE, as PBS DataBlob uses it) of a byte array, as UInt32.
+    param([Parameter(Mandatory)] [byte[]] $Bytes)
+    # (HashToUInt32 takes a ReadOnlySpan, which PowerShell cannot pass; the instance API takes byte[].)
+    $crc = [System.IO.Hashing.Crc32]::new()
+    $crc.Append($Bytes)
+    $crc.GetCurrentHashAsUInt32()
+}
+
+function New-UncompressedDataBlob {
+    # An unencrypted, uncompressed PBS DataBlob: magic (8) + CRC32 LE of the payload (4) + payload.
+    param([Parameter(Mandatory)] [byte[]] $Payload)
+    [byte[]] $magic = 66, 171, 56, 7, 190, 131, 112, 161
+    $crc = [System.BitConverter]::GetBytes([uint32](Get-Crc32 -Bytes $Payload))
+    if (-not [System.BitConverter]::IsLittleEndian) { [array]::Reverse($crc) }
+    [byte[]] ($magic + $crc + $Payload)
+}
+
+function Set-BlobCrc {
+    # Recomputes the CRC32 of bytes[12..] of an unencrypted DataBlob and writes it LE at bytes 8..11.
+    param([Parameter(Mandatory)] [byte[]] $Blob)
+    $payload = [byte[]]::new($Blob.Length - 12)
+    [array]::Copy($Blob, 12, $payload, 0, $payload.Length)
+    $crc = [System.BitConverter]::GetBytes([uint32](Get-Crc32 -Bytes $payload))
+    if (-not [System.BitConverter]::IsLittleEndian) { [array]::Reverse($crc) }
+    [array]::Copy($crc, 0, $Blob, 8, 4)
+}
+
+function Get-PartialPath {
+    # Where a restore writes before the final rename.
+    param([Parameter(Mandatory)] [string] $Destination)
+    "$Destination.partial"
+}
+
+function Get-ErrorIdOf {
+    # The error id (before the comma) of an ErrorRecord's FullyQualifiedErrorId.
+    param([Parameter(Mandatory)] [System.Management.Automation.ErrorRecord] $ErrorRecord)
+    ($ErrorRecord.FullyQualifiedErrorId -split ',')[0]
+}
+
+
+
+function New-OutputFolder {
+    # A fresh, empty folder under Parent (pass $TestDrive) for one test's restore output.
+    param([Parameter(Mandatory)] [string] $Parent, [string] $Prefix = 'out')
+    $dir = [System.IO.Path]::Combine($Parent, "$Prefix-$([guid]::NewGuid().ToString('N').Substring(0, 8))")
+    [void][System.IO.Directory]::CreateDirectory($dir)
+    $dir
+}
+
+function Get-FolderEntries {
+    # Names of everything in a folder (files and folders, hidden ones too), sorted.
+    param([Parameter(Mandatory)] [string] $Path)
+    @([System.IO.Directory]::GetFileSystemEntries($Path) | ForEach-Object { [System.IO.Path]::GetFileName($_) } | Sort-Object)
+}
+function Get-TreeFingerprint {
+    # One line per file under Root: relative path, length and SHA-256, sorted (to prove a tree unchanged).
+    param([Parameter(Mandatory)] [string] $Root)
+    $root = [System.IO.Path]::GetFullPath($Root)
+    @([System.IO.Directory]::EnumerateFiles($root, '*', [System.IO.SearchOption]::AllDirectories) | ForEach-Object {
+            $bytes = [System.IO.File]::ReadAllBytes($_)
+            '{0} {1} {2}' -f [System.IO.Path]::GetRelativePath($root, $_), $bytes.Length,
+                [System.Convert]::ToHexString([System.Security.Cryptography.SHA256]::HashData($bytes))
+        } | Sort-Object)
+}
+
+function Assert-NothingWritten {
+    # A failed restore left nothing: no destination, no '<dest>.partial', nothing else in its folder.
+    param([Parameter(Mandatory)] [string] $Destination)
+    Test-Path -LiteralPath $Destination | Should -BeFalse -Because "the destination $Destination must not exist"
+    Test-Path -LiteralPath (Get-PartialPath $Destination) | Should -BeFalse -Because 'no .partial file may be left'
+    @(Get-FolderEntries ([System.IO.Path]::GetDirectoryName($Destination))) | Should -Be @() -Because 'the output folder must stay empty'
+}
+
+function Assert-Restored {
+    # A restored file is complete and bit-exact (MANIFEST.json archive), with no .partial beside it.
+    param([Parameter(Mandatory)] [string] $Destination, [Parameter(Mandatory)] $Archive)
+    Test-Path -LiteralPath $Destination -PathType Leaf | Should -BeTrue -Because "$Destination must exist"
+    (Get-Item -LiteralPath $Destination).Length | Should -Be ([long]$Archive.plaintext_size)
+    Get-Sha256 $Destination | Should -BeExactly $Archive.plaintext_sha256
+    Test-Path -LiteralPath (Get-PartialPath $Destination) | Should -BeFalse -Because 'the .partial file must be renamed into place'
+}
+
+Export-ModuleMember -Function *
