@@ -184,7 +184,8 @@ public sealed class KeyConfig
         };
         if (Fingerprint is { } fp) o["fingerprint"] = fp.ToString();
         if (Hint is not null) o["hint"] = Hint;
-        return o.ToJsonString();
+        // Relaxed escaping: base64 '+' stays '+', as in upstream's key files.
+        return o.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }
 
     public override string ToString() => $"KeyConfig kdf={Kdf.GetType().Name} fingerprint={Fingerprint?.ToShortString()}";
