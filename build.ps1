@@ -9,7 +9,7 @@
 #        results in artifacts/test/; ends with the line `N passed, N failed` (also in
 #        artifacts/test/summary.txt) and exits 1 if anything failed or no test ran.
 # Demo:  Build, then runs examples/demo.ps1 in a child pwsh.
-# Clean: removes bin/, obj/, module/bin/ and artifacts/ (keeps the .tools/ download cache).
+# Clean: removes bin/, obj/, module/bin/, en-US/ (a build copy of module/en-US) and artifacts/ (keeps the .tools/ download cache).
 param(
     [ValidateSet('Build', 'Test', 'Demo', 'Clean')]
     [string] $Task = 'Build',
@@ -73,6 +73,16 @@ function Invoke-Build {
         Where-Object { $_.Extension -in '.dll', '.pdb' -and $_.BaseName -notin $NotShipped }
     $files | Copy-Item -Destination $ModuleBin -Force
     Write-Host "Module files in module/bin: $(($files | Where-Object Extension -eq '.dll' | ForEach-Object Name) -join ', ')"
+
+    # Offline help (source: module/en-US). Get-Help looks in <ModuleBase>/<culture>: for a module imported
+    # through PbsRestore.psd1 that is en-US/ next to the manifest (not next to the DLL); for the DLL imported
+    # directly it is module/bin/en-US/. Copy to both.
+    $helpSource = Join-Path $Root 'module/en-US'
+    foreach ($helpTarget in (Join-Path $ModuleBin 'en-US'), (Join-Path $Root 'en-US')) {
+        if (Test-Path -LiteralPath $helpTarget) { Remove-Item -LiteralPath $helpTarget -Recurse -Force }
+        Copy-Item -LiteralPath $helpSource -Destination $helpTarget -Recurse -Force
+    }
+    Write-Host "Help files in en-US and module/bin/en-US: $((Get-ChildItem -LiteralPath $helpSource -File).Name -join ', ')"
 }
 
 function Get-PesterManifest {
@@ -168,7 +178,7 @@ function Invoke-Demo {
 function Invoke-Clean {
     $dirs = @(Get-ChildItem -Path (Join-Path $Root 'src'), (Join-Path $Root 'tests') -Directory -Recurse -ErrorAction SilentlyContinue |
         Where-Object { $_.Name -in 'bin', 'obj', 'TestResults' })
-    $dirs += @((Join-Path $Root 'module/bin'), (Join-Path $Root 'artifacts') | Where-Object { Test-Path -LiteralPath $_ } | Get-Item)
+    $dirs += @((Join-Path $Root 'module/bin'), (Join-Path $Root 'artifacts'), (Join-Path $Root 'en-US') | Where-Object { Test-Path -LiteralPath $_ } | Get-Item)
     foreach ($d in $dirs) {
         if (Test-Path -LiteralPath $d.FullName) {
             Write-Host "Removing $($d.FullName)"

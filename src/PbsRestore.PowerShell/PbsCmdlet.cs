@@ -12,7 +12,7 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
 {
     private readonly CancellationTokenSource _cts = new();
 
-    protected CancellationToken Stopping => _cts.Token;
+    protected CancellationToken StopToken => _cts.Token;
 
     protected override void StopProcessing() => _cts.Cancel();
 
@@ -59,7 +59,7 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
     /// <summary>Writes a non-terminating error for one failed item, unless the user stopped the pipeline.</summary>
     protected void WriteFailure(Exception e, object? target)
     {
-        if (e is OperationCanceledException && Stopping.IsCancellationRequested)
+        if (e is OperationCanceledException && StopToken.IsCancellationRequested)
             throw new PipelineStoppedException();
         WriteError(ToErrorRecord(e, target));
     }

@@ -17,12 +17,19 @@ public sealed class DestinationFile : IImageSink
         Destination = destination;
         PartialPath = partialPath;
         _stream = stream;
-        ZerosAreHoles = sparse;
+        IsSparse = sparse;
     }
 
     public string Destination { get; }
     public string PartialPath { get; }
-    public bool ZerosAreHoles { get; }
+    /// <summary>
+    /// A freshly created file reads back zeros wherever nothing was written, sparse or not (FAT and exFAT
+    /// just allocate and zero-fill), so zero chunks never need writing here.
+    /// </summary>
+    public bool ZerosAreHoles => true;
+
+    /// <summary>Whether the file system keeps the unwritten ranges unallocated.</summary>
+    public bool IsSparse { get; }
 
     public static string PartialPathFor(string destination) => destination + ".partial";
 
