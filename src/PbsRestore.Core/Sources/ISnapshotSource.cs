@@ -17,6 +17,10 @@ public interface ISnapshotSource
     /// <summary>Snapshots of one namespace (not below it), filtered by type and id when given.</summary>
     Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(BackupNamespace ns, string? backupType, string? backupId, CancellationToken ct);
 
+    /// <summary>The backup groups of one namespace; by default derived from the snapshot listing.</summary>
+    async Task<IReadOnlyList<BackupGroupInfo>> ListGroupsAsync(BackupNamespace ns, CancellationToken ct) =>
+        BackupGroupInfo.FromSnapshots(await ListSnapshotsAsync(ns, null, null, ct).ConfigureAwait(false));
+
     /// <summary>Opens a snapshot for reading. Throws <see cref="PbsNotFoundException"/> when it does not exist.</summary>
     Task<ISnapshotReader> OpenSnapshotAsync(SnapshotRef snapshot, CancellationToken ct);
 }

@@ -152,3 +152,19 @@ public class SnapshotRefTests
         Assert.Equal(r.BackupTime, spec.BackupTime);
     }
 }
+
+public class BackupGroupTests
+{
+    [Fact]
+    public async Task Groups_of_the_golden_root_namespace()
+    {
+        ISnapshotSource source = new LocalDatastore(TestPaths.GoldenPath("datastore"));
+        var groups = await source.ListGroupsAsync(BackupNamespace.Root, default);
+        Assert.Equal(["ct/200", "vm/100", "vm/101"], groups.Select(g => g.Group));
+        var vm100 = groups.Single(g => g.BackupId == "100");
+        Assert.Equal(1, vm100.SnapshotCount);
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1714557600), vm100.LastBackup);
+        Assert.Equal("root@pam", vm100.Owner);
+        Assert.Contains("drive-virtio1.img.fidx", vm100.Files);
+    }
+}
