@@ -1,16 +1,25 @@
 namespace PbsRestore.Restore;
 
-/// <summary>How hard each stage of the restore pipeline works. Defaults suit a local datastore.</summary>
+/// <summary>How hard each stage of the restore pipeline works. The defaults tune themselves.</summary>
 public sealed record RestoreOptions
 {
-    /// <summary>Chunk reads in flight (for a server: requests on the wire).</summary>
-    public int FetchConcurrency { get; init; } = 8;
+    /// <summary>Upper bound of automatic fetch concurrency.</summary>
+    public const int AutoFetchLimit = 64;
+
+    /// <summary>
+    /// Chunk reads in flight (for a server: requests on the wire). Null: automatic — start small and grow while
+    /// throughput still rises, up to <see cref="AutoFetchLimit"/>.
+    /// </summary>
+    public int? FetchConcurrency { get; init; }
 
     /// <summary>Chunks decoded at once (CRC, decrypt, decompress, digest): one per core.</summary>
     public int DecodeConcurrency { get; init; } = Environment.ProcessorCount;
 
     /// <summary>Positional writes in flight.</summary>
     public int WriteConcurrency { get; init; } = 2;
+
+    /// <summary>Cap on bytes read from the source per second (encoded chunk bytes); null for none.</summary>
+    public long? MaxBytesPerSecond { get; init; }
 
     /// <summary>Overwrite an existing destination.</summary>
     public bool Force { get; init; }
@@ -20,6 +29,21 @@ public sealed record RestoreOptions
         if (FetchConcurrency is < 1 or > 256) throw new ArgumentOutOfRangeException(nameof(FetchConcurrency), FetchConcurrency, "must be 1..256");
         if (DecodeConcurrency is < 1 or > 256) throw new ArgumentOutOfRangeException(nameof(DecodeConcurrency), DecodeConcurrency, "must be 1..256");
         if (WriteConcurrency is < 1 or > 64) throw new ArgumentOutOfRangeException(nameof(WriteConcurrency), WriteConcurrency, "must be 1..64");
+        if (MaxBytesPerSecond is <= 0) throw new ArgumentOutOfRangeException(nameof(MaxBytesPerSecond), MaxBytesPerSecond, "must be positive");
         return this;
+    }
+
+    /// <summary>
+    /// Applies upstream's variables for familiarity where the caller set nothing: PBS_RESTORE_FETCH_CONCURRENCY
+    /// (fetches in flight) and PBS_RESTORE_MAX_THREADS (decode threads).
+    /// </summary>
+    public RestoreOptions WithEnvironmentDefaults(bool fetchGiven, bool decodeGiven)
+    {
+        var o = this;
+        if (!fetchGiven && int.TryParse(Environment.GetEnvironmentVariable("PBS_RESTORE_FETCH_CONCURRENCY"), out int f) && f is >= 1 and <= 256)
+            o = o with { FetchConcurrency = f };
+        if (!decodeGiven && int.TryParse(Environment.GetEnvironmentVariable("PBS_RESTORE_MAX_THREADS"), out int t) && t is >= 1 and <= 256)
+            o = o with { DecodeConcurrency = t };
+        return o;
     }
 }

@@ -8,8 +8,8 @@ namespace PbsRestore.Restore;
 /// Runs a <see cref="RestorePlan"/>: fetch → decode → write, each role its own set of workers joined by
 /// bounded channels, so the source, every core and the disk are busy at once with a bounded number of chunk
 /// buffers in memory ((fetch + queue + decode) raw plus (decode + queue + write) plain, whatever the image
-/// size). Fetchers take jobs in index order. The first failure cancels every stage and is the one reported;
-/// a chunk that failed a check is never written.
+/// size). Fetchers take jobs in index order; a <see cref="FetchGate"/> sets how many are in flight. The first
+/// failure cancels every stage and is the one reported; a chunk that failed a check is never written.
 /// </summary>
 public static class RestorePipeline
 {
@@ -17,29 +17,25 @@ public static class RestorePipeline
     private readonly record struct Decoded(ChunkJob Job, byte[] Buffer, int Length);
 
     public static async Task RunAsync(RestorePlan plan, IChunkSource source, CryptConfig? crypt, bool encrypted,
-        IImageSink sink, RestoreOptions options, RestoreCounters counters, CancellationToken ct)
+        IImageSink sink, RestoreOptions options, RestoreCounters counters, CancellationToken ct, RestoreMetrics? metrics = null)
     {
         options.Validate();
+        metrics ??= new RestoreMetrics();
         counters.SetTotals(plan.Size, plan.EntryCount);
-        if (plan.ZeroRanges.Count > 0)
-        {
-            if (!sink.ZerosAreHoles)
-                throw new NotSupportedException("explicit zero writes are not supported by this sink");
-            counters.AddZero(plan.ZeroRanges.Count);
-            counters.AddDone(plan.ZeroRanges.Sum(z => (long)z.Length), plan.ZeroRanges.Count);
-        }
+        counters.AddZero(plan.ZeroRanges.Count);
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = cts.Token;
+        using var gate = new FetchGate(options.FetchConcurrency, RestoreOptions.AutoFetchLimit);
+        var limiter = options.MaxBytesPerSecond is { } bps ? new BandwidthLimiter(bps) : null;
         var pool = new ChunkBufferPool(plan.MaxChunkSize + FileFormats.EncryptedBlobHeaderSize);
-        var fetched = Channel.CreateBounded<Fetched>(new BoundedChannelOptions(Math.Max(2, options.DecodeConcurrency)) { SingleReader = false, SingleWriter = false });
-        var decoded = Channel.CreateBounded<Decoded>(new BoundedChannelOptions(Math.Max(2, options.WriteConcurrency * 2)) { SingleReader = false, SingleWriter = false });
+        var fetched = Channel.CreateBounded<Fetched>(Math.Max(2, options.DecodeConcurrency));
+        var decoded = Channel.CreateBounded<Decoded>(Math.Max(2, options.WriteConcurrency * 2));
         Exception? failure = null;
         int nextJob = -1;
 
         void Fail(Exception e)
         {
-            if (e is OperationCanceledException && token.IsCancellationRequested && failure is not null) return;
             Interlocked.CompareExchange(ref failure, e, null);
             cts.Cancel();
         }
@@ -51,8 +47,10 @@ public static class RestorePipeline
                 int i = Interlocked.Increment(ref nextJob);
                 if (i >= plan.Jobs.Count) return;
                 var job = plan.Jobs[i];
+                await gate.WaitAsync(token).ConfigureAwait(false);
                 var buffer = pool.Rent();
                 int length;
+                long started = RestoreMetrics.Now;
                 try
                 {
                     length = await source.ReadRawChunkAsync(job.Digest, buffer, token).ConfigureAwait(false);
@@ -61,16 +59,35 @@ public static class RestorePipeline
                 {
                     throw ChunkDecoder.Blame(plan.Archive, job, e);
                 }
+                finally
+                {
+                    gate.Release();
+                }
+                metrics.FetchLatency(started);
+                metrics.AddFetchBusy(started);
                 counters.AddWire(length);
+                if (limiter is not null)
+                {
+                    long throttled = RestoreMetrics.Now;
+                    await limiter.ChargeAsync(length, token).ConfigureAwait(false);
+                    metrics.AddThrottled(throttled);
+                }
+                long blocked = RestoreMetrics.Now;
                 await fetched.Writer.WriteAsync(new Fetched(job, buffer, length), token).ConfigureAwait(false);
+                metrics.AddFetchBlocked(blocked);
             }
         }
 
         async Task Decode()
         {
             using var decoder = new ChunkDecoder(plan.Archive, crypt, encrypted, plan.MaxChunkSize);
-            await foreach (var item in fetched.Reader.ReadAllAsync(token).ConfigureAwait(false))
+            while (true)
             {
+                long waiting = RestoreMetrics.Now;
+                if (!await fetched.Reader.WaitToReadAsync(token).ConfigureAwait(false)) return;
+                if (!fetched.Reader.TryRead(out var item)) continue;
+                metrics.AddDecodeStarved(waiting);
+                long busy = RestoreMetrics.Now;
                 var plain = pool.Rent();
                 int n;
                 try
@@ -81,44 +98,57 @@ public static class RestorePipeline
                 {
                     pool.Return(item.Buffer);
                 }
+                metrics.AddDecodeBusy(busy);
+                long blocked = RestoreMetrics.Now;
                 await decoded.Writer.WriteAsync(new Decoded(item.Job, plain, n), token).ConfigureAwait(false);
+                metrics.AddDecodeBlocked(blocked);
             }
         }
 
         async Task Write()
         {
-            await foreach (var item in decoded.Reader.ReadAllAsync(token).ConfigureAwait(false))
+            while (true)
             {
+                long waiting = RestoreMetrics.Now;
+                if (!await decoded.Reader.WaitToReadAsync(token).ConfigureAwait(false)) return;
+                if (!decoded.Reader.TryRead(out var item)) continue;
+                metrics.AddWriteStarved(waiting);
+                long busy = RestoreMetrics.Now;
                 foreach (long offset in item.Job.Offsets)
                 {
                     token.ThrowIfCancellationRequested();
                     sink.Write(offset, item.Buffer.AsSpan(0, item.Length));
                 }
                 pool.Return(item.Buffer);
+                metrics.AddWriteBusy(busy);
                 counters.AddDone((long)item.Length * item.Job.Offsets.Length, item.Job.Offsets.Length);
                 if (item.Job.Offsets.Length > 1) counters.AddDedup(item.Job.Offsets.Length - 1);
             }
         }
 
         // Each role completes the channel it produces into, once all its workers are done (or one failed).
-        Task Stage(int count, Func<Task> worker, ChannelWriter<Fetched>? fetchOut, ChannelWriter<Decoded>? decodeOut)
+        Task Stage(int count, Func<Task> worker, Action complete)
         {
             var workers = Enumerable.Range(0, count).Select(_ => Task.Run(async () =>
             {
                 try { await worker().ConfigureAwait(false); }
                 catch (Exception e) { Fail(e); }
             })).ToArray();
-            return Task.WhenAll(workers).ContinueWith(_ =>
-            {
-                fetchOut?.TryComplete();
-                decodeOut?.TryComplete();
-            }, TaskScheduler.Default);
+            return Task.WhenAll(workers).ContinueWith(_ => complete(), TaskScheduler.Default);
         }
 
-        var fetchStage = Stage(Math.Min(options.FetchConcurrency, Math.Max(1, plan.Jobs.Count)), Fetch, fetched.Writer, null);
-        var decodeStage = Stage(options.DecodeConcurrency, Decode, null, decoded.Writer);
-        var writeStage = Stage(options.WriteConcurrency, Write, null, null);
-        await Task.WhenAll(fetchStage, decodeStage, writeStage).ConfigureAwait(false);
+        var tuning = gate.TuneAsync(() => counters.WireBytes, metrics.SetFetchLimit, token);
+        var zeros = Task.Run(() =>
+        {
+            try { WriteZeros(plan, sink, counters, token); }
+            catch (Exception e) { Fail(e); }
+        });
+        var fetchStage = Stage(Math.Min(gate.Max, Math.Max(1, plan.Jobs.Count)), Fetch, () => fetched.Writer.TryComplete());
+        var decodeStage = Stage(options.DecodeConcurrency, Decode, () => decoded.Writer.TryComplete());
+        var writeStage = Stage(options.WriteConcurrency, Write, () => { });
+        await Task.WhenAll(fetchStage, decodeStage, writeStage, zeros).ConfigureAwait(false);
+        cts.Cancel(); // ends the tuner
+        await tuning.ConfigureAwait(false);
 
         if (failure is not null)
         {
@@ -127,5 +157,26 @@ public static class RestorePipeline
         }
         ct.ThrowIfCancellationRequested();
         sink.Flush();
+    }
+
+    /// <summary>
+    /// Zero chunks: nothing to do where unwritten ranges read as zeros (a fresh file); on a used file or device
+    /// they are written explicitly, from one shared zero buffer.
+    /// </summary>
+    private static void WriteZeros(RestorePlan plan, IImageSink sink, RestoreCounters counters, CancellationToken ct)
+    {
+        if (plan.ZeroRanges.Count == 0) return;
+        if (sink.ZerosAreHoles)
+        {
+            counters.AddDone(plan.ZeroRanges.Sum(z => (long)z.Length), plan.ZeroRanges.Count);
+            return;
+        }
+        var zero = new byte[plan.ZeroRanges.Max(z => z.Length)];
+        foreach (var (offset, length) in plan.ZeroRanges)
+        {
+            ct.ThrowIfCancellationRequested();
+            sink.Write(offset, zero.AsSpan(0, length));
+            counters.AddDone(length, 1);
+        }
     }
 }

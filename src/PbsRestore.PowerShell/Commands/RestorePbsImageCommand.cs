@@ -52,10 +52,15 @@ public sealed class RestorePbsImageCommand : PbsCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>Chunk reads in flight.</summary>
+    /// <summary>Chunk reads in flight; automatic when omitted (grows while throughput rises). PBS_RESTORE_FETCH_CONCURRENCY also sets it.</summary>
     [Parameter]
     [ValidateRange(1, 256)]
-    public int FetchConcurrency { get; set; } = new RestoreOptions().FetchConcurrency;
+    public int FetchConcurrency { get; set; }
+
+    /// <summary>Cap on the read rate, in MB/s (10^6 bytes) of encoded chunk data, e.g. for restores in business hours.</summary>
+    [Parameter]
+    [ValidateRange(0.1, 1_000_000)]
+    public double MaxBandwidth { get; set; }
 
     private CryptConfig? _crypt;
 
@@ -85,7 +90,12 @@ public sealed class RestorePbsImageCommand : PbsCmdlet
         }
         string storePath = ResolvePath(datastore);
         string destination = ResolvePath(Destination);
-        var options = new RestoreOptions { Force = Force, FetchConcurrency = FetchConcurrency };
+        var options = new RestoreOptions
+        {
+            Force = Force,
+            FetchConcurrency = MyInvocation.BoundParameters.ContainsKey(nameof(FetchConcurrency)) ? FetchConcurrency : null,
+            MaxBytesPerSecond = MyInvocation.BoundParameters.ContainsKey(nameof(MaxBandwidth)) ? (long)(MaxBandwidth * 1e6) : null,
+        }.WithEnvironmentDefaults(fetchGiven: MyInvocation.BoundParameters.ContainsKey(nameof(FetchConcurrency)), decodeGiven: false);
         try
         {
             // Phase 1, read-only: find the snapshot and archive, check key and destination.

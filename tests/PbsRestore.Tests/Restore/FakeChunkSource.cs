@@ -45,12 +45,12 @@ internal sealed class FakeChunkSource : IChunkSource
 }
 
 /// <summary>A sink that records which offsets were written, and the bytes, in memory.</summary>
-internal sealed class RecordingSink(long size) : IImageSink
+internal sealed class RecordingSink(long size, bool zerosAreHoles = true) : IImageSink
 {
     private readonly byte[] _image = new byte[size];
     public ConcurrentBag<long> Offsets { get; } = new();
     public bool Flushed { get; private set; }
-    public bool ZerosAreHoles => true;
+    public bool ZerosAreHoles => zerosAreHoles;
     public byte[] Image => _image;
 
     public void Write(long offset, ReadOnlySpan<byte> data)

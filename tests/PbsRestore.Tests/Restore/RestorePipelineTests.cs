@@ -162,4 +162,77 @@ public class RestorePipelineTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new RestoreOptions { FetchConcurrency = 0 }.Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new RestoreOptions { DecodeConcurrency = 1000 }.Validate());
     }
+
+    [Fact]
+    public async Task On_a_used_target_zero_chunks_are_written_over_old_data()
+    {
+        var (image, index, source) = MakeImage(25);
+        var plan = RestorePlan.Plan("z.img.fidx", index, Zero(null));
+        var sink = new RecordingSink(index.Size, zerosAreHoles: false);
+        Array.Fill(sink.Image, (byte)0xEE); // previous garbage on the device
+        await RestorePipeline.RunAsync(plan, source, null, false, sink, new RestoreOptions(), new RestoreCounters(), default);
+        Assert.Equal(SHA256.HashData(image), SHA256.HashData(sink.Image));
+        Assert.All(plan.ZeroRanges, z => Assert.Contains(z.Offset, sink.Offsets));
+    }
+
+    [Fact]
+    public async Task Automatic_fetch_concurrency_is_reported_and_bounded()
+    {
+        var (image, index, source) = MakeImage(200);
+        var plan = RestorePlan.Plan("a.img.fidx", index, Zero(null));
+        var metrics = new RestoreMetrics();
+        var sink = new RecordingSink(index.Size);
+        await RestorePipeline.RunAsync(plan, source, null, false, sink, new RestoreOptions(), new RestoreCounters(), default, metrics);
+        Assert.Equal(SHA256.HashData(image), SHA256.HashData(sink.Image));
+        Assert.InRange(metrics.FetchConcurrency, 4, RestoreOptions.AutoFetchLimit);
+        Assert.Equal(plan.Jobs.Count, metrics.FetchCount);
+        Assert.True(metrics.LatencyPercentile(0.99) >= metrics.LatencyPercentile(0.5));
+        Assert.True(metrics.DecodeBusy > TimeSpan.Zero);
+    }
+
+    [Fact]
+    public async Task A_fixed_fetch_concurrency_is_kept()
+    {
+        var (_, index, source) = MakeImage(30);
+        var metrics = new RestoreMetrics();
+        await RestorePipeline.RunAsync(RestorePlan.Plan("f", index, Zero(null)), source, null, false, new RecordingSink(index.Size),
+            new RestoreOptions { FetchConcurrency = 3 }, new RestoreCounters(), default, metrics);
+        Assert.Equal(3, metrics.FetchConcurrency);
+    }
+
+    [Fact]
+    public async Task The_bandwidth_cap_holds_the_average_rate()
+    {
+        var (_, index, source) = MakeImage(100); // ~80 fetched chunks of ~4 KiB, incompressible
+        var plan = RestorePlan.Plan("bw", index, Zero(null));
+        var counters = new RestoreCounters();
+        const long rate = 100_000; // bytes per second
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await RestorePipeline.RunAsync(plan, source, null, false, new RecordingSink(index.Size),
+            new RestoreOptions { MaxBytesPerSecond = rate }, counters, default);
+        // One second of burst is allowed; the rest must take at least (bytes - burst) / rate.
+        double minimum = (counters.WireBytes - rate) / (double)rate;
+        Assert.True(minimum > 1, "the test must read well over the burst");
+        Assert.True(clock.Elapsed.TotalSeconds >= minimum * 0.95, $"took {clock.Elapsed.TotalSeconds:F2}s for {counters.WireBytes} bytes at {rate} B/s");
+    }
+
+    [Fact]
+    public void Upstream_variables_set_defaults_but_parameters_win()
+    {
+        Environment.SetEnvironmentVariable("PBS_RESTORE_FETCH_CONCURRENCY", "16");
+        Environment.SetEnvironmentVariable("PBS_RESTORE_MAX_THREADS", "4");
+        try
+        {
+            var o = new RestoreOptions().WithEnvironmentDefaults(fetchGiven: false, decodeGiven: false);
+            Assert.Equal(16, o.FetchConcurrency);
+            Assert.Equal(4, o.DecodeConcurrency);
+            var given = new RestoreOptions { FetchConcurrency = 2 }.WithEnvironmentDefaults(fetchGiven: true, decodeGiven: false);
+            Assert.Equal(2, given.FetchConcurrency);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("PBS_RESTORE_FETCH_CONCURRENCY", null);
+            Environment.SetEnvironmentVariable("PBS_RESTORE_MAX_THREADS", null);
+        }
+    }
 }
