@@ -128,6 +128,9 @@ public sealed class LocalDatastore : ISnapshotSource
         return SnapshotDirs(groupDir).Where(s => s.Time == snapshot.BackupTime).Select(s => s.Dir).FirstOrDefault();
     }
 
+    /// <summary>The folder of a snapshot (whatever mapping its name has), or null when it does not exist.</summary>
+    public string? GetSnapshotDirectory(SnapshotRef snapshot) => FindSnapshotDir(snapshot);
+
     public Task<ISnapshotReader> OpenSnapshotAsync(SnapshotRef snapshot, CancellationToken ct)
     {
         var dir = FindSnapshotDir(snapshot)

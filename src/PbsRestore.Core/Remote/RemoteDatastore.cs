@@ -1,0 +1,135 @@
+using PbsRestore.Formats;
+using PbsRestore.Sources;
+
+namespace PbsRestore.Remote;
+
+/// <summary>
+/// A datastore on a PBS server, behind the same <see cref="ISnapshotSource"/> as a datastore folder, so listing
+/// and restore code does not care where snapshots come from. <see cref="Location"/> is the repository string
+/// (no secret). Each opened snapshot gets <see cref="SessionsPerSnapshot"/> reader sessions (connections).
+/// </summary>
+public sealed class RemoteDatastore : ISnapshotSource, IDisposable
+{
+    private readonly PbsClient _client;
+    private readonly bool _ownsClient;
+
+    /// <param name="client">The server connection; the datastore is the repository's.</param>
+    /// <param name="sessionsPerSnapshot">Reader sessions per opened snapshot, 1..16. One HTTP/2 connection is usually
+    /// enough; more can help on a long fat network where one TCP connection's window limits throughput.</param>
+    /// <param name="ownsClient">Dispose the client with this.</param>
+    public RemoteDatastore(PbsClient client, int sessionsPerSnapshot = 1, bool ownsClient = false)
+    {
+        if (sessionsPerSnapshot is < 1 or > 16)
+            throw new ArgumentOutOfRangeException(nameof(sessionsPerSnapshot), sessionsPerSnapshot, "must be 1..16");
+        _client = client;
+        _ownsClient = ownsClient;
+        SessionsPerSnapshot = sessionsPerSnapshot;
+    }
+
+    public PbsClient Client => _client;
+    public string Store => _client.Repository.Store;
+    public int SessionsPerSnapshot { get; }
+    public string Location => _client.Repository.ToString();
+
+    public Task<IReadOnlyList<BackupNamespace>> ListNamespacesAsync(BackupNamespace parent, int maxDepth, CancellationToken ct) =>
+        _client.ListNamespacesAsync(Store, parent, maxDepth, ct);
+
+    public Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(BackupNamespace ns, string? backupType, string? backupId, CancellationToken ct) =>
+        _client.ListSnapshotsAsync(Store, ns, backupType, backupId, ct);
+
+    /// <summary>Opens the snapshot: connects the first session and downloads the manifest, so a snapshot that does
+    /// not exist (or credentials that do not work) fail here, not at the first chunk.</summary>
+    public Task<IReadOnlyList<BackupGroupInfo>> ListGroupsAsync(BackupNamespace ns, CancellationToken ct) =>
+        _client.ListGroupsAsync(Store, ns, ct);
+
+    public async Task<ISnapshotReader> OpenSnapshotAsync(SnapshotRef snapshot, CancellationToken ct) =>
+        await RemoteSnapshotReader.OpenAsync(_client, Store, snapshot, SessionsPerSnapshot, ct).ConfigureAwait(false);
+
+    public override string ToString() => Location;
+
+    public void Dispose()
+    {
+        if (_ownsClient) _client.Dispose();
+    }
+}
+
+/// <summary>
+/// Reads one snapshot over K reader sessions. Files come through the first session; every index downloaded
+/// through <see cref="ReadFileAsync"/> is registered with all sessions, which download it themselves before
+/// their first chunk (the server only serves chunks of indexes downloaded in the same session). Chunk requests
+/// go to the session with the fewest in flight.
+/// </summary>
+public sealed class RemoteSnapshotReader : ISnapshotReader, IChunkSource
+{
+    private readonly ReaderSession[] _sessions;
+    private readonly byte[] _manifest;
+    private int _disposed;
+
+    private RemoteSnapshotReader(SnapshotRef snapshot, ReaderSession[] sessions, byte[] manifest)
+    {
+        Snapshot = snapshot;
+        _sessions = sessions;
+        _manifest = manifest;
+    }
+
+    internal static async Task<RemoteSnapshotReader> OpenAsync(PbsClient client, string store, SnapshotRef snapshot, int sessions, CancellationToken ct)
+    {
+        var list = Enumerable.Range(0, sessions).Select(_ => client.OpenReaderSession(store, snapshot)).ToArray();
+        try
+        {
+            var manifest = await list[0].DownloadAsync(FileFormats.ManifestBlobName, BackupManifestLimit, ct).ConfigureAwait(false);
+            return new RemoteSnapshotReader(snapshot, list, manifest);
+        }
+        catch (PbsNotFoundException e) when (e.ErrorId == "FileNotFound")
+        {
+            foreach (var s in list) s.Dispose();
+            throw new PbsNotFoundException("SnapshotNotFound", $"snapshot '{snapshot}' of {client.LocationOf(store)} has no manifest: {e.Message}", e);
+        }
+        catch
+        {
+            foreach (var s in list) s.Dispose();
+            throw;
+        }
+    }
+
+    private const long BackupManifestLimit = BackupManifest.MaxJsonSize + 1024;
+
+    public SnapshotRef Snapshot { get; }
+    public string Location => _sessions[0].Location;
+    public IChunkSource Chunks => this;
+    /// <summary>The sessions (diagnostics and tests).</summary>
+    public IReadOnlyList<ReaderSession> Sessions => _sessions;
+
+    public async Task<byte[]> ReadFileAsync(string storedName, long maxSize, CancellationToken ct)
+    {
+        if (storedName != FileFormats.ManifestBlobName && !ArchiveNames.IsValidStoredName(storedName))
+            throw new PbsFormatException($"refusing to open '{storedName}': not a plain archive file name", "ManifestBadFileName");
+        if (storedName == FileFormats.ManifestBlobName)
+        {
+            // Downloaded when the snapshot was opened; a snapshot's files never change.
+            if (_manifest.Length > maxSize)
+                throw new PbsFormatException($"{Location}/{storedName}: {_manifest.Length} bytes exceeds the limit of {maxSize} for this file", "FileTooLarge");
+            return (byte[])_manifest.Clone();
+        }
+        var data = await _sessions[0].DownloadAsync(storedName, maxSize, ct).ConfigureAwait(false);
+        for (int i = 1; i < _sessions.Length; i++) _sessions[i].RequireIndex(storedName, maxSize);
+        return data;
+    }
+
+    public ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    {
+        var best = _sessions[0];
+        for (int i = 1; i < _sessions.Length; i++)
+            if (_sessions[i].InFlight < best.InFlight) best = _sessions[i];
+        return best.ReadChunkAsync(digest, buffer, ct);
+    }
+
+    public override string ToString() => Location;
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            foreach (var s in _sessions) s.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

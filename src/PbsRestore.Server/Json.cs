@@ -1,0 +1,56 @@
+using System.Buffers;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace PbsRestore.Server;
+
+/// <summary>Writes PBS-style answers: <c>{"data": …}</c>, and errors as <c>{"data":null,"message":"…"}</c>.</summary>
+public static class Json
+{
+    // Plain output as upstream's serde_json (no \u0027 for quotes); answers are never embedded in HTML.
+    private static readonly JsonWriterOptions Options = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static async Task WriteDataAsync(HttpContext context, Action<Utf8JsonWriter> writeData, int status = 200)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var w = new Utf8JsonWriter(buffer, Options))
+        {
+            w.WriteStartObject();
+            w.WritePropertyName("data");
+            writeData(w);
+            w.WriteEndObject();
+        }
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json;charset=UTF-8";
+        context.Response.ContentLength = buffer.WrittenCount;
+        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+    }
+
+    /// <summary>An error answer. On HTTP/1.1 the message is also the reason phrase, as upstream puts it there.</summary>
+    public static async Task WriteErrorAsync(HttpContext context, int status, string message)
+    {
+        if (context.Response.HasStarted) { context.Abort(); return; }
+        context.Response.Clear();
+        if (context.Request.Protocol == "HTTP/1.1" && context.Features.Get<IHttpResponseFeature>() is { } rf)
+            rf.ReasonPhrase = new string(message.Select(c => c is >= ' ' and <= '~' ? c : ' ').ToArray());
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer, Options))
+        {
+            w.WriteStartObject();
+            w.WriteNull("data");
+            w.WriteString("message", message);
+            w.WriteEndObject();
+        }
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json;charset=UTF-8";
+        context.Response.ContentLength = buffer.WrittenCount;
+        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+    }
+}
+
+/// <summary>An error with the HTTP status to answer and a message for the client.</summary>
+public sealed class HttpError(int status, string message) : Exception(message)
+{
+    public int Status { get; } = status;
+}

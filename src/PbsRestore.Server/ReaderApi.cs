@@ -1,0 +1,150 @@
+using System.Buffers;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
+using PbsRestore.Formats;
+
+namespace PbsRestore.Server;
+
+/// <summary>
+/// The requests of a reader session (HTTP/2 on an upgraded connection): <c>/download</c>, <c>/chunk</c>,
+/// <c>/speedtest</c>. Downloading an index registers its chunks for this session only (upstream register_chunk).
+/// </summary>
+public sealed class ReaderApi(ILogger<ReaderApi> log)
+{
+    private static readonly byte[] SpeedtestBody = CreateSpeedtestBody();
+    /// <summary>Indexes are read whole to register their chunks: 64 MiB is 2 M chunks (8 TiB of 4 MiB chunks).</summary>
+    private const long MaxIndexSize = 64L << 20;
+
+    private static byte[] CreateSpeedtestBody()
+    {
+        var b = new byte[1024 * 1024];
+        b.AsSpan().Fill((byte)'A');
+        return b;
+    }
+
+    public async Task HandleAsync(HttpContext context, ReaderSession session)
+    {
+        try
+        {
+            if (!HttpMethods.IsGet(context.Request.Method))
+                throw new HttpError(405, $"Method '{context.Request.Method}' not allowed.");
+            switch (context.Request.Path.Value?.TrimEnd('/'))
+            {
+                case "/chunk":
+                    await ChunkAsync(context, session);
+                    break;
+                case "/download":
+                    await DownloadAsync(context, session);
+                    break;
+                case "/speedtest":
+                    context.Response.ContentType = "application/octet-stream";
+                    context.Response.ContentLength = SpeedtestBody.Length;
+                    await context.Response.Body.WriteAsync(SpeedtestBody, context.RequestAborted);
+                    break;
+                case "" or null:
+                    await Json.WriteDataAsync(context, w =>
+                    {
+                        w.WriteStartArray();
+                        foreach (var s in new[] { "chunk", "download", "speedtest" })
+                        {
+                            w.WriteStartObject();
+                            w.WriteString("subdir", s);
+                            w.WriteEndObject();
+                        }
+                        w.WriteEndArray();
+                    });
+                    break;
+                default:
+                    throw new HttpError(404, $"Path '{context.Request.Path}' not found.");
+            }
+        }
+        catch (HttpError e)
+        {
+            if (e.Status != 404) log.LogInformation("reader session {Id}: {Path}: {Message}", session.ConnectionId, context.Request.Path, e.Message);
+            await Json.WriteErrorAsync(context, e.Status, e.Message);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or PbsException)
+        {
+            log.LogWarning("reader session {Id}: {Path}{Query} failed: {Message}", session.ConnectionId, context.Request.Path, context.Request.QueryString, e.Message);
+            await Json.WriteErrorAsync(context, 400, e.Message);
+        }
+    }
+
+    private async Task ChunkAsync(HttpContext context, ReaderSession session)
+    {
+        string? hex = context.Request.Query["digest"];
+        if (!ChunkDigest.TryParse(hex, out var digest))
+            throw new HttpError(400, "parameter verification failed - 'digest': not a 64-digit hex chunk digest.");
+        hex = digest.ToString();
+        if (!session.IsAllowed(digest))
+            throw new HttpError(401, $"download chunk {hex} not allowed");
+        string path = Path.Combine(session.ChunkDir, hex[..4], hex);
+        SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.Asynchronous);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new HttpError(400, $"reading chunk {hex} failed: the chunk file does not exist in datastore '{session.Store}'");
+        }
+        using (handle)
+        {
+            long length = RandomAccess.GetLength(handle);
+            if (length > FileFormats.MaxBlobSize)
+                throw new HttpError(400, $"reading chunk {hex} failed: {length} bytes is larger than any blob");
+            byte[] buffer = ArrayPool<byte>.Shared.Rent((int)Math.Max(length, 1));
+            try
+            {
+                int read = 0;
+                while (read < length)
+                {
+                    int n = await RandomAccess.ReadAsync(handle, buffer.AsMemory(read, (int)length - read), read, context.RequestAborted);
+                    if (n == 0) break;
+                    read += n;
+                }
+                context.Response.ContentType = "application/octet-stream";
+                context.Response.ContentLength = read;
+                await context.Response.Body.WriteAsync(buffer.AsMemory(0, read), context.RequestAborted);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+    }
+
+    private async Task DownloadAsync(HttpContext context, ReaderSession session)
+    {
+        string? name = context.Request.Query["file-name"];
+        if (string.IsNullOrEmpty(name)) throw new HttpError(400, "parameter verification failed - 'file-name': parameter is missing.");
+        if (!ArchiveNames.IsValidStoredName(name))
+            throw new HttpError(400, $"parameter verification failed - 'file-name': '{name}' is not an archive name.");
+        string path = Path.Combine(session.SnapshotDir, name);
+        if (!File.Exists(path))
+            throw new HttpError(400, $"unable to open file '{name}' of snapshot '{session.Snapshot}': it does not exist");
+        var kind = ArchiveNames.KindOf(name);
+        context.Response.ContentType = "application/octet-stream";
+        if (kind is ArchiveKind.FixedIndex or ArchiveKind.DynamicIndex)
+        {
+            var info = new FileInfo(path);
+            if (info.Length > MaxIndexSize) throw new HttpError(400, $"index '{name}' is too large ({info.Length} bytes)");
+            byte[] data = await File.ReadAllBytesAsync(path, context.RequestAborted);
+            IChunkIndex index = kind == ArchiveKind.FixedIndex ? FixedIndex.Parse(data, name) : DynamicIndex.Parse(data, name);
+            session.Register(index);
+            log.LogDebug("reader session {Id}: registered {Count} chunks of {Name}", session.ConnectionId, index.Count, name);
+            context.Response.ContentLength = data.Length;
+            await context.Response.Body.WriteAsync(data, context.RequestAborted);
+        }
+        else
+        {
+            long length = new FileInfo(path).Length;
+            context.Response.ContentLength = length;
+            await context.Response.SendFileAsync(path, 0, length, context.RequestAborted);
+        }
+    }
+}

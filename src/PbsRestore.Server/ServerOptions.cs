@@ -1,0 +1,136 @@
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+
+namespace PbsRestore.Server;
+
+/// <summary>The command line (a contract other tools rely on; keep the flags as they are).</summary>
+public sealed partial class ServerOptions
+{
+    public const string Usage = """
+        PbsRestore.Server - a Proxmox Backup Server compatible server over datastore folders (read-only).
+
+        Usage:
+          PbsRestore.Server --datastore NAME=FOLDER [--datastore NAME=FOLDER ...] [--listen IP:PORT]
+                            [--token USER@REALM!ID:SECRET ...] [--user USER@REALM:PASSWORD ...]
+                            [--ticket-lifetime SECONDS]
+
+        Options:
+          --datastore NAME=FOLDER      Serve the PBS datastore folder FOLDER (it has a .chunks folder) as
+                                       datastore NAME. Repeat for several datastores. At least one is required.
+          --listen IP:PORT             Address to listen on (HTTPS). Default 127.0.0.1:0 (a free port).
+          --token USER@REALM!ID:SECRET An API token that may authenticate (header
+                                       'Authorization: PBSAPIToken=USER@REALM!ID:SECRET'). Repeatable.
+          --user USER@REALM:PASSWORD   A user that may log in with POST /api2/json/access/ticket. Repeatable.
+          --ticket-lifetime SECONDS    How long a ticket (and CSRF token) stays valid. Default 7200 (2 h, as PBS).
+          --help                       Print this text and exit.
+
+        Once listening, prints exactly one JSON line on stdout:
+          {"url":"https://127.0.0.1:PORT","fingerprint":"aa:bb:..."}
+        (fingerprint = SHA-256 of the self-signed certificate created at start). Logs go to stderr.
+        Every authenticated id may read everything (no ACLs). Stops on SIGTERM or Ctrl+C.
+        """;
+
+    public List<(string Name, string Folder)> Datastores { get; } = [];
+    public IPEndPoint Listen { get; private set; } = new(IPAddress.Loopback, 0);
+    /// <summary>token id (user@realm!name) → secret.</summary>
+    public Dictionary<string, string> Tokens { get; } = new(StringComparer.Ordinal);
+    /// <summary>user id (user@realm) → password.</summary>
+    public Dictionary<string, string> Users { get; } = new(StringComparer.Ordinal);
+    public TimeSpan TicketLifetime { get; private set; } = TimeSpan.FromHours(2);
+    public bool Help { get; private set; }
+
+    [GeneratedRegex("^[A-Za-z0-9_][A-Za-z0-9._\\-]{0,31}$")]
+    private static partial Regex StoreNamePattern();
+
+    // user@realm: PBS allows most printable characters except ':' and '@'/'!' in the parts; keep it simple and safe.
+    [GeneratedRegex("^[^\\s:/@!]{1,64}@[A-Za-z0-9][A-Za-z0-9._\\-]{0,31}$")]
+    private static partial Regex UserIdPattern();
+
+    [GeneratedRegex("^[A-Za-z0-9_][A-Za-z0-9._\\-]{0,63}$")]
+    private static partial Regex TokenNamePattern();
+
+    public static bool IsValidStoreName(string name) => StoreNamePattern().IsMatch(name);
+    public static bool IsValidUserId(string id) => UserIdPattern().IsMatch(id);
+
+    /// <summary>Parses the arguments; throws <see cref="ArgumentException"/> with a message for the user (never echoing secrets).</summary>
+    public static ServerOptions Parse(IReadOnlyList<string> args)
+    {
+        var o = new ServerOptions();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            string? inline = null;
+            int eq = arg.IndexOf('=');
+            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
+            {
+                inline = arg[(eq + 1)..];
+                arg = arg[..eq];
+            }
+            string Value()
+            {
+                if (inline is not null) return inline;
+                if (i + 1 >= args.Count) throw new ArgumentException($"{arg} needs a value");
+                return args[++i];
+            }
+            switch (arg)
+            {
+                case "--help" or "-h" or "-?":
+                    o.Help = true;
+                    break;
+                case "--datastore":
+                {
+                    string v = Value();
+                    int e = v.IndexOf('=');
+                    if (e <= 0 || e == v.Length - 1) throw new ArgumentException($"--datastore expects NAME=FOLDER, not '{v}'");
+                    string name = v[..e], folder = v[(e + 1)..];
+                    if (!IsValidStoreName(name)) throw new ArgumentException($"--datastore: '{name}' is not a valid datastore name ([A-Za-z0-9_][A-Za-z0-9._-]*, at most 32)");
+                    if (o.Datastores.Any(d => d.Name == name)) throw new ArgumentException($"--datastore: '{name}' given twice");
+                    o.Datastores.Add((name, folder));
+                    break;
+                }
+                case "--listen":
+                {
+                    string v = Value();
+                    bool hasPort = v.StartsWith('[') ? v.Contains("]:", StringComparison.Ordinal) : v.Count(ch => ch == ':') == 1;
+                    if (!hasPort || !IPEndPoint.TryParse(v, out var ep))
+                        throw new ArgumentException($"--listen expects IP:PORT (e.g. 127.0.0.1:0 or [::1]:8007), not '{v}'");
+                    o.Listen = ep;
+                    break;
+                }
+                case "--token":
+                {
+                    string v = Value();
+                    int c = v.IndexOf(':');
+                    string id = c > 0 ? v[..c] : v;
+                    int bang = id.IndexOf('!');
+                    if (c <= 0 || c == v.Length - 1 || bang <= 0 || !IsValidUserId(id[..bang]) || !TokenNamePattern().IsMatch(id[(bang + 1)..]))
+                        throw new ArgumentException("--token expects USER@REALM!TOKENID:SECRET (the value given is not of that form)");
+                    o.Tokens[id] = v[(c + 1)..];
+                    break;
+                }
+                case "--user":
+                {
+                    string v = Value();
+                    int c = v.IndexOf(':');
+                    if (c <= 0 || c == v.Length - 1 || !IsValidUserId(v[..c]))
+                        throw new ArgumentException("--user expects USER@REALM:PASSWORD (the value given is not of that form)");
+                    o.Users[v[..c]] = v[(c + 1)..];
+                    break;
+                }
+                case "--ticket-lifetime":
+                {
+                    string v = Value();
+                    if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int s) || s <= 0)
+                        throw new ArgumentException($"--ticket-lifetime expects a positive number of seconds, not '{v}'");
+                    o.TicketLifetime = TimeSpan.FromSeconds(s);
+                    break;
+                }
+                default:
+                    throw new ArgumentException($"unknown argument '{arg}' (see --help)");
+            }
+        }
+        if (!o.Help && o.Datastores.Count == 0) throw new ArgumentException("at least one --datastore NAME=FOLDER is required (see --help)");
+        return o;
+    }
+}
