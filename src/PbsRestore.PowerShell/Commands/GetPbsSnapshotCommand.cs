@@ -4,20 +4,12 @@ using PbsRestore.Sources;
 namespace PbsRestore.PowerShell.Commands;
 
 /// <summary>
-/// <para type="synopsis">Lists the snapshots of a Proxmox Backup Server datastore.</para>
+/// <para type="synopsis">Lists the snapshots of a Proxmox Backup Server datastore: a folder or a server.</para>
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "PbsSnapshot", DefaultParameterSetName = FolderSet)]
+[Cmdlet(VerbsCommon.Get, "PbsSnapshot", DefaultParameterSetName = ConnectionSet)]
 [OutputType(typeof(SnapshotInfo))]
-public sealed class GetPbsSnapshotCommand : PbsCmdlet
+public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
 {
-    private const string FolderSet = "Folder";
-
-    /// <summary>Path of a datastore folder (the folder holding .chunks).</summary>
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = FolderSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("Path")]
-    [ValidateNotNullOrEmpty]
-    public string Datastore { get; set; } = "";
-
     /// <summary>Namespace to list, e.g. 'prod/web'. Without it, every namespace is listed.</summary>
     [Parameter]
     public string? Namespace { get; set; }
@@ -43,12 +35,13 @@ public sealed class GetPbsSnapshotCommand : PbsCmdlet
 
     protected override void ProcessRecord()
     {
-        string path = ResolvePath(Datastore);
+        object target = ParameterSetName == FolderSet ? Datastore : ParameterSetName == RepositorySet ? Repository : "connection";
         try
         {
+            var source = OpenSource();
+            target = source.Location;
             var snapshots = Run(async ct =>
             {
-                var source = new LocalDatastore(path);
                 var ns = BackupNamespace.Parse(Namespace);
                 var result = new List<SnapshotInfo>();
                 foreach (var n in await source.ListNamespacesAsync(ns, MaxDepth, ct).ConfigureAwait(false))
@@ -63,11 +56,11 @@ public sealed class GetPbsSnapshotCommand : PbsCmdlet
                          .ThenBy(s => s.BackupType, StringComparer.Ordinal)
                          .ThenBy(s => s.BackupId, StringComparer.Ordinal)
                          .ThenBy(s => s.BackupTime))
-                WriteObject(s);
+                WriteObject(SnapshotSources.Remember(s, source));
         }
-        catch (Exception e) when (e is PbsException or IOException or UnauthorizedAccessException or OperationCanceledException)
+        catch (Exception e) when (e is PbsException or IOException or UnauthorizedAccessException or OperationCanceledException or HttpRequestException)
         {
-            WriteFailure(e, path);
+            WriteFailure(e, target);
         }
     }
 }

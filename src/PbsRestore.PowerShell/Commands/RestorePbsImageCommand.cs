@@ -9,19 +9,12 @@ namespace PbsRestore.PowerShell.Commands;
 /// <summary>
 /// <para type="synopsis">Restores an archive of a Proxmox Backup Server snapshot (a disk image, a config blob or a dynamic archive) to a file.</para>
 /// </summary>
-[Cmdlet(VerbsData.Restore, "PbsImage", DefaultParameterSetName = FolderSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsData.Restore, "PbsImage", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(RestoreResult))]
-public sealed class RestorePbsImageCommand : PbsCmdlet
+public sealed class RestorePbsImageCommand : PbsSourceCmdlet
 {
-    private const string FolderSet = "Folder";
-
-    /// <summary>Path of a datastore folder. Taken from a piped snapshot object when omitted.</summary>
-    [Parameter(ParameterSetName = FolderSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("Location")]
-    public string? Datastore { get; set; }
-
-    /// <summary>Namespace of the snapshot, e.g. 'prod/web'.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
+    /// <summary>Namespace of the snapshot, e.g. 'prod/web' (taken from a piped snapshot object).</summary>
+    [Parameter]
     public string? Namespace { get; set; }
 
     /// <summary>The snapshot: 'vm/100/2024-05-01T10:00:00Z', 'vm/100' for the latest, or an object from Get-PbsSnapshot.</summary>
@@ -80,15 +73,21 @@ public sealed class RestorePbsImageCommand : PbsCmdlet
 
     protected override void ProcessRecord()
     {
+        // A snapshot object from Get-PbsSnapshot restores from where it was listed, unless a source is named.
         var info = SnapshotResolver.AsSnapshotInfo(Snapshot);
-        string? datastore = Datastore ?? info?.Location;
-        if (string.IsNullOrEmpty(datastore))
+        bool sourceNamed = ParameterSetName != ConnectionSet || Connection is not null || Store is not null;
+        ISnapshotSource source;
+        try
         {
-            WriteFailure(new PbsException("DatastoreRequired", PbsErrorKind.InvalidArgument,
-                "give -Datastore, or pipe a snapshot from Get-PbsSnapshot"), Snapshot);
+            source = (!sourceNamed && info is not null ? SnapshotSources.Of(info) : null)
+                     ?? (!sourceNamed && info is not null && Directory.Exists(info.Location) ? new LocalDatastore(info.Location) : null)
+                     ?? OpenSource();
+        }
+        catch (PbsException e)
+        {
+            WriteFailure(e, Snapshot);
             return;
         }
-        string storePath = ResolvePath(datastore);
         string destination = ResolvePath(Destination);
         var options = new RestoreOptions
         {
@@ -101,7 +100,6 @@ public sealed class RestorePbsImageCommand : PbsCmdlet
             // Phase 1, read-only: find the snapshot and archive, check key and destination.
             var (reader, restorer, entry) = Run(async ct =>
             {
-                var source = new LocalDatastore(storePath);
                 var ns = Namespace is null ? null : BackupNamespace.Parse(Namespace);
                 var reference = await SnapshotResolver.ResolveAsync(source, Snapshot, ns, ct).ConfigureAwait(false);
                 var reader = await source.OpenSnapshotAsync(reference, ct).ConfigureAwait(false);
@@ -129,7 +127,7 @@ public sealed class RestorePbsImageCommand : PbsCmdlet
                 reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
             }
         }
-        catch (Exception e) when (e is PbsException or IOException or UnauthorizedAccessException or OperationCanceledException or ArgumentException)
+        catch (Exception e) when (e is PbsException or IOException or UnauthorizedAccessException or OperationCanceledException or ArgumentException or HttpRequestException)
         {
             WriteFailure(e, Snapshot);
         }

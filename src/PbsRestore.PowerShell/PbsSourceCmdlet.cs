@@ -1,0 +1,116 @@
+using System.Management.Automation;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Security;
+using PbsRestore.Remote;
+using PbsRestore.Sources;
+
+namespace PbsRestore.PowerShell;
+
+/// <summary>
+/// Declares once, for every cmdlet that reads snapshots, where they come from: a datastore folder
+/// (-Datastore), a server repository (-Repository, -Fingerprint, -Credential), or a connection from
+/// Connect-PbsServer (-Connection, else the session default, with -Store to pick another datastore).
+/// </summary>
+public abstract class PbsSourceCmdlet : PbsCmdlet
+{
+    protected const string FolderSet = "Folder";
+    protected const string RepositorySet = "Repository";
+    protected const string ConnectionSet = "Connection";
+
+    /// <summary>Path of a datastore folder (the folder holding .chunks).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = FolderSet)]
+    [ValidateNotNullOrEmpty]
+    public string Datastore { get; set; } = "";
+
+    /// <summary>A PBS repository, [[user@realm[!token]@]host[:port]:]datastore. PBS_REPOSITORY is used when omitted in this set.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = RepositorySet)]
+    [ValidateNotNullOrEmpty]
+    public string Repository { get; set; } = "";
+
+    /// <summary>SHA-256 fingerprint of the server certificate (colon hex); PBS_FINGERPRINT when omitted.</summary>
+    [Parameter(ParameterSetName = RepositorySet)]
+    public string? Fingerprint { get; set; }
+
+    /// <summary>User (user@realm) or API token (user@realm!token) and its password or secret; PBS_PASSWORD when omitted.</summary>
+    [Parameter(ParameterSetName = RepositorySet)]
+    [Credential]
+    public PSCredential? Credential { get; set; }
+
+    /// <summary>A connection from Connect-PbsServer; the session default when omitted.</summary>
+    [Parameter(ParameterSetName = ConnectionSet)]
+    public PbsServerConnection? Connection { get; set; }
+
+    /// <summary>Datastore on the connected server; the connection's datastore when omitted.</summary>
+    [Parameter(ParameterSetName = ConnectionSet)]
+    [ValidateNotNullOrEmpty]
+    public string? Store { get; set; }
+
+    internal const string DefaultConnectionVariable = "DefaultPbsServer";
+
+    /// <summary>The connection made the session default by Connect-PbsServer, if any.</summary>
+    protected PbsServerConnection? DefaultConnection =>
+        SessionState.PSVariable.GetValue("global:" + DefaultConnectionVariable) is PbsServerConnection c && c.IsConnected ? c : null;
+
+    /// <summary>Opens the source the parameters name. Call on the pipeline thread (it reads session state).</summary>
+    protected ISnapshotSource OpenSource()
+    {
+        switch (ParameterSetName)
+        {
+            case FolderSet:
+                return new LocalDatastore(ResolvePath(Datastore));
+            case RepositorySet:
+            {
+                var settings = SettingsFor(Repository, Fingerprint, Credential);
+                return new RemoteDatastore(new PbsClient(settings), ownsClient: true);
+            }
+            default:
+            {
+                var connection = Connection ?? DefaultConnection;
+                if (connection is not null) return new RemoteDatastore(connection.ClientFor(Store));
+                // Like proxmox-backup-client: PBS_REPOSITORY (with PBS_PASSWORD, PBS_FINGERPRINT) is a repository too.
+                if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PbsConnectionSettings.RepositoryVariable)))
+                    return new RemoteDatastore(new PbsClient(SettingsFor(null, null, null)), ownsClient: true);
+                throw new PbsException("NoSource", PbsErrorKind.InvalidArgument,
+                    "no datastore given: use -Datastore <folder>, -Repository <repository> (or PBS_REPOSITORY), or connect first with Connect-PbsServer");
+            }
+        }
+    }
+
+    /// <summary>Settings from parameters and PBS_* variables; a credential's user name replaces the repository's.</summary>
+    internal static PbsConnectionSettings SettingsFor(string? repository, string? fingerprint, PSCredential? credential)
+    {
+        string? secret = credential is null ? null : Plain(credential.Password);
+        var settings = PbsConnectionSettings.Resolve(repository, fingerprint, secret);
+        if (credential is not null && !string.IsNullOrEmpty(credential.UserName) && credential.UserName != settings.Repository.AuthId)
+        {
+            var repo = PbsRepository.Parse($"{credential.UserName}@{settings.Repository.Authority}:{settings.Repository.Store}");
+            settings = PbsConnectionSettings.Resolve(repo.ToString(), fingerprint, secret);
+        }
+        return settings;
+    }
+
+    private static string Plain(SecureString s)
+    {
+        IntPtr p = Marshal.SecureStringToGlobalAllocUnicode(s);
+        try { return Marshal.PtrToStringUni(p, s.Length); }
+        finally { Marshal.ZeroFreeGlobalAllocUnicode(p); }
+    }
+}
+
+/// <summary>
+/// Remembers which source listed a snapshot object, so that piping it into Restore-PbsImage restores from the
+/// same place with the same credentials. Weak: objects and sources are collected as usual.
+/// </summary>
+internal static class SnapshotSources
+{
+    private static readonly ConditionalWeakTable<SnapshotInfo, ISnapshotSource> Table = new();
+
+    public static SnapshotInfo Remember(SnapshotInfo info, ISnapshotSource source)
+    {
+        Table.AddOrUpdate(info, source);
+        return info;
+    }
+
+    public static ISnapshotSource? Of(SnapshotInfo info) => Table.TryGetValue(info, out var s) ? s : null;
+}
