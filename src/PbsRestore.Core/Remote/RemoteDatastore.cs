@@ -17,7 +17,7 @@ public sealed class RemoteDatastore : ISnapshotSource, IDisposable
     /// <param name="sessionsPerSnapshot">Reader sessions per opened snapshot, 1..16. One HTTP/2 connection is usually
     /// enough; more can help on a long fat network where one TCP connection's window limits throughput.</param>
     /// <param name="ownsClient">Dispose the client with this.</param>
-    public RemoteDatastore(PbsClient client, int sessionsPerSnapshot = 1, bool ownsClient = false)
+    public RemoteDatastore(PbsClient client, int sessionsPerSnapshot = DefaultSessionsPerSnapshot, bool ownsClient = false)
     {
         if (sessionsPerSnapshot is < 1 or > 16)
             throw new ArgumentOutOfRangeException(nameof(sessionsPerSnapshot), sessionsPerSnapshot, "must be 1..16");
@@ -25,6 +25,13 @@ public sealed class RemoteDatastore : ISnapshotSource, IDisposable
         _ownsClient = ownsClient;
         SessionsPerSnapshot = sessionsPerSnapshot;
     }
+
+    /// <summary>
+    /// Reader sessions (HTTP/2 connections) per snapshot by default. One connection is capped by its TCP window
+    /// and by per-flow limits of WAN paths and firewalls; a few in parallel lift that cap, and on a fast LAN
+    /// they cost only an index download each.
+    /// </summary>
+    public const int DefaultSessionsPerSnapshot = 4;
 
     public PbsClient Client => _client;
     public string Store => _client.Repository.Store;
