@@ -52,6 +52,9 @@ public abstract class PbsSourceCmdlet : PbsCmdlet
     protected PbsServerConnection? DefaultConnection =>
         SessionState.PSVariable.GetValue("global:" + DefaultConnectionVariable) is PbsServerConnection c && c.IsConnected ? c : null;
 
+    /// <summary>Reader sessions per snapshot for server sources.</summary>
+    protected virtual int SessionsPerSnapshot => RemoteDatastore.DefaultSessionsPerSnapshot;
+
     /// <summary>Opens the source the parameters name. Call on the pipeline thread (it reads session state).</summary>
     protected ISnapshotSource OpenSource()
     {
@@ -62,15 +65,15 @@ public abstract class PbsSourceCmdlet : PbsCmdlet
             case RepositorySet:
             {
                 var settings = SettingsFor(Repository, Fingerprint, Credential);
-                return new RemoteDatastore(new PbsClient(settings), ownsClient: true);
+                return new RemoteDatastore(new PbsClient(settings), SessionsPerSnapshot, ownsClient: true);
             }
             default:
             {
                 var connection = Connection ?? DefaultConnection;
-                if (connection is not null) return new RemoteDatastore(connection.ClientFor(Store));
+                if (connection is not null) return new RemoteDatastore(connection.ClientFor(Store), SessionsPerSnapshot);
                 // Like proxmox-backup-client: PBS_REPOSITORY (with PBS_PASSWORD, PBS_FINGERPRINT) is a repository too.
                 if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PbsConnectionSettings.RepositoryVariable)))
-                    return new RemoteDatastore(new PbsClient(SettingsFor(null, null, null)), ownsClient: true);
+                    return new RemoteDatastore(new PbsClient(SettingsFor(null, null, null)), SessionsPerSnapshot, ownsClient: true);
                 throw new PbsException("NoSource", PbsErrorKind.InvalidArgument,
                     "no datastore given: use -Datastore <folder>, -Repository <repository> (or PBS_REPOSITORY), or connect first with Connect-PbsServer");
             }

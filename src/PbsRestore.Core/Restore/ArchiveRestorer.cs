@@ -74,7 +74,8 @@ public sealed class ArchiveRestorer
     }
 
     /// <summary>Restores one archive to <paramref name="destination"/>.</summary>
-    public async Task<RestoreResult> RestoreAsync(string archive, string destination, RestoreOptions options, RestoreCounters counters, CancellationToken ct)
+    public async Task<RestoreResult> RestoreAsync(string archive, string destination, RestoreOptions options, RestoreCounters counters, CancellationToken ct,
+        RestoreMetrics? metrics = null)
     {
         var clock = Stopwatch.StartNew();
         destination = Path.GetFullPath(destination);
@@ -87,14 +88,37 @@ public sealed class ArchiveRestorer
         if (entry.Kind == ArchiveKind.Blob)
             return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
 
-        var index = await ReadIndexAsync(entry, ct).ConfigureAwait(false);
-        var plan = RestorePlan.Plan(entry.FileName, index,
-            entry.Kind == ArchiveKind.FixedIndex ? len => ChunkVerifier.ZeroChunkDigest(len, encrypted ? _crypt : null) : null);
-
+        var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
         await using var file = DestinationFile.Create(destination, plan.Size, options.Force);
-        await RestorePipeline.RunAsync(plan, _reader.Chunks, _crypt, encrypted, file, options, counters, ct).ConfigureAwait(false);
+        await RestorePipeline.RunAsync(plan, _reader.Chunks, _crypt, encrypted, file, options, counters, ct, metrics).ConfigureAwait(false);
         file.Commit(options.Force);
         return Result(entry, destination, counters, clock);
+    }
+
+    /// <summary>
+    /// Restores an index archive into any sink (Measure-PbsRestore uses <see cref="NullImageSink"/> to measure fetch
+    /// and decode alone); every check still runs.
+    /// </summary>
+    public async Task<RestoreResult> RestoreToSinkAsync(string archive, IImageSink sink, RestoreOptions options, RestoreCounters counters,
+        RestoreMetrics? metrics, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var manifest = await ReadManifestAsync(ct).ConfigureAwait(false);
+        var entry = ResolveArchive(manifest, archive);
+        CheckKey(manifest, entry);
+        if (entry.Kind == ArchiveKind.Blob)
+            throw new PbsException("ArchiveNotAnIndex", PbsErrorKind.InvalidArgument, $"'{entry.FileName}' is a blob, not an image or dynamic archive");
+        var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
+        await RestorePipeline.RunAsync(plan, _reader.Chunks, _crypt, entry.CryptMode == CryptMode.Encrypt, sink, options, counters, ct, metrics).ConfigureAwait(false);
+        return Result(entry, sink is DestinationFile f ? f.Destination : "(null)", counters, clock);
+    }
+
+    private async Task<RestorePlan> PlanAsync(ManifestFile entry, CancellationToken ct)
+    {
+        bool encrypted = entry.CryptMode == CryptMode.Encrypt;
+        var index = await ReadIndexAsync(entry, ct).ConfigureAwait(false);
+        return RestorePlan.Plan(entry.FileName, index,
+            entry.Kind == ArchiveKind.FixedIndex ? len => ChunkVerifier.ZeroChunkDigest(len, encrypted ? _crypt : null) : null);
     }
 
     private async Task<RestoreResult> RestoreBlobAsync(ManifestFile entry, bool encrypted, string destination, RestoreOptions options,

@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using System.Management.Automation;
+using PbsRestore.Formats;
+using PbsRestore.Remote;
+using PbsRestore.Restore;
+
+namespace PbsRestore.PowerShell.Commands;
+
+/// <summary>
+/// <para type="synopsis">Measures a restore of a snapshot's archive and tells what limits it: network, server, CPU or disk.</para>
+/// </summary>
+[Cmdlet(VerbsDiagnostic.Measure, "PbsRestore", DefaultParameterSetName = ConnectionSet)]
+[OutputType(typeof(RestoreMeasurement))]
+public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
+{
+    /// <summary>Fetch concurrencies to try, one run each (e.g. 1,4,16,32); one automatic run when omitted.</summary>
+    [Parameter]
+    [ValidateRange(1, 256)]
+    public int[]? FetchConcurrency { get; set; }
+
+    /// <summary>Write the restored image here (overwritten on each run) instead of discarding it, to include the disk.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Destination { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        try
+        {
+            var source = SourceForSnapshot();
+            string? destination = Destination is null ? null : ResolvePath(Destination);
+            var runs = FetchConcurrency is { Length: > 0 } f ? f.Select(x => (int?)x).ToArray() : [null];
+            var opened = Run(ct => OpenArchiveAsync(source, ct));
+            try
+            {
+                if (opened.Entry.Kind == ArchiveKind.Blob)
+                    throw new PbsException("ArchiveNotAnIndex", PbsErrorKind.InvalidArgument,
+                        $"'{opened.Entry.FileName}' is a blob; measure an image or dynamic archive");
+                double? speedtest = null;
+                if (opened.Reader is RemoteSnapshotReader remote)
+                {
+                    // The raw wire rate: what the connection moves without any decoding.
+                    speedtest = Run(ct => remote.Sessions[0].SpeedtestAsync(16, ct));
+                    WriteVerbose($"Speedtest: {speedtest / 1e6:F0} MB/s over one reader session.");
+                }
+                int connections = opened.Reader is RemoteSnapshotReader r ? r.Sessions.Count : 1;
+                string name = ArchiveNames.DisplayName(opened.Entry.FileName);
+                for (int i = 0; i < runs.Length; i++)
+                {
+                    var options = BaseOptions(runs[i], runs[i] is not null) with { Force = true };
+                    var counters = new RestoreCounters();
+                    var metrics = new RestoreMetrics();
+                    var progress = new ProgressView(this, 1,
+                        $"Measuring {name} of {opened.Reader.Snapshot} (run {i + 1}/{runs.Length}, fetch {options.FetchConcurrency?.ToString() ?? "automatic"})");
+                    var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+                    RestoreResult result;
+                    try
+                    {
+                        result = Run(ct => destination is null
+                                ? opened.Restorer.RestoreToSinkAsync(opened.Entry.FileName, new NullImageSink(), options, counters, metrics, ct)
+                                : opened.Restorer.RestoreAsync(opened.Entry.FileName, destination, options, counters, ct, metrics),
+                            () => progress.Update(counters));
+                    }
+                    finally
+                    {
+                        progress.Complete();
+                    }
+                    var cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
+                    var row = RestoreMeasurement.From(result, source.Location, counters, metrics, options, connections, cpu, speedtest);
+                    WriteVerbose($"Run {i + 1}: {row.LogicalMBps:F0} MB/s logical, bottleneck {row.Bottleneck}, suggested fetch concurrency {row.SuggestedFetchConcurrency}.");
+                    WriteObject(row);
+                }
+            }
+            finally
+            {
+                opened.Reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+        }
+        catch (Exception e) when (IsFailure(e))
+        {
+            WriteFailure(e, Snapshot);
+        }
+    }
+}
