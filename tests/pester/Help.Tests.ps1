@@ -85,7 +85,7 @@ Describe 'Help of <Name>' -ForEach $script:CmdletCases {
     }
 
     It 'names the output type the cmdlet declares' {
-        $declared = @($script:Command.OutputType.Name)
+        $declared = @($script:Command.OutputType | ForEach-Object Name)   # empty when the cmdlet declares none
         $documented = @($script:Help.returnValues.returnValue | ForEach-Object { "$($_.type.name)".Trim() })
         foreach ($t in $declared) { $documented | Should -Contain $t }
     }

@@ -62,8 +62,8 @@ internal abstract class PbsAuth
         var repo = settings.Repository;
         if (!settings.HasSecret)
             throw new PbsException("SecretMissing", PbsErrorKind.InvalidArgument, repo.IsToken
-                ? $"no secret for API token {repo.AuthId}: give it with -Password or set {PbsConnectionSettings.PasswordVariable}"
-                : $"no password for {repo.AuthId}: give it with -Password or set {PbsConnectionSettings.PasswordVariable}");
+                ? $"no secret for API token {repo.AuthId}: give it with -Credential or set {PbsConnectionSettings.PasswordVariable}"
+                : $"no password for {repo.AuthId}: give it with -Credential or set {PbsConnectionSettings.PasswordVariable}");
         return repo.IsToken
             ? new TokenAuth(repo.AuthId, settings.Secret!)
             : new TicketAuth(repo.AuthId, settings.Secret!, login, ticketLifetime);

@@ -39,7 +39,7 @@ public sealed class PbsConnectionSettings
         var repo = PbsRepository.Parse(repoText);
         string? fpText = NonEmpty(fingerprint) ?? NonEmpty(environment(FingerprintVariable));
         var fp = fpText is null ? (CertificateFingerprint?)null : CertificateFingerprint.Parse(fpText);
-        // An empty -Password is "not given", not an empty password: PBS refuses empty ones anyway.
+        // An empty secret is "not given", not an empty password: PBS refuses empty ones anyway.
         string? sec = NonEmpty(secret) ?? NonEmpty(environment(PasswordVariable));
         return new PbsConnectionSettings(repo, fp, sec);
     }

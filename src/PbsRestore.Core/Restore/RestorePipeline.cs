@@ -81,9 +81,10 @@ public static class RestorePipeline
         async Task Decode()
         {
             using var decoder = new ChunkDecoder(plan.Archive, crypt, encrypted, plan.MaxChunkSize);
+            // A wake-up that loses the item to another worker keeps waiting: starvation counts from the last item on.
+            long waiting = RestoreMetrics.Now;
             while (true)
             {
-                long waiting = RestoreMetrics.Now;
                 if (!await fetched.Reader.WaitToReadAsync(token).ConfigureAwait(false)) return;
                 if (!fetched.Reader.TryRead(out var item)) continue;
                 metrics.AddDecodeStarved(waiting);
@@ -102,14 +103,15 @@ public static class RestorePipeline
                 long blocked = RestoreMetrics.Now;
                 await decoded.Writer.WriteAsync(new Decoded(item.Job, plain, n), token).ConfigureAwait(false);
                 metrics.AddDecodeBlocked(blocked);
+                waiting = RestoreMetrics.Now;
             }
         }
 
         async Task Write()
         {
+            long waiting = RestoreMetrics.Now;
             while (true)
             {
-                long waiting = RestoreMetrics.Now;
                 if (!await decoded.Reader.WaitToReadAsync(token).ConfigureAwait(false)) return;
                 if (!decoded.Reader.TryRead(out var item)) continue;
                 metrics.AddWriteStarved(waiting);
@@ -121,6 +123,7 @@ public static class RestorePipeline
                 }
                 pool.Return(item.Buffer);
                 metrics.AddWriteBusy(busy);
+                waiting = RestoreMetrics.Now;
                 counters.AddDone((long)item.Length * item.Job.Offsets.Length, item.Job.Offsets.Length);
                 if (item.Job.Offsets.Length > 1) counters.AddDedup(item.Job.Offsets.Length - 1);
             }

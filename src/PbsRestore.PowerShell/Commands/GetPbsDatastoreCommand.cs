@@ -41,9 +41,23 @@ public sealed class GetPbsDatastoreCommand : PbsCmdlet
             }
             else
             {
-                var connection = Connection ?? SessionState.PSVariable.GetValue("global:" + PbsSourceCmdlet.DefaultConnectionVariable) as PbsServerConnection
-                    ?? throw new PbsException("NoSource", PbsErrorKind.InvalidArgument, "not connected: use -Repository, or Connect-PbsServer first");
-                client = connection.ClientFor(null);
+                var connection = Connection
+                    ?? (SessionState.PSVariable.GetValue("global:" + PbsSourceCmdlet.DefaultConnectionVariable) is PbsServerConnection { IsConnected: true } c ? c : null);
+                if (connection is not null)
+                {
+                    client = connection.ClientFor(null);
+                }
+                else if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PbsConnectionSettings.RepositoryVariable)))
+                {
+                    // Like the other cmdlets: PBS_REPOSITORY (with PBS_PASSWORD, PBS_FINGERPRINT) names a server too.
+                    client = new PbsClient(PbsSourceCmdlet.SettingsFor(null, null, null));
+                    owned = true;
+                }
+                else
+                {
+                    throw new PbsException("NoSource", PbsErrorKind.InvalidArgument,
+                        "not connected: use -Repository (or PBS_REPOSITORY), or Connect-PbsServer first");
+                }
             }
             try
             {
@@ -57,7 +71,7 @@ public sealed class GetPbsDatastoreCommand : PbsCmdlet
         }
         catch (Exception e) when (e is PbsException or IOException or OperationCanceledException or HttpRequestException)
         {
-            WriteFailure(e, Repository);
+            WriteFailure(e, ParameterSetName == "Repository" ? Repository : Connection?.Server ?? "default connection");
         }
     }
 }

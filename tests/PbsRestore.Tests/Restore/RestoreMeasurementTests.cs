@@ -36,12 +36,14 @@ public class RestoreMeasurementTests
     [Fact]
     public async Task A_slow_source_is_the_server_and_more_concurrency_is_suggested()
     {
-        var (result, counters, metrics, options) = await Run(fetchDelayMs: 30, fetch: 2, slowSink: false);
+        var (result, counters, metrics, options) = await Run(fetchDelayMs: 60, fetch: 2, slowSink: false);
         var m = RestoreMeasurement.From(result, "test", counters, metrics, options, 1, TimeSpan.FromMilliseconds(50), null);
         Assert.Equal(Bottleneck.Server, m.Bottleneck);
-        Assert.True(m.DecodeStarved > 0.5, $"decoders starved {m.DecodeStarved:P0}");
+        // Decoders mostly wait for chunks: starvation is the largest share (absolute shares vary on a busy machine).
+        Assert.True(m.DecodeStarved > m.DecodeBusy && m.DecodeStarved > m.DecodeBlocked,
+            $"starved {m.DecodeStarved:P0}, busy {m.DecodeBusy:P0}, blocked {m.DecodeBlocked:P0}");
         Assert.True(m.SuggestedFetchConcurrency > 2);
-        Assert.InRange(m.LatencyP50Ms, 25, 10_000);
+        Assert.InRange(m.LatencyP50Ms, 55, 10_000);
         Assert.Equal(2, m.FetchConcurrency);
         Assert.False(m.FetchConcurrencyAutomatic);
     }
