@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using System.Security;
 using PbsRestore.Formats;
+using PbsRestore.PowerShell.Completers;
 using PbsRestore.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
@@ -16,17 +17,17 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
 {
     /// <summary>Namespace of the snapshot, e.g. 'prod/web' (taken from a piped snapshot object).</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(NamespaceCompleter))]
     public string? Namespace { get; set; }
 
     /// <summary>The snapshot: 'vm/100/2024-05-01T10:00:00Z', 'vm/100' for the latest, or an object from Get-PbsSnapshot.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
     [ValidateNotNull]
+    [ArgumentCompleter(typeof(SnapshotCompleter))]
     public object Snapshot { get; set; } = null!;
 
-    /// <summary>The archive: 'drive-scsi0.img' (or 'drive-scsi0.img.fidx'), 'qemu-server.conf', a dynamic archive name.</summary>
-    [Parameter(Mandatory = true, Position = 1)]
-    [ValidateNotNullOrEmpty]
-    public string Archive { get; set; } = "";
+    /// <summary>The archive the cmdlet works on (each cmdlet declares its own -Archive).</summary>
+    protected abstract string? ArchiveName { get; }
 
     /// <summary>Key file of an encrypted backup.</summary>
     [Parameter]
@@ -82,20 +83,26 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
         return _namedSource ??= OpenSource();
     }
 
+    /// <summary>Finds the snapshot and opens it (dispose the reader).</summary>
+    protected async Task<ISnapshotReader> OpenSnapshotAsync(ISnapshotSource source, CancellationToken ct)
+    {
+        var ns = Namespace is null ? null : BackupNamespace.Parse(Namespace);
+        var reference = await SnapshotResolver.ResolveAsync(source, Snapshot, ns, ct).ConfigureAwait(false);
+        return await source.OpenSnapshotAsync(reference, ct).ConfigureAwait(false);
+    }
+
     /// <summary>An opened archive: its reader (dispose it), the restorer, and its manifest entry.</summary>
     protected sealed record OpenedArchive(ISnapshotReader Reader, ArchiveRestorer Restorer, ManifestFile Entry);
 
     /// <summary>Finds the snapshot and archive and checks the key; reads only the manifest.</summary>
     protected async Task<OpenedArchive> OpenArchiveAsync(ISnapshotSource source, CancellationToken ct)
     {
-        var ns = Namespace is null ? null : BackupNamespace.Parse(Namespace);
-        var reference = await SnapshotResolver.ResolveAsync(source, Snapshot, ns, ct).ConfigureAwait(false);
-        var reader = await source.OpenSnapshotAsync(reference, ct).ConfigureAwait(false);
+        var reader = await OpenSnapshotAsync(source, ct).ConfigureAwait(false);
         try
         {
             var restorer = new ArchiveRestorer(reader, Crypt);
             var manifest = await restorer.ReadManifestAsync(ct).ConfigureAwait(false);
-            var entry = restorer.ResolveArchive(manifest, Archive);
+            var entry = restorer.ResolveArchive(manifest, ArchiveName ?? "");
             restorer.CheckKey(manifest, entry);
             return new OpenedArchive(reader, restorer, entry);
         }

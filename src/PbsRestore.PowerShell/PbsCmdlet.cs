@@ -72,7 +72,7 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
 }
 
 /// <summary>Draws a restore's counters as a progress bar with MB/s and ETA.</summary>
-internal sealed class ProgressView(PSCmdlet cmdlet, int activityId, string activity)
+internal sealed class ProgressView(PSCmdlet cmdlet, int activityId, string activity, int parentId = -1)
 {
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
 
@@ -87,13 +87,14 @@ internal sealed class ProgressView(PSCmdlet cmdlet, int activityId, string activ
         {
             PercentComplete = total > 0 ? (int)Math.Min(100, done * 100 / total) : 0,
             SecondsRemaining = rate > 0 && total > done ? (int)((total - done) / rate) : -1,
+            ParentActivityId = parentId,
         };
         cmdlet.WriteProgress(record);
     }
 
     public void Complete()
     {
-        cmdlet.WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
+        cmdlet.WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed, ParentActivityId = parentId });
     }
 
     public static string Size(long bytes) => bytes switch

@@ -2,6 +2,7 @@ using System.Management.Automation;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Security;
+using PbsRestore.PowerShell.Completers;
 using PbsRestore.Remote;
 using PbsRestore.Sources;
 
@@ -44,6 +45,7 @@ public abstract class PbsSourceCmdlet : PbsCmdlet
     /// <summary>Datastore on the connected server; the connection's datastore when omitted.</summary>
     [Parameter(ParameterSetName = ConnectionSet)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(StoreCompleter))]
     public string? Store { get; set; }
 
     internal const string DefaultConnectionVariable = "DefaultPbsServer";

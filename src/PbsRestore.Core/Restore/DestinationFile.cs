@@ -34,14 +34,14 @@ public sealed class DestinationFile : IImageSink
     public static string PartialPathFor(string destination) => destination + ".partial";
 
     /// <summary>Checks that the destination can be written (or overwritten with <paramref name="force"/>).</summary>
-    public static void CheckWritable(string destination, bool force)
+    public static void CheckWritable(string destination, bool force, bool folderMustExist = true)
     {
         if (Directory.Exists(destination))
             throw new PbsException("DestinationIsDirectory", PbsErrorKind.InvalidArgument, $"destination '{destination}' is a directory");
         if (File.Exists(destination) && !force)
             throw new PbsException("DestinationExists", PbsErrorKind.ResourceExists, $"destination '{destination}' already exists; use -Force to overwrite it");
         var parent = Path.GetDirectoryName(destination);
-        if (!string.IsNullOrEmpty(parent) && !Directory.Exists(parent))
+        if (folderMustExist && !string.IsNullOrEmpty(parent) && !Directory.Exists(parent))
             throw new PbsNotFoundException("DestinationFolderNotFound", $"the folder of destination '{destination}' does not exist");
     }
 

@@ -21,6 +21,9 @@ public sealed record RestoreOptions
     /// <summary>Cap on bytes read from the source per second (encoded chunk bytes); null for none.</summary>
     public long? MaxBytesPerSecond { get; init; }
 
+    /// <summary>A fetch limit shared with other restores running at the same time; overrides <see cref="FetchConcurrency"/>.</summary>
+    public FetchBudget? Budget { get; init; }
+
     /// <summary>Overwrite an existing destination.</summary>
     public bool Force { get; init; }
 

@@ -26,7 +26,9 @@ public static class RestorePipeline
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = cts.Token;
-        using var gate = new FetchGate(options.FetchConcurrency, RestoreOptions.AutoFetchLimit);
+        // A shared budget (several archives at once) is tuned by its owner; otherwise this restore tunes its own.
+        using var ownGate = options.Budget is null ? new FetchGate(options.FetchConcurrency, RestoreOptions.AutoFetchLimit) : null;
+        var gate = options.Budget?.Gate ?? ownGate!;
         var limiter = options.MaxBytesPerSecond is { } bps ? new BandwidthLimiter(bps) : null;
         var pool = new ChunkBufferPool(plan.MaxChunkSize + FileFormats.EncryptedBlobHeaderSize);
         var fetched = Channel.CreateBounded<Fetched>(Math.Max(2, options.DecodeConcurrency));
@@ -66,6 +68,7 @@ public static class RestorePipeline
                 metrics.FetchLatency(started);
                 metrics.AddFetchBusy(started);
                 counters.AddWire(length);
+                options.Budget?.AddWire(length);
                 if (limiter is not null)
                 {
                     long throttled = RestoreMetrics.Now;
@@ -140,7 +143,8 @@ public static class RestorePipeline
             return Task.WhenAll(workers).ContinueWith(_ => complete(), TaskScheduler.Default);
         }
 
-        var tuning = gate.TuneAsync(() => counters.WireBytes, metrics.SetFetchLimit, token);
+        var tuning = ownGate is not null ? ownGate.TuneAsync(() => counters.WireBytes, metrics.SetFetchLimit, token) : Task.CompletedTask;
+        if (ownGate is null) metrics.SetFetchLimit(gate.Limit);
         var zeros = Task.Run(() =>
         {
             try { WriteZeros(plan, sink, counters, token); }

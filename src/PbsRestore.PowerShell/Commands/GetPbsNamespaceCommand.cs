@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using PbsRestore.PowerShell.Completers;
 using PbsRestore.Sources;
 
 namespace PbsRestore.PowerShell.Commands;
@@ -18,6 +19,7 @@ public sealed class GetPbsNamespaceCommand : PbsSourceCmdlet
 {
     /// <summary>List this namespace and those below it; the root when omitted.</summary>
     [Parameter(Position = 0)]
+    [ArgumentCompleter(typeof(NamespaceCompleter))]
     public string? Namespace { get; set; }
 
     /// <summary>How many levels below -Namespace to include.</summary>

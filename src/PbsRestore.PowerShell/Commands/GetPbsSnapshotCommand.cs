@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using PbsRestore.PowerShell.Completers;
 using PbsRestore.Sources;
 
 namespace PbsRestore.PowerShell.Commands;
@@ -12,6 +13,7 @@ public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
 {
     /// <summary>Namespace to list, e.g. 'prod/web'. Without it, every namespace is listed.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(NamespaceCompleter))]
     public string? Namespace { get; set; }
 
     /// <summary>How many namespace levels below -Namespace to include (0: only that namespace).</summary>
@@ -27,6 +29,7 @@ public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
     /// <summary>Only snapshots of this backup id (VM or container id, or host name).</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(BackupIdCompleter))]
     public string? BackupId { get; set; }
 
     /// <summary>Only the newest snapshot of each group.</summary>

@@ -13,6 +13,14 @@ namespace PbsRestore.PowerShell.Commands;
 [OutputType(typeof(RestoreMeasurement))]
 public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
 {
+    /// <summary>The archive to measure: an image ('drive-scsi0.img') or a dynamic archive.</summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(Completers.ArchiveCompleter))]
+    public string Archive { get; set; } = "";
+
+    protected override string? ArchiveName => Archive;
+
     /// <summary>Fetch concurrencies to try, one run each (e.g. 1,4,16,32); one automatic run when omitted.</summary>
     [Parameter]
     [ValidateRange(1, 256)]

@@ -5,18 +5,35 @@ using PbsRestore.Restore;
 namespace PbsRestore.PowerShell.Commands;
 
 /// <summary>
-/// <para type="synopsis">Restores an archive of a Proxmox Backup Server snapshot (a disk image, a config blob or a dynamic archive) to a file.</para>
+/// <para type="synopsis">Restores an archive of a Proxmox Backup Server snapshot (a disk image, a config blob or a dynamic archive) to a file,
+/// or every archive of a snapshot into a folder.</para>
 /// </summary>
 [Cmdlet(VerbsData.Restore, "PbsImage", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(RestoreResult))]
 public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
 {
-    /// <summary>The file to write.</summary>
-    [Parameter(Mandatory = true, Position = 2)]
+    /// <summary>
+    /// The archive: 'drive-scsi0.img' (or 'drive-scsi0.img.fidx'), 'qemu-server.conf', a dynamic archive name.
+    /// Required with -Destination; with -DestinationFolder a wildcard filter (all archives when omitted).
+    /// </summary>
+    [Parameter(Position = 1)]
     [ValidateNotNullOrEmpty]
-    public string Destination { get; set; } = "";
+    [ArgumentCompleter(typeof(Completers.ArchiveCompleter))]
+    public string? Archive { get; set; }
 
-    /// <summary>Overwrite an existing destination.</summary>
+    protected override string? ArchiveName => Archive;
+
+    /// <summary>The file to write (one archive).</summary>
+    [Parameter(Position = 2)]
+    [ValidateNotNullOrEmpty]
+    public string? Destination { get; set; }
+
+    /// <summary>Restore every archive of each snapshot into a subfolder of this folder (disks at once, config next to them).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? DestinationFolder { get; set; }
+
+    /// <summary>Overwrite existing files.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
@@ -30,6 +47,8 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
     [ValidateRange(0.1, 1_000_000)]
     public double MaxBandwidth { get; set; }
 
+    private int _nextActivity = 1;
+
     protected override void ProcessRecord()
     {
         bool fetchGiven = MyInvocation.BoundParameters.ContainsKey(nameof(FetchConcurrency));
@@ -40,44 +59,113 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         };
         try
         {
+            if ((Destination is null) == (DestinationFolder is null))
+                throw new PbsException("DestinationRequired", PbsErrorKind.InvalidArgument, "give either -Destination (one archive) or -DestinationFolder (a whole snapshot)");
+            if (Destination is not null && Archive is null)
+                throw new PbsException("ArchiveRequired", PbsErrorKind.InvalidArgument, "-Destination restores one archive: name it with -Archive");
             var source = SourceForSnapshot();
-            string destination = ResolvePath(Destination);
-            // Phase 1, read-only: find the snapshot and archive, check key and destination.
-            var opened = Run(async ct =>
-            {
-                var o = await OpenArchiveAsync(source, ct).ConfigureAwait(false);
-                DestinationFile.CheckWritable(destination, Force);
-                return o;
-            });
-            try
-            {
-                string name = ArchiveNames.DisplayName(opened.Entry.FileName);
-                if (!ShouldProcess(destination, $"restore {name} ({ProgressView.Size(opened.Entry.Size)}) of snapshot {opened.Reader.Snapshot}"))
-                    return;
-                WriteVerbose($"Restoring {name} of {opened.Reader.Snapshot} from {source.Location}: fetch concurrency " +
-                             $"{(options.FetchConcurrency?.ToString() ?? "automatic")}, {options.DecodeConcurrency} decode threads.");
-
-                // Phase 2: the restore itself, with progress drawn on this thread.
-                var counters = new RestoreCounters();
-                var progress = new ProgressView(this, 1, $"Restoring {name} from {opened.Reader.Snapshot}");
-                try
-                {
-                    WriteObject(Run(ct => opened.Restorer.RestoreAsync(opened.Entry.FileName, destination, options, counters, ct),
-                        () => progress.Update(counters)));
-                }
-                finally
-                {
-                    progress.Complete();
-                }
-            }
-            finally
-            {
-                opened.Reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            }
+            if (Destination is not null) RestoreOne(source, ResolvePath(Destination), options);
+            else RestoreSnapshot(source, ResolvePath(DestinationFolder!), options);
         }
         catch (Exception e) when (IsFailure(e))
         {
             WriteFailure(e, Snapshot);
+        }
+    }
+
+    private void RestoreOne(Sources.ISnapshotSource source, string destination, RestoreOptions options)
+    {
+        // Phase 1, read-only: find the snapshot and archive, check key and destination.
+        var opened = Run(async ct =>
+        {
+            var o = await OpenArchiveAsync(source, ct).ConfigureAwait(false);
+            DestinationFile.CheckWritable(destination, Force);
+            return o;
+        });
+        try
+        {
+            string name = ArchiveNames.DisplayName(opened.Entry.FileName);
+            if (!ShouldProcess(destination, $"restore {name} ({ProgressView.Size(opened.Entry.Size)}) of snapshot {opened.Reader.Snapshot}"))
+                return;
+            WriteVerbose($"Restoring {name} of {opened.Reader.Snapshot} from {source.Location}: fetch concurrency " +
+                         $"{(options.FetchConcurrency?.ToString() ?? "automatic")}, {options.DecodeConcurrency} decode threads.");
+
+            // Phase 2: the restore itself, with progress drawn on this thread.
+            var counters = new RestoreCounters();
+            var metrics = new RestoreMetrics();
+            var progress = new ProgressView(this, _nextActivity++, $"Restoring {name} from {opened.Reader.Snapshot}");
+            try
+            {
+                var result = Run(ct => opened.Restorer.RestoreAsync(opened.Entry.FileName, destination, options, counters, ct, metrics),
+                    () => progress.Update(counters));
+                WriteVerbose($"{name}: fetch concurrency ended at {metrics.FetchConcurrency}, chunk latency p50 {metrics.LatencyPercentile(0.5):F1} ms.");
+                WriteObject(result);
+            }
+            finally
+            {
+                progress.Complete();
+            }
+        }
+        finally
+        {
+            opened.Reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    private void RestoreSnapshot(Sources.ISnapshotSource source, string folder, RestoreOptions options)
+    {
+        var pattern = Archive is null ? null : new WildcardPattern(Archive, WildcardOptions.IgnoreCase);
+        var reader = Run(ct => OpenSnapshotAsync(source, ct));
+        try
+        {
+            var restorer = new SnapshotRestorer(reader, Crypt);
+            var (_, entries) = Run(ct => restorer.SelectAsync(n => pattern is null || pattern.IsMatch(n), ct));
+            string target = Path.Combine(folder, SnapshotRestorer.FolderName(reader.Snapshot));
+            foreach (var e in entries)
+                DestinationFile.CheckWritable(SnapshotRestorer.PathFor(target, e), Force, folderMustExist: false);
+            string list = string.Join(", ", entries.Select(e => ArchiveNames.DisplayName(e.FileName)));
+            if (!ShouldProcess(target, $"restore {entries.Count} archive(s) of snapshot {reader.Snapshot} ({list}, {ProgressView.Size(entries.Sum(e => e.Size))})"))
+                return;
+            WriteVerbose($"Restoring {list} of {reader.Snapshot} into {target}; disks at once, sharing fetch concurrency " +
+                         $"{(options.FetchConcurrency?.ToString() ?? "automatic")}.");
+
+            // A parent progress record for the snapshot and a child per archive.
+            int parentId = _nextActivity++;
+            var parent = new ProgressView(this, parentId, $"Restoring snapshot {reader.Snapshot}");
+            var children = entries.ToDictionary(e => e, e => (Counters: new RestoreCounters(),
+                View: new ProgressView(this, _nextActivity++, $"Restoring {ArchiveNames.DisplayName(e.FileName)}", parentId)));
+            var total = new TotalCounters(children.Values.Select(c => c.Counters).ToList(), entries.Sum(e => e.Size));
+            try
+            {
+                var results = Run(ct => restorer.RestoreAsync(entries, target, options, e => children[e].Counters, ct), () =>
+                {
+                    parent.Update(total.Snapshot());
+                    foreach (var c in children.Values) c.View.Update(c.Counters);
+                });
+                foreach (var r in results) WriteObject(r);
+            }
+            finally
+            {
+                foreach (var c in children.Values) c.View.Complete();
+                parent.Complete();
+            }
+        }
+        finally
+        {
+            reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    /// <summary>Sums the archives' counters for the parent progress record.</summary>
+    private sealed class TotalCounters(IReadOnlyList<RestoreCounters> parts, long plannedBytes)
+    {
+        public RestoreCounters Snapshot()
+        {
+            var sum = new RestoreCounters();
+            sum.SetTotals(Math.Max(plannedBytes, parts.Sum(p => p.TotalBytes)), parts.Sum(p => p.ChunksTotal));
+            sum.AddDone(parts.Sum(p => p.DoneBytes), parts.Sum(p => p.ChunksDone));
+            sum.AddZero(parts.Sum(p => p.ZeroChunks));
+            return sum;
         }
     }
 }

@@ -1,0 +1,84 @@
+using PbsRestore.Formats;
+using PbsRestore.Sources;
+
+namespace PbsRestore.Restore;
+
+/// <summary>
+/// Restores a whole snapshot into a folder: its configuration and log blobs first (small), then every disk
+/// and dynamic archive at once, sharing one fetch budget so that a VM with four disks keeps the source as busy
+/// as one restore, not four times busier. Names are predictable: one folder per snapshot
+/// (<see cref="FolderName"/>), one file per archive named as users see it (<c>drive-scsi0.img</c>,
+/// <c>qemu-server.conf</c>). Keys are checked for every selected archive before anything is created.
+/// </summary>
+public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
+{
+    /// <summary>
+    /// <c>vm-100-2024-05-01T10-00-00Z</c>, prefixed with the namespace (<c>prod-web_vm-100-…</c>): no ':' so the
+    /// name is valid on Windows, and unique per snapshot.
+    /// </summary>
+    public static string FolderName(SnapshotRef snapshot)
+    {
+        string name = $"{snapshot.BackupType}-{snapshot.BackupId}-{SnapshotTime.Format(snapshot.BackupTime).Replace(':', '-')}";
+        return snapshot.Namespace.IsRoot ? name : $"{string.Join('-', snapshot.Namespace.Components)}_{name}";
+    }
+
+    /// <summary>The archives to restore, in restore order (blobs first), after checking names and keys.</summary>
+    public async Task<(BackupManifest Manifest, IReadOnlyList<ManifestFile> Entries)> SelectAsync(Func<string, bool> include, CancellationToken ct)
+    {
+        var restorer = new ArchiveRestorer(reader, crypt);
+        var manifest = await restorer.ReadManifestAsync(ct).ConfigureAwait(false);
+        var entries = manifest.Files.Where(f => include(ArchiveNames.DisplayName(f.FileName)))
+            .OrderBy(f => f.Kind == ArchiveKind.Blob ? 0 : 1).ThenBy(f => f.FileName, StringComparer.Ordinal).ToList();
+        if (entries.Count == 0)
+            throw new PbsNotFoundException("ArchiveNotFound", $"snapshot '{reader.Snapshot}' has no archive matching the filter; it has: " +
+                string.Join(", ", manifest.Files.Select(f => ArchiveNames.DisplayName(f.FileName))));
+        foreach (var e in entries) restorer.CheckKey(manifest, e);
+        return (manifest, entries);
+    }
+
+    /// <summary>
+    /// Restores <paramref name="entries"/> into <paramref name="folder"/> (created if needed). <paramref name="countersFor"/>
+    /// gives each archive's counters (for progress). The first failure cancels the others and is thrown; archives
+    /// already finished stay, unfinished ones leave no file.
+    /// </summary>
+    public async Task<IReadOnlyList<RestoreResult>> RestoreAsync(IReadOnlyList<ManifestFile> entries, string folder, RestoreOptions options,
+        Func<ManifestFile, RestoreCounters> countersFor, CancellationToken ct)
+    {
+        Directory.CreateDirectory(folder);
+        var results = new List<RestoreResult>();
+        foreach (var blob in entries.Where(e => e.Kind == ArchiveKind.Blob))
+            results.Add(await new ArchiveRestorer(reader, crypt).RestoreAsync(blob.FileName, PathFor(folder, blob), options, countersFor(blob), ct).ConfigureAwait(false));
+
+        var indexes = entries.Where(e => e.Kind != ArchiveKind.Blob).ToList();
+        if (indexes.Count == 0) return results;
+        using var budget = new FetchBudget(options.FetchConcurrency);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var shared = options with { Budget = budget };
+        var tasks = indexes.Select(async e =>
+        {
+            try
+            {
+                return await new ArchiveRestorer(reader, crypt).RestoreAsync(e.FileName, PathFor(folder, e), shared, countersFor(e), cts.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                cts.Cancel(); // first failure stops the siblings
+                throw;
+            }
+        }).ToList();
+        try
+        {
+            results.AddRange(await Task.WhenAll(tasks).ConfigureAwait(false));
+        }
+        catch
+        {
+            // Report the real failure, not a sibling's cancellation.
+            var real = tasks.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!).FirstOrDefault(x => x is not OperationCanceledException);
+            if (real is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(real).Throw();
+            throw;
+        }
+        return results;
+    }
+
+    public static string PathFor(string folder, ManifestFile entry) => Path.Combine(folder, ArchiveNames.DisplayName(entry.FileName));
+}
