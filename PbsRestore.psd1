@@ -8,6 +8,7 @@
     Description          = 'Restores disk images from Proxmox Backup Server datastores and snapshots (fixed and dynamic indexes, zstd, encrypted chunks) without the Proxmox client.'
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
+    FormatsToProcess     = @('module/PbsRestore.Format.ps1xml')
     CmdletsToExport      = @('Get-PbsSnapshot', 'Restore-PbsImage', 'Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore', 'Get-PbsNamespace', 'Measure-PbsRestore')
     FunctionsToExport    = @()
     AliasesToExport      = @()

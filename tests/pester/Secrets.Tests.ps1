@@ -39,7 +39,7 @@ BeforeAll {
 
     # The golden key (raw key from MANIFEST.json) wrapped again with KeyPassword: scrypt (n=1024) and
     # AES-256-GCM with PBS's 16-byte IV (BouncyCastle, as .NET's AesGcm takes only 12-byte nonces).
-    Add-Type -Path (Join-Path $PSScriptRoot '../../module/bin/BouncyCastle.Cryptography.dll')
+    Add-Type -Path (Join-Path $PSScriptRoot '../../module/bin/deps/BouncyCastle.Cryptography.dll')
     function script:New-WrappedKeyFile {
         param([Parameter(Mandatory)] [string] $Path, [Parameter(Mandatory)] [string] $Password)
         $keyInfo = @((Get-GoldenManifest).keys | Where-Object name -EQ 'scrypt.key.json')[0]

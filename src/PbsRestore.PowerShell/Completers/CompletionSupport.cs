@@ -17,7 +17,7 @@ namespace PbsRestore.PowerShell.Completers;
 internal static class CompletionSupport
 {
     /// <summary>How long a completion may wait for a server before it gives up and offers nothing.</summary>
-    internal static readonly TimeSpan ServerTimeout = TimeSpan.FromSeconds(5);
+    internal static readonly TimeSpan ServerTimeout = TimeSpan.FromSeconds(3);
 
     /// <summary>How long a server listing is reused, so that pressing Tab again does not ask the server again.</summary>
     private static readonly TimeSpan CacheLifetime = TimeSpan.FromSeconds(10);
@@ -162,7 +162,7 @@ internal static class CompletionSupport
                 string? fingerprint = BoundString(bound, "Fingerprint");
                 var credential = Bound(bound, "Credential") as PSCredential;
                 var settings = PbsSourceCmdlet.SettingsFor(repository, fingerprint, credential);
-                key = $"repo|{settings.Repository}|{settings.Fingerprint}|{credential?.UserName}";
+                key = $"repo|{settings.Repository}|{settings.Fingerprint}|{SecretTag(settings)}";
                 owned = true;
                 return new PbsClient(settings);
             }
@@ -177,7 +177,7 @@ internal static class CompletionSupport
             if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PbsConnectionSettings.RepositoryVariable)))
             {
                 var settings = PbsSourceCmdlet.SettingsFor(null, null, null);
-                key = $"env|{settings.Repository}|{settings.Fingerprint}";
+                key = $"env|{settings.Repository}|{settings.Fingerprint}|{SecretTag(settings)}";
                 owned = true;
                 return new PbsClient(settings);
             }
@@ -188,6 +188,15 @@ internal static class CompletionSupport
             return null;
         }
     }
+
+    /// <summary>
+    /// Tells secrets apart in cache keys without keeping them there: a listing made with one password is not
+    /// offered for another.
+    /// </summary>
+    private static string SecretTag(PbsConnectionSettings settings) =>
+        settings.Secret is { } secret
+            ? Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("pbs-completion|" + secret)))[..16]
+            : "-";
 
     /// <summary>
     /// Runs a listing off the pipeline thread with a time limit; on a server the result is reused for a few seconds
