@@ -1,7 +1,7 @@
 #!/usr/bin/env pwsh
 # PbsRestore build script. Needs only the .NET SDK:
 #   dotnet tool restore
-#   dotnet pwsh ./build.ps1 [Build|Test|Demo|Clean] [-Configuration Release|Debug]
+#   dotnet pwsh ./build.ps1 [Build|Test|Demo|Bench|Clean] [-Configuration Release|Debug]
 #
 # Build: builds PbsRestore.slnx and copies the module's DLLs into module/bin/, so that
 #        `Import-Module ./PbsRestore.psd1` works from the repo root.
@@ -9,11 +9,15 @@
 #        results in artifacts/test/; ends with the line `N passed, N failed` (also in
 #        artifacts/test/summary.txt) and exits 1 if anything failed or no test ran.
 # Demo:  Build, then runs examples/demo.ps1 in a child pwsh.
+# Bench: Build (Release), then the restore benchmark (bench/PbsRestore.Bench): datastores under artifacts/bench,
+#        strategies x scenarios, ceilings, memory, sparse; writes bench/RESULTS.md (~10 min; CI never runs it).
+#        Extra arguments go to the benchmark: -BenchArgs '--repeats','3'.
 # Clean: removes bin/, obj/, module/bin/, en-US/ (a build copy of module/en-US) and artifacts/ (keeps the .tools/ download cache).
 param(
-    [ValidateSet('Build', 'Test', 'Demo', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Clean')]
     [string] $Task = 'Build',
-    [string] $Configuration = 'Release'
+    [string] $Configuration = 'Release',
+    [string[]] $BenchArgs = @()
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
@@ -71,8 +75,15 @@ function Invoke-Build {
     New-Item -ItemType Directory -Path $ModuleBin -Force | Out-Null
     $files = Get-ChildItem -LiteralPath $out -File |
         Where-Object { $_.Extension -in '.dll', '.pdb' -and $_.BaseName -notin $NotShipped }
-    $files | Copy-Item -Destination $ModuleBin -Force
-    Write-Host "Module files in module/bin: $(($files | Where-Object Extension -eq '.dll' | ForEach-Object Name) -join ', ')"
+    # Only the cmdlet assembly sits in module/bin (PowerShell's default load context); the core and its
+    # third-party dependencies go to module/bin/deps, from where the module loads them into a private
+    # AssemblyLoadContext: another module's version of the same libraries can neither break us nor be used by us.
+    $deps = Join-Path $ModuleBin 'deps'
+    New-Item -ItemType Directory -Path $deps -Force | Out-Null
+    $ours = { $_.BaseName -eq 'PbsRestore.PowerShell' }
+    $files | Where-Object $ours | Copy-Item -Destination $ModuleBin -Force
+    $files | Where-Object { -not (& $ours) } | Copy-Item -Destination $deps -Force
+    Write-Host "Module files: module/bin: PbsRestore.PowerShell.dll; module/bin/deps: $(($files | Where-Object { $_.Extension -eq '.dll' -and -not (& $ours) } | ForEach-Object Name) -join ', ')"
 
     # Offline help (source: module/en-US). Get-Help looks in <ModuleBase>/<culture>: for a module imported
     # through PbsRestore.psd1 that is en-US/ next to the manifest (not next to the DLL); for the DLL imported
@@ -175,8 +186,17 @@ function Invoke-Demo {
     if ($LASTEXITCODE -ne 0) { throw "examples/demo.ps1 failed with exit code $LASTEXITCODE." }
 }
 
+function Invoke-Bench {
+    # The benchmark runs the Release build of the server (src/PbsRestore.Server/bin/Release/net10.0).
+    if ($Configuration -ne 'Release') { Write-Host "Bench always uses the Release build (-Configuration $Configuration ignored)."; $script:Configuration = 'Release' }
+    Invoke-Build
+    $dll = Join-Path $Root 'bench/PbsRestore.Bench/bin/Release/net10.0/PbsRestore.Bench.dll'
+    if (-not (Test-Path -LiteralPath $dll)) { throw "Build output not found: $dll" }
+    Invoke-Native dotnet (@($dll) + $BenchArgs)
+}
+
 function Invoke-Clean {
-    $dirs = @(Get-ChildItem -Path (Join-Path $Root 'src'), (Join-Path $Root 'tests') -Directory -Recurse -ErrorAction SilentlyContinue |
+    $dirs = @(Get-ChildItem -Path (Join-Path $Root 'src'), (Join-Path $Root 'tests'), (Join-Path $Root 'bench') -Directory -Recurse -ErrorAction SilentlyContinue |
         Where-Object { $_.Name -in 'bin', 'obj', 'TestResults' })
     $dirs += @((Join-Path $Root 'module/bin'), (Join-Path $Root 'artifacts'), (Join-Path $Root 'en-US') | Where-Object { Test-Path -LiteralPath $_ } | Get-Item)
     foreach ($d in $dirs) {
@@ -191,5 +211,6 @@ switch ($Task) {
     'Build' { Invoke-Build }
     'Test' { Invoke-Test }
     'Demo' { Invoke-Demo }
+    'Bench' { Invoke-Bench }
     'Clean' { Invoke-Clean }
 }

@@ -8,7 +8,9 @@ namespace PbsRestore.PowerShell;
 /// Loads the module's dependencies (PbsRestore.Core, ZstdSharp, BouncyCastle, System.IO.Hashing) into a private
 /// AssemblyLoadContext, from the <c>deps</c> folder beside this assembly. Another module that ships a different
 /// version of, say, BouncyCastle then cannot break us, nor we it: PowerShell's default context never sees our
-/// copies. Only this small cmdlet assembly lives in the default context (as in OpenAuthenticode's loader).
+/// copies (as in OpenAuthenticode's loader). The core must be in here too: from the default context it would
+/// bind to whatever version of a library some other module loaded first. The price: scripts cannot name core
+/// types as literals ([PbsRestore.Sources.SnapshotInfo]); their objects, properties and views work as usual.
 /// </summary>
 internal sealed class DependencyLoadContext : AssemblyLoadContext
 {

@@ -24,8 +24,13 @@ public static class Json
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json;charset=UTF-8";
         context.Response.ContentLength = buffer.WrittenCount;
-        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+        await WriteBodyAsync(context, buffer.WrittenMemory);
     }
+
+    private static Task WriteBodyAsync(HttpContext context, ReadOnlyMemory<byte> body) =>
+        TrafficShaper.Of(context) is { } shaper
+            ? shaper.WriteBodyAsync(context, body, context.RequestAborted)
+            : context.Response.Body.WriteAsync(body, context.RequestAborted).AsTask();
 
     /// <summary>An error answer. On HTTP/1.1 the message is also the reason phrase, as upstream puts it there.</summary>
     public static async Task WriteErrorAsync(HttpContext context, int status, string message)
@@ -45,7 +50,7 @@ public static class Json
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json;charset=UTF-8";
         context.Response.ContentLength = buffer.WrittenCount;
-        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+        await WriteBodyAsync(context, buffer.WrittenMemory);
     }
 }
 

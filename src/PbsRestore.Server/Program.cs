@@ -64,6 +64,7 @@ public static class Program
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(new Datastores(stores));
         builder.Services.AddSingleton<Authenticator>();
+        builder.Services.AddSingleton<TrafficShaper>();
         builder.Services.AddSingleton<ReaderSessionTransport>();
         builder.Services.AddSingleton<IConnectionListenerFactory>(sp => sp.GetRequiredService<ReaderSessionTransport>());
         builder.Services.AddSingleton<ReaderUpgrade>();
@@ -124,6 +125,11 @@ public static class Program
         log.LogInformation("listening on https://{Host}:{Port}; datastores: {Stores}; {Tokens} token(s), {Users} user(s), ticket lifetime {Lifetime}s",
             host, bound.Port, string.Join(", ", options.Datastores.Select(d => $"{d.Name}={d.Folder}")), options.Tokens.Count, options.Users.Count,
             (long)options.TicketLifetime.TotalSeconds);
+        if (options.ChunkLatency > TimeSpan.Zero || options.MaxParallelReads is not null || options.BandwidthMbit is not null || options.ConnectionBandwidthMbit is not null)
+            log.LogInformation("injection: chunk latency {Latency} ms, max parallel reads {Reads}, link {Link} Mbit/s, per connection {Connection} Mbit/s",
+                options.ChunkLatency.TotalMilliseconds, options.MaxParallelReads?.ToString() ?? "unlimited",
+                options.BandwidthMbit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unlimited",
+                options.ConnectionBandwidthMbit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unlimited");
         if (options.Tokens.Count == 0 && options.Users.Count == 0)
             log.LogWarning("no --token and no --user given: every request will be refused");
 

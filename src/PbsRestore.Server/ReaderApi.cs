@@ -10,7 +10,7 @@ namespace PbsRestore.Server;
 /// The requests of a reader session (HTTP/2 on an upgraded connection): <c>/download</c>, <c>/chunk</c>,
 /// <c>/speedtest</c>. Downloading an index registers its chunks for this session only (upstream register_chunk).
 /// </summary>
-public sealed class ReaderApi(ILogger<ReaderApi> log)
+public sealed class ReaderApi(TrafficShaper shaper, ILogger<ReaderApi> log)
 {
     private static readonly byte[] SpeedtestBody = CreateSpeedtestBody();
     /// <summary>Indexes are read whole to register their chunks: 64 MiB is 2 M chunks (8 TiB of 4 MiB chunks).</summary>
@@ -40,7 +40,7 @@ public sealed class ReaderApi(ILogger<ReaderApi> log)
                 case "/speedtest":
                     context.Response.ContentType = "application/octet-stream";
                     context.Response.ContentLength = SpeedtestBody.Length;
-                    await context.Response.Body.WriteAsync(SpeedtestBody, context.RequestAborted);
+                    await shaper.WriteBodyAsync(context, SpeedtestBody, context.RequestAborted);
                     break;
                 case "" or null:
                     await Json.WriteDataAsync(context, w =>
@@ -83,6 +83,23 @@ public sealed class ReaderApi(ILogger<ReaderApi> log)
         if (!session.IsAllowed(digest))
             throw new HttpError(401, $"download chunk {hex} not allowed");
         string path = Path.Combine(session.ChunkDir, hex[..4], hex);
+        // The read (with any injected latency and queue) first; the body is sent outside the read queue.
+        var (buffer, read) = await shaper.ReadAsync(() => ReadChunkFileAsync(session, path, hex, context.RequestAborted), context.RequestAborted);
+        try
+        {
+            context.Response.ContentType = "application/octet-stream";
+            context.Response.ContentLength = read;
+            await shaper.WriteBodyAsync(context, buffer.AsMemory(0, read), context.RequestAborted);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Reads a chunk file whole into a rented buffer (the caller returns it).</summary>
+    private static async Task<(byte[] Buffer, int Length)> ReadChunkFileAsync(ReaderSession session, string path, string hex, CancellationToken ct)
+    {
         SafeFileHandle handle;
         try
         {
@@ -103,17 +120,16 @@ public sealed class ReaderApi(ILogger<ReaderApi> log)
                 int read = 0;
                 while (read < length)
                 {
-                    int n = await RandomAccess.ReadAsync(handle, buffer.AsMemory(read, (int)length - read), read, context.RequestAborted);
+                    int n = await RandomAccess.ReadAsync(handle, buffer.AsMemory(read, (int)length - read), read, ct);
                     if (n == 0) break;
                     read += n;
                 }
-                context.Response.ContentType = "application/octet-stream";
-                context.Response.ContentLength = read;
-                await context.Response.Body.WriteAsync(buffer.AsMemory(0, read), context.RequestAborted);
+                return (buffer, read);
             }
-            finally
+            catch
             {
                 ArrayPool<byte>.Shared.Return(buffer);
+                throw;
             }
         }
     }
@@ -138,13 +154,13 @@ public sealed class ReaderApi(ILogger<ReaderApi> log)
             session.Register(index);
             log.LogDebug("reader session {Id}: registered {Count} chunks of {Name}", session.ConnectionId, index.Count, name);
             context.Response.ContentLength = data.Length;
-            await context.Response.Body.WriteAsync(data, context.RequestAborted);
+            await shaper.WriteBodyAsync(context, data, context.RequestAborted);
         }
         else
         {
             long length = new FileInfo(path).Length;
             context.Response.ContentLength = length;
-            await context.Response.SendFileAsync(path, 0, length, context.RequestAborted);
+            await shaper.SendFileAsync(context, path, length, context.RequestAborted);
         }
     }
 }

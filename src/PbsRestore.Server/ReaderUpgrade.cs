@@ -14,7 +14,7 @@ namespace PbsRestore.Server;
 /// exists, answers 101 with <c>Upgrade: proxmox-backup-reader-protocol-v1</c>, then hands the upgraded stream to
 /// the HTTP/2 listener as a new connection and waits until that connection ends.
 /// </summary>
-public sealed class ReaderUpgrade(Datastores datastores, ReaderSessionTransport transport, ILogger<ReaderUpgrade> log)
+public sealed class ReaderUpgrade(Datastores datastores, ReaderSessionTransport transport, TrafficShaper shaper, ILogger<ReaderUpgrade> log)
 {
     public const string Protocol = "proxmox-backup-reader-protocol-v1";
     private static long _nextId;
@@ -47,7 +47,10 @@ public sealed class ReaderUpgrade(Datastores datastores, ReaderSessionTransport 
             throw new HttpError(400, $"snapshot '{where}' in datastore '{storeName}' is not finished (no manifest)");
 
         string connectionId = "reader-" + Interlocked.Increment(ref _nextId).ToString(CultureInfo.InvariantCulture);
-        var session = new ReaderSession(authId, storeName, snapshot, dir, Path.Combine(store.Location, ".chunks"), connectionId);
+        var session = new ReaderSession(authId, storeName, snapshot, dir, Path.Combine(store.Location, ".chunks"), connectionId)
+        {
+            Bucket = shaper.NewConnectionBucket(),
+        };
 
         // Upgraded streams are long-lived and mostly idle in the client-to-server direction: no data-rate limits.
         if (context.Features.Get<IHttpMinResponseDataRateFeature>() is { } responseRate) responseRate.MinDataRate = null;

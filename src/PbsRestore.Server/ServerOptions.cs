@@ -14,6 +14,8 @@ public sealed partial class ServerOptions
           PbsRestore.Server --datastore NAME=FOLDER [--datastore NAME=FOLDER ...] [--listen IP:PORT]
                             [--token USER@REALM!ID:SECRET ...] [--user USER@REALM:PASSWORD ...]
                             [--ticket-lifetime SECONDS]
+                            [--chunk-latency-ms N] [--max-parallel-reads N]
+                            [--bandwidth-mbit N] [--connection-bandwidth-mbit N]
 
         Options:
           --datastore NAME=FOLDER      Serve the PBS datastore folder FOLDER (it has a .chunks folder) as
@@ -24,6 +26,16 @@ public sealed partial class ServerOptions
           --user USER@REALM:PASSWORD   A user that may log in with POST /api2/json/access/ticket. Repeatable.
           --ticket-lifetime SECONDS    How long a ticket (and CSRF token) stays valid. Default 7200 (2 h, as PBS).
           --help                       Print this text and exit.
+
+        Injection (benchmarks and tests; models a datastore disk or a WAN link; nothing blocks a thread):
+          --chunk-latency-ms N         Delay every /chunk read by N ms (a disk read or a WAN round trip). Default 0.
+          --max-parallel-reads N       At most N chunk reads at once, server-wide (the disk's queue depth); the
+                                       latency counts as part of the read: 40 ms with 16 caps at 400 chunks/s.
+          --bandwidth-mbit N           The whole link: all response bodies of all connections share one token
+                                       bucket of N megabits (10^6 bits) per second.
+          --connection-bandwidth-mbit N  A single-flow cap: each connection (each reader session) has its own
+                                       bucket of N megabits per second, as long fat paths and firewalls impose.
+        Bodies are paced in 64 KiB slices against the buckets.
 
         Once listening, prints exactly one JSON line on stdout:
           {"url":"https://127.0.0.1:PORT","fingerprint":"aa:bb:..."}
@@ -39,6 +51,14 @@ public sealed partial class ServerOptions
     public Dictionary<string, string> Users { get; } = new(StringComparer.Ordinal);
     public TimeSpan TicketLifetime { get; private set; } = TimeSpan.FromHours(2);
     public bool Help { get; private set; }
+    /// <summary>--chunk-latency-ms (zero: none).</summary>
+    public TimeSpan ChunkLatency { get; private set; } = TimeSpan.Zero;
+    /// <summary>--max-parallel-reads (null: unlimited).</summary>
+    public int? MaxParallelReads { get; private set; }
+    /// <summary>--bandwidth-mbit (null: unlimited).</summary>
+    public double? BandwidthMbit { get; private set; }
+    /// <summary>--connection-bandwidth-mbit (null: unlimited).</summary>
+    public double? ConnectionBandwidthMbit { get; private set; }
 
     [GeneratedRegex("^[A-Za-z0-9_][A-Za-z0-9._\\-]{0,31}$")]
     private static partial Regex StoreNamePattern();
@@ -124,6 +144,31 @@ public sealed partial class ServerOptions
                     if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int s) || s <= 0)
                         throw new ArgumentException($"--ticket-lifetime expects a positive number of seconds, not '{v}'");
                     o.TicketLifetime = TimeSpan.FromSeconds(s);
+                    break;
+                }
+                case "--chunk-latency-ms":
+                {
+                    string v = Value();
+                    if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int ms) || ms > 600_000)
+                        throw new ArgumentException($"--chunk-latency-ms expects a number of milliseconds (0..600000), not '{v}'");
+                    o.ChunkLatency = TimeSpan.FromMilliseconds(ms);
+                    break;
+                }
+                case "--max-parallel-reads":
+                {
+                    string v = Value();
+                    if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n is < 1 or > 65536)
+                        throw new ArgumentException($"--max-parallel-reads expects a positive number (1..65536), not '{v}'");
+                    o.MaxParallelReads = n;
+                    break;
+                }
+                case "--bandwidth-mbit" or "--connection-bandwidth-mbit":
+                {
+                    string v = Value();
+                    if (!double.TryParse(v, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double mbit) || !(mbit > 0) || mbit > 1e7)
+                        throw new ArgumentException($"{arg} expects a positive number of megabits per second, not '{v}'");
+                    if (arg == "--bandwidth-mbit") o.BandwidthMbit = mbit;
+                    else o.ConnectionBandwidthMbit = mbit;
                     break;
                 }
                 default:

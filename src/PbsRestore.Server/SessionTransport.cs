@@ -73,6 +73,8 @@ public sealed class ReaderSession(string authId, string store, Sources.SnapshotR
     public string SnapshotDir => snapshotDir;
     public string ChunkDir => chunkDir;
     public string ConnectionId => connectionId;
+    /// <summary>This connection's bandwidth bucket (--connection-bandwidth-mbit), or null.</summary>
+    public TokenBucket? Bucket { get; init; }
 
     public void Register(Formats.IChunkIndex index)
     {

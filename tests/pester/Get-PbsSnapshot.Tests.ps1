@@ -38,7 +38,7 @@ Describe 'Get-PbsSnapshot on the golden datastore' {
     }
 
     It 'returns PbsRestore.Sources.SnapshotInfo objects' {
-        foreach ($s in $script:All) { $s | Should -BeOfType ([PbsRestore.Sources.SnapshotInfo]) }
+        foreach ($s in $script:All) { $s.GetType().FullName | Should -Be 'PbsRestore.Sources.SnapshotInfo' }
     }
 
     Context 'snapshot <Spec> (namespace "<Namespace>")' -ForEach $script:SnapshotCases {

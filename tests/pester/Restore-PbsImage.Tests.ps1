@@ -77,7 +77,7 @@ Describe 'Restore-PbsImage restores every golden archive bit-exactly' {
         $dest = Join-Path $out 'restored.bin'
         $keyArgs = Get-KeyArgs $Snap
         $r = Restore-PbsImage -Datastore $script:Datastore -Namespace $Namespace -Snapshot $Spec -Archive $Display -Destination $dest @keyArgs -ErrorAction Stop
-        $r | Should -BeOfType ([PbsRestore.Restore.RestoreResult])
+        $r.GetType().FullName | Should -Be 'PbsRestore.Restore.RestoreResult'
         $expectedSnapshot = if ($Namespace) { "ns/$Namespace/$Spec" } else { $Spec }
         $r.Snapshot | Should -BeExactly $expectedSnapshot
         $r.Archive | Should -BeExactly $Display

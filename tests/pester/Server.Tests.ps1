@@ -91,7 +91,7 @@ BeforeAll {
         $l = @($Local | ForEach-Object { ConvertTo-SnapshotLine $_ })
         # Same snapshots with the same fields, and in the same order.
         $r | Should -Be $l
-        foreach ($s in $Remote) { $s | Should -BeOfType ([PbsRestore.Sources.SnapshotInfo]) }
+        foreach ($s in $Remote) { $s.GetType().FullName | Should -Be 'PbsRestore.Sources.SnapshotInfo' }
     }
 
     function script:Get-KeyArgs {
@@ -261,7 +261,7 @@ Describe 'PbsRestore cmdlets over the wire' {
             $keyArgs = Get-KeyArgs $Snap
             $r = @(Restore-PbsImage -Repository $script:TokenRepo -Fingerprint $script:Fp -Namespace $Namespace -Snapshot $Spec -Archive $Display -Destination $dest @keyArgs -ErrorAction Stop)
             $r.Count | Should -Be 1
-            $r[0] | Should -BeOfType ([PbsRestore.Restore.RestoreResult])
+            $r[0].GetType().FullName | Should -Be 'PbsRestore.Restore.RestoreResult'
             $r[0].LogicalBytes | Should -Be ([long]$Arch.plaintext_size)
             Assert-Restored $dest $Arch
             @(Get-FolderEntries $out) | Should -Be @('restored.bin')

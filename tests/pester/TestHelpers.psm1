@@ -112,6 +112,9 @@ function Get-AllocatedBytes {
     throw 'Get-AllocatedBytes: only Linux and macOS are supported'
 }
 
+# The module keeps System.IO.Hashing in a private load context; the tests load their own copy to hand-build blobs.
+Add-Type -Path ([System.IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../module/bin/deps/System.IO.Hashing.dll')))
+
 function Get-Crc32 {
     # CRC-32 (IEEE, as PBS DataBlob uses it) of a byte array, as UInt32.
     param([Parameter(Mandatory)] [byte[]] $Bytes)

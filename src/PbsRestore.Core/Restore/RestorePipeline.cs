@@ -53,31 +53,36 @@ public static class RestorePipeline
                 var buffer = pool.Rent();
                 int length;
                 long started = RestoreMetrics.Now;
+                // The slot is held until the chunk is handed to the decoders: a fetched chunk waiting for a decoder
+                // still holds a buffer, so the limit bounds memory as well as requests on the wire.
                 try
                 {
-                    length = await source.ReadRawChunkAsync(job.Digest, buffer, token).ConfigureAwait(false);
-                }
-                catch (PbsException e)
-                {
-                    throw ChunkDecoder.Blame(plan.Archive, job, e);
+                    try
+                    {
+                        length = await source.ReadRawChunkAsync(job.Digest, buffer, token).ConfigureAwait(false);
+                    }
+                    catch (PbsException e)
+                    {
+                        throw ChunkDecoder.Blame(plan.Archive, job, e);
+                    }
+                    metrics.FetchLatency(started);
+                    metrics.AddFetchBusy(started);
+                    counters.AddWire(length);
+                    options.Budget?.AddWire(length);
+                    if (limiter is not null)
+                    {
+                        long throttled = RestoreMetrics.Now;
+                        await limiter.ChargeAsync(length, token).ConfigureAwait(false);
+                        metrics.AddThrottled(throttled);
+                    }
+                    long blocked = RestoreMetrics.Now;
+                    await fetched.Writer.WriteAsync(new Fetched(job, buffer, length), token).ConfigureAwait(false);
+                    metrics.AddFetchBlocked(blocked);
                 }
                 finally
                 {
                     gate.Release();
                 }
-                metrics.FetchLatency(started);
-                metrics.AddFetchBusy(started);
-                counters.AddWire(length);
-                options.Budget?.AddWire(length);
-                if (limiter is not null)
-                {
-                    long throttled = RestoreMetrics.Now;
-                    await limiter.ChargeAsync(length, token).ConfigureAwait(false);
-                    metrics.AddThrottled(throttled);
-                }
-                long blocked = RestoreMetrics.Now;
-                await fetched.Writer.WriteAsync(new Fetched(job, buffer, length), token).ConfigureAwait(false);
-                metrics.AddFetchBlocked(blocked);
             }
         }
 
