@@ -14,7 +14,7 @@
 #        Extra arguments go to the benchmark: -BenchArgs '--repeats','3'.
 # Clean: removes bin/, obj/, module/bin/, en-US/ (a build copy of module/en-US) and artifacts/ (keeps the .tools/ download cache).
 param(
-    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Package', 'Clean')]
     [string] $Task = 'Build',
     [string] $Configuration = 'Release',
     [string[]] $BenchArgs = @()
@@ -109,7 +109,7 @@ function Get-PesterManifest {
 }
 
 function Invoke-Test {
-    Invoke-Build
+    Invoke-Package | Out-Null   # builds, and gives tests/pester/Package.Tests.ps1 the packaged module
 
     if (Test-Path -LiteralPath $TestResults) { Remove-Item -LiteralPath $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null
@@ -195,6 +195,26 @@ function Invoke-Bench {
     Invoke-Native dotnet (@($dll) + $BenchArgs)
 }
 
+function Invoke-Package {
+    # A clean module folder, ready for Publish-Module: artifacts/package/PbsRestore/<files>. Its manifest is the
+    # repository's, with paths relative to the module folder instead of the repository root.
+    Invoke-Build
+    $target = Join-Path $Root 'artifacts/package/PbsRestore'
+    if (Test-Path -LiteralPath $target) { Remove-Item -LiteralPath $target -Recurse -Force }
+    New-Item -ItemType Directory -Path $target | Out-Null
+    Copy-Item -LiteralPath $ModuleBin -Destination (Join-Path $target 'bin') -Recurse
+    Get-ChildItem -LiteralPath (Join-Path $target 'bin') -Recurse -Filter '*.pdb' | Remove-Item
+    Remove-Item -LiteralPath (Join-Path $target 'bin/en-US') -Recurse -Force -ErrorAction SilentlyContinue
+    Copy-Item -LiteralPath (Join-Path $Root 'module/en-US') -Destination (Join-Path $target 'en-US') -Recurse
+    Copy-Item -LiteralPath (Join-Path $Root 'module/PbsRestore.Format.ps1xml') -Destination $target
+    $manifest = Get-Content -LiteralPath (Join-Path $Root 'PbsRestore.psd1') -Raw
+    $manifest = $manifest.Replace("'module/bin/PbsRestore.PowerShell.dll'", "'bin/PbsRestore.PowerShell.dll'").Replace("'module/PbsRestore.Format.ps1xml'", "'PbsRestore.Format.ps1xml'")
+    Set-Content -LiteralPath (Join-Path $target 'PbsRestore.psd1') -Value $manifest -Encoding utf8
+    $info = Test-ModuleManifest -Path (Join-Path $target 'PbsRestore.psd1')
+    Write-Host "Packaged PbsRestore $($info.Version) (PowerShell $($info.PowerShellVersion)+, $($info.CompatiblePSEditions -join ', ')) with $($info.ExportedCmdlets.Count) cmdlets in $target"
+    $target
+}
+
 function Invoke-Clean {
     $dirs = @(Get-ChildItem -Path (Join-Path $Root 'src'), (Join-Path $Root 'tests'), (Join-Path $Root 'bench') -Directory -Recurse -ErrorAction SilentlyContinue |
         Where-Object { $_.Name -in 'bin', 'obj', 'TestResults' })
@@ -212,5 +232,6 @@ switch ($Task) {
     'Test' { Invoke-Test }
     'Demo' { Invoke-Demo }
     'Bench' { Invoke-Bench }
+    'Package' { Invoke-Package | Out-Null }
     'Clean' { Invoke-Clean }
 }

@@ -13,11 +13,14 @@
 [CmdletBinding()]
 param(
     [string] $WorkFolder = (Join-Path $PSScriptRoot '../artifacts/demo'),
-    [string] $Configuration = 'Release'
+    [string] $Configuration = 'Release',
+    # The module to demonstrate: the repository's manifest, a packaged module's, or a module name on PSModulePath.
+    [string] $Module = (Join-Path $PSScriptRoot '../PbsRestore.psd1')
 )
 $ErrorActionPreference = 'Stop'
 $repo = (Resolve-Path (Join-Path $PSScriptRoot '..')).Path
-Import-Module (Join-Path $repo 'PbsRestore.psd1') -Force
+Import-Module $Module -Force
+Write-Host "PbsRestore $((Get-Module PbsRestore).Version) from $((Get-Module PbsRestore).ModuleBase)" -ForegroundColor Cyan
 
 function Start-DemoServer([string] $Datastore, [string] $Token, [string] $Secret) {
     # Our PBS-compatible server prints one JSON line with its URL and certificate fingerprint once listening.
