@@ -1,0 +1,58 @@
+# Error records and progress as a PowerShell user sees them: one non-terminating error per failed pipeline item,
+# -ErrorAction honoured, progress with percent, MB/s and ETA, and child records per archive.
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot ../../PbsRestore.psd1) -Force
+    $script:Datastore = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot ../../../shared/golden/datastore))
+}
+
+Describe 'Errors in a pipeline of many snapshots' {
+    It 'writes one non-terminating error for the failed item and restores the others' {
+        $out = Join-Path $TestDrive 'many'
+        $results = @(Get-PbsSnapshot -Datastore $script:Datastore | Restore-PbsImage -DestinationFolder $out -ErrorVariable errs -ErrorAction SilentlyContinue)
+        # vm/101 is encrypted and no key is given: that item fails, the three others restore.
+        $errs.Count | Should -Be 1
+        $errs[0].FullyQualifiedErrorId | Should -Be 'KeyRequired,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+        $errs[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$($errs[0].TargetObject)" | Should -Be 'vm/101/2024-05-01T10:05:00Z'
+        ($results.Snapshot | Sort-Object -Unique) | Should -Be @('ct/200/2024-05-01T10:10:00Z', 'ns/dev/vm/102/2024-05-01T10:15:00Z', 'vm/100/2024-05-01T10:00:00Z')
+    }
+
+    It '-ErrorAction Stop ends the pipeline at the first failure' {
+        $out = Join-Path $TestDrive 'stop'
+        { Get-PbsSnapshot -Datastore $script:Datastore -BackupType vm | Restore-PbsImage -DestinationFolder $out -ErrorAction Stop } |
+            Should -Throw -ErrorId 'KeyRequired,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+        Test-Path (Join-Path $out 'vm-101-2024-05-01T10-05-00Z') | Should -BeFalse
+    }
+
+    It 'error records carry category and target for missing snapshots' {
+        Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/999 -Archive drive-scsi0.img -Destination (Join-Path $TestDrive 'x') -ErrorVariable e -ErrorAction SilentlyContinue
+        $e[0].FullyQualifiedErrorId | Should -Be 'SnapshotNotFound,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+        $e[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $e[0].TargetObject | Should -Be 'vm/999'
+    }
+}
+
+Describe 'Progress' {
+    It 'reports percent, MB/s and ETA, and a child record per archive of a whole-snapshot restore' {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                param($Module, $Datastore, $Out)
+                $ProgressPreference = 'Continue'
+                Import-Module $Module
+                Restore-PbsImage -Datastore $Datastore -Snapshot vm/100 -DestinationFolder $Out
+            }).AddArgument((Join-Path $PSScriptRoot ../../PbsRestore.psd1)).AddArgument($script:Datastore).AddArgument((Join-Path $TestDrive 'progress'))
+            $results = $ps.Invoke()
+            $ps.Streams.Error.Count | Should -Be 0
+            $results.Count | Should -Be 3
+            $records = @($ps.Streams.Progress)
+            $parent = @($records | Where-Object { $_.Activity -like 'Restoring snapshot vm/100*' })
+            $parent.Count | Should -BeGreaterThan 0
+            $children = @($records | Where-Object { $_.ParentActivityId -eq $parent[0].ActivityId })
+            ($children.Activity | Sort-Object -Unique) | Should -Be @('Restoring drive-scsi0.img', 'Restoring drive-virtio1.img', 'Restoring qemu-server.conf')
+            @($records | Where-Object { $_.StatusDescription -match 'MB/s' -and $_.PercentComplete -ge 0 }).Count | Should -BeGreaterThan 0
+            @($records | Where-Object RecordType -eq 'Completed').Count | Should -BeGreaterOrEqual 4
+        }
+        finally { $ps.Dispose() }
+    }
+}
