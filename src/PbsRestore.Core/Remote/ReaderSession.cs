@@ -313,23 +313,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };
-        try
-        {
-            return await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (Transport.Unwrap(e) is { } pbs)
-        {
-            ExceptionDispatchInfo.Throw(pbs);
-            throw;
-        }
-        catch (HttpRequestException e)
-        {
-            throw new PbsException("ConnectionLost", PbsErrorKind.Connection, $"{what}: {e.Message}", e);
-        }
-        catch (TaskCanceledException e) when (!ct.IsCancellationRequested)
-        {
-            throw new PbsException("ConnectionTimeout", PbsErrorKind.Connection, $"{what}: no answer from {_client.Repository.Authority}", e);
-        }
+        return await Transport.SendAsync(_http, request, what, _client.Repository.Authority, "ConnectionLost", ct).ConfigureAwait(false);
     }
 
     private async Task<PbsException> ErrorAsync(HttpResponseMessage response, string what, string notFoundId, CancellationToken ct)

@@ -111,26 +111,8 @@ internal sealed class RestTransport : IDisposable
         if (headers.CsrfToken is { Length: > 0 } t) target.TryAddWithoutValidation("CSRFPreventionToken", t);
     }
 
-    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, string what, CancellationToken ct)
-    {
-        try
-        {
-            return await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (Transport.Unwrap(e) is { } pbs)
-        {
-            ExceptionDispatchInfo.Throw(pbs);
-            throw;
-        }
-        catch (HttpRequestException e)
-        {
-            throw new PbsException("ConnectionFailed", PbsErrorKind.Connection, $"{what}: {e.Message}", e);
-        }
-        catch (TaskCanceledException e) when (!ct.IsCancellationRequested)
-        {
-            throw new PbsException("ConnectionTimeout", PbsErrorKind.Connection, $"{what}: no answer from {_repository.Authority}", e);
-        }
-    }
+    private Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, string what, CancellationToken ct) =>
+        Transport.SendAsync(_http, request, what, _repository.Authority, "ConnectionFailed", ct);
 
     private static async Task<byte[]> ReadBodyAsync(HttpResponseMessage response, CancellationToken ct)
     {
@@ -151,5 +133,31 @@ internal static class Transport
         for (Exception? x = e; x is not null; x = x.InnerException)
             if (x is PbsException p) return p;
         return null;
+    }
+
+    /// <summary>
+    /// Sends and maps transport failures to PbsExceptions: our own (TLS pinning, upgrade refusals) unwrapped,
+    /// a broken connection as <paramref name="brokenId"/>, a timeout as ConnectionTimeout.
+    /// </summary>
+    public static async Task<HttpResponseMessage> SendAsync(HttpClient http, HttpRequestMessage request, string what, string authority,
+        string brokenId, CancellationToken ct)
+    {
+        try
+        {
+            return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Unwrap(e) is { } pbs)
+        {
+            ExceptionDispatchInfo.Throw(pbs);
+            throw;
+        }
+        catch (HttpRequestException e)
+        {
+            throw new PbsException(brokenId, PbsErrorKind.Connection, $"{what}: {e.Message}", e);
+        }
+        catch (TaskCanceledException e) when (!ct.IsCancellationRequested)
+        {
+            throw new PbsException("ConnectionTimeout", PbsErrorKind.Connection, $"{what}: no answer from {authority}", e);
+        }
     }
 }
