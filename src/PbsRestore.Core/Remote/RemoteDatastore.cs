@@ -107,6 +107,27 @@ public sealed class RemoteSnapshotReader : ISnapshotReader, IChunkSource
     /// <summary>The sessions (diagnostics and tests).</summary>
     public IReadOnlyList<ReaderSession> Sessions => _sessions;
 
+    /// <summary>
+    /// The raw wire rate in bytes/s: /speedtest bodies (1 MiB each, no decoding) with <paramref name="inFlightPerSession"/>
+    /// requests at a time on every session for about <paramref name="duration"/>: what the connections carry when
+    /// nothing else limits them, to compare a restore's wire rate with.
+    /// </summary>
+    public async Task<double> SpeedtestAsync(int inFlightPerSession, TimeSpan duration, CancellationToken ct)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long requests = 0;
+        var workers = _sessions.SelectMany(session => Enumerable.Range(0, Math.Max(1, inFlightPerSession)).Select(async _ =>
+        {
+            while (clock.Elapsed < duration)
+            {
+                await session.SpeedtestAsync(1, ct).ConfigureAwait(false);
+                Interlocked.Increment(ref requests);
+            }
+        }));
+        await Task.WhenAll(workers).ConfigureAwait(false);
+        return Interlocked.Read(ref requests) * (1 << 20) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
+    }
+
     public async Task<byte[]> ReadFileAsync(string storedName, long maxSize, CancellationToken ct)
     {
         if (storedName != FileFormats.ManifestBlobName && !ArchiveNames.IsValidStoredName(storedName))

@@ -47,9 +47,9 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
                 double? speedtest = null;
                 if (opened.Reader is RemoteSnapshotReader remote)
                 {
-                    // The raw wire rate: what the connection moves without any decoding.
-                    speedtest = Run(ct => remote.Sessions[0].SpeedtestAsync(16, ct));
-                    WriteVerbose($"Speedtest: {speedtest / 1e6:F0} MB/s over one reader session.");
+                    // The raw wire rate: what the connections move without any decoding, 4 requests at a time on each.
+                    speedtest = Run(ct => remote.SpeedtestAsync(4, TimeSpan.FromSeconds(2), ct));
+                    WriteVerbose($"Speedtest: {speedtest / 1e6:F0} MB/s over {remote.Sessions.Count} reader session(s).");
                 }
                 int connections = opened.Reader is RemoteSnapshotReader r ? r.Sessions.Count : 1;
                 string name = ArchiveNames.DisplayName(opened.Entry.FileName);

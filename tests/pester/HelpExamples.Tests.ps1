@@ -1,0 +1,632 @@
+# Every example in the offline help (Get-Help <cmdlet> -Full, module/en-US/PbsRestore.PowerShell.dll-Help.xml)
+# runs for real. The example code is read from Get-Help, the sample output after its first blank line is
+# dropped, and the placeholders are replaced by fixtures through the explicit tables below (never by editing
+# the help):
+#   - paths (D:\pbs-usb, E:\restore, \\nas01\pbs-sync, C:\keys\..., ...) -> private copies under $TestDrive
+#     of the golden datastore (<repo>/../shared/golden, read-only) and folders made for the destinations;
+#   - servers (pbs.example.com, pbs1.example.com, pbs2.example.net, ...) -> our PBS-compatible test server
+#     (src/PbsRestore.Server, two instances) with the token/users the examples name and secrets we control;
+#   - the documented certificate fingerprint -> the test server's;
+#   - prompts (Get-Credential, Read-Host, Get-Secret) -> prebuilt PSCredential / SecureString / string variables.
+# Each example then runs in a fresh runspace with the module imported and $ErrorActionPreference = 'Stop';
+# any error record, terminating error or warning fails the test, and the objects/files it should produce are
+# checked (restored files bit-exact against MANIFEST.json's plaintext SHA-256).
+#
+# Fixture datastores (all private copies of the golden one, see New-ExampleDatastore):
+#   plain  : the golden datastore as is (vm/100, vm/101 encrypted, ct/200, dev/vm/102)
+#   ns     : plain + namespace prod with a copy of group vm/100 and namespace prod/web with a copy of group ct/200
+#            (group folders copied byte for byte; a PBS snapshot does not record its namespace), because the
+#            examples use namespaces prod and prod/web
+#   noenc  : plain without the encrypted group vm/101 (only for Restore-PbsImage #12, see its entry)
+BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot '../../PbsRestore.psd1') -Force
+    $script:CmdletNames = @(Get-Command -Module PbsRestore -CommandType Cmdlet | Sort-Object Name | ForEach-Object Name)
+    $script:CmdletCases = @($script:CmdletNames | ForEach-Object { @{ Cmdlet = $_ } })
+    $script:ExampleCases = @(foreach ($name in $script:CmdletNames) {
+            $n = 0
+            foreach ($e in @((Get-Help $name -Full).examples.example)) {
+                $n++
+                @{
+                    Cmdlet = $name
+                    Number = $n
+                    Key    = "$name#$n"
+                    Title  = ([string]$e.title).Trim(' -')
+                    Code   = [string]$e.code
+                }
+            }
+        })
+}
+
+BeforeAll {
+    $script:ModuleManifest = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../PbsRestore.psd1'))
+    Import-Module $script:ModuleManifest -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'ServerHelpers.psm1') -Force
+
+    $script:SavedEnv = Save-PbsEnvironment
+    Clear-PbsEnvironment
+
+    # ---- fixtures ------------------------------------------------------------------------------------------
+    $script:Fx = Join-Path $TestDrive 'fx'
+    [void][IO.Directory]::CreateDirectory($script:Fx)
+    function script:New-ExampleDatastore([string] $Name, [switch] $Namespaces, [switch] $NoEncrypted) {
+        $ds = Copy-GoldenDatastore -Parent $script:Fx -Name $Name
+        if ($Namespaces) {
+            Copy-DirectoryTree -Source (Join-Path $ds 'vm/100') -Destination (Join-Path $ds 'ns/prod/vm/100')
+            Copy-DirectoryTree -Source (Join-Path $ds 'ct/200') -Destination (Join-Path $ds 'ns/prod/ns/web/ct/200')
+        }
+        if ($NoEncrypted) { [IO.Directory]::Delete((Join-Path $ds 'vm/101'), $true) }
+        $ds
+    }
+    $script:UsbPlain = New-ExampleDatastore 'usb-plain'                 # D:\pbs-usb, E:\datastore1
+    $script:UsbNs = New-ExampleDatastore 'usb-ns' -Namespaces           # D:\pbs-usb where an example names prod
+    $script:UsbNoEnc = New-ExampleDatastore 'usb-noenc' -NoEncrypted    # D:\pbs-usb for Restore-PbsImage #12
+    $script:Nas = New-ExampleDatastore 'nas-sync' -Namespaces           # \\nas01\pbs-sync
+    $script:Store1 = New-ExampleDatastore 'srv-store1' -Namespaces      # server A: store1
+    $script:Offsite = New-ExampleDatastore 'srv-offsite' -Namespaces    # server A: offsite
+    $script:PlainStore = New-ExampleDatastore 'srv-plain'               # server A: plain (Restore-PbsImage #7)
+    $script:Replica = New-ExampleDatastore 'srv-replica' -Namespaces    # server B: replica
+
+    $script:Restore = Join-Path $TestDrive 'restore'                    # E:\restore
+    $script:Scratch = Join-Path $TestDrive 'scratch'                    # F:\scratch
+    $script:Keys = Join-Path $TestDrive 'keys'                          # C:\keys
+    $script:Secure = Join-Path $TestDrive 'secure'                      # C:\secure
+    $vm101 = Get-GoldenSnapshot vm 101
+    [void][IO.Directory]::CreateDirectory($script:Keys)
+    $script:KeyFile = Join-Path $script:Keys 'pbs-encryption-key.json'
+    Copy-Item -LiteralPath (Get-GoldenPath $vm101.key_file) -Destination $script:KeyFile
+    $script:KeyPasswordPlain = $vm101.key_password
+
+    # ---- servers and secrets -------------------------------------------------------------------------------
+    $script:TokenId = 'restore@pbs!dr'
+    $script:TokenSecret = 'help-ex-token-7f3a90c1'
+    $script:UserPassword = 'help-ex-user-pw-41d8'
+    $script:RootPassword = 'help-ex-root-pw-c02e'
+    [void][IO.Directory]::CreateDirectory($script:Secure)
+    $script:SecretFile = Join-Path $script:Secure 'pbs-token-secret.txt'
+    Set-Content -LiteralPath $script:SecretFile -Value $script:TokenSecret -NoNewline
+    $script:ServerA = Start-TestServer -Datastore ([ordered]@{ store1 = $script:Store1; offsite = $script:Offsite; plain = $script:PlainStore }) `
+        -Token "$($script:TokenId):$($script:TokenSecret)" -User "restore@pbs:$($script:UserPassword)", "root@pam:$($script:RootPassword)" `
+        -LogFolder (Join-Path $TestDrive 'server-a')
+    $script:ServerB = Start-TestServer -Datastore ([ordered]@{ replica = $script:Replica }) `
+        -Token "$($script:TokenId):$($script:TokenSecret)" -LogFolder (Join-Path $TestDrive 'server-b')
+    $script:A = "127.0.0.1:$($script:ServerA.Port)"
+    $script:B = "127.0.0.1:$($script:ServerB.Port)"
+    $script:FpA = $script:ServerA.Fingerprint
+    $script:FpB = $script:ServerB.Fingerprint
+    $script:DocFingerprint = '64:d3:ff:3a:50:38:53:5a:9a:a4:e8:2e:5a:8f:0e:69:3a:2f:0c:4e:2b:06:a1:5b:3d:4c:9e:07:bc:80:11:f2'
+
+    # ---- placeholder -> fixture, for every example (order matters: longer texts first) -----------------------
+    $script:CommonMap = @(
+        # prompts and secret stores -> variables set in the runspace (see $script:BaseVariables)
+        ,@("Get-Credential -UserName 'restore@pbs!dr' -Message 'Secret of the API token'", '$PbsTestToken')
+        ,@("Get-Credential 'restore@pbs!dr'", '$PbsTestToken')
+        ,@('Get-Credential restore@pbs', '$PbsTestUser')
+        ,@('-Credential root@pam ', '-Credential $PbsTestRoot ')           # a string credential prompts for the password
+        ,@("Read-Host -Prompt 'Token secret' -MaskInput", '$PbsTestTokenSecret')
+        ,@("Read-Host -Prompt 'Key password' -AsSecureString", '$PbsTestKeyPassword')
+        ,@('Get-Secret -Name pbs-dr-token -AsPlainText', '$PbsTestTokenSecret')
+        # servers (the documented host names and the default port 8007) -> test servers on loopback
+        ,@('[fd00::10]:8007', $script:A)
+        ,@('pbs1.example.com', $script:A)
+        ,@('pbs2.example.net', $script:B)
+        ,@('pbs.example.com', $script:A)
+        ,@('pbs.example.net', $script:A)
+        ,@($script:DocFingerprint, $script:FpA)
+        # Windows paths -> $TestDrive
+        ,@('D:\pbs-usb', $script:UsbPlain)
+        ,@('E:\datastore1', $script:UsbPlain)
+        ,@('\\nas01\pbs-sync', $script:Nas)
+        ,@('E:\restore\', "$($script:Restore)/")
+        ,@('E:\restore', $script:Restore)
+        ,@('F:\scratch\', "$($script:Scratch)/")
+        ,@('C:\keys\', "$($script:Keys)/")
+        ,@('C:\secure\', "$($script:Secure)/")
+    )
+    # Anything still matching this after the mapping is an unmapped placeholder.
+    $script:Leftover = 'example\.(com|net)|\b[A-Z]:\\|\\\\nas01|Get-Credential|Read-Host|Get-Secret|64:d3:ff|fd00::|-Credential root@pam'
+
+    $tokenCred = New-PbsCredential $script:TokenId $script:TokenSecret
+    # Variables the examples assume the reader already has ($token, $fp, ...) and the ones the mapping uses.
+    $script:BaseVariables = @{
+        PbsTestToken       = $tokenCred
+        PbsTestUser        = New-PbsCredential 'restore@pbs' $script:UserPassword
+        PbsTestRoot        = New-PbsCredential 'root@pam' $script:RootPassword
+        PbsTestTokenSecret = $script:TokenSecret
+        PbsTestKeyPassword = New-TestPassword $script:KeyPasswordPlain
+        token              = $tokenCred
+        token1             = $tokenCred
+        token2             = $tokenCred
+        fp                 = $script:FpA
+        fp1                = $script:FpA
+        fp2                = $script:FpB
+    }
+    # Setup code: the "connected server" several examples start from (not part of the example).
+    $script:ConnectStore1 = 'Connect-PbsServer -Repository "restore@pbs!dr@$PbsTestA`:store1" -Credential $PbsTestToken -Fingerprint $PbsTestFpA | Out-Null'
+    $script:BaseVariables['PbsTestA'] = $script:A
+    $script:BaseVariables['PbsTestFpA'] = $script:FpA
+
+    # ---- expected content ----------------------------------------------------------------------------------
+    function script:Get-ExpectedSha([string] $Type, [string] $Id, [string] $Stored) {
+        (Get-GoldenArchive (Get-GoldenSnapshot $Type $Id) $Stored).plaintext_sha256
+    }
+    $script:Sha = @{
+        Vm100Scsi0   = Get-ExpectedSha vm 100 'drive-scsi0.img.fidx'
+        Vm100Virtio1 = Get-ExpectedSha vm 100 'drive-virtio1.img.fidx'
+        Vm100Conf    = Get-ExpectedSha vm 100 'qemu-server.conf.blob'
+        Vm101Scsi0   = Get-ExpectedSha vm 101 'drive-scsi0.img.fidx'
+        Vm101Conf    = Get-ExpectedSha vm 101 'qemu-server.conf.blob'
+        Vm102Scsi0   = Get-ExpectedSha vm 102 'drive-scsi0.img.fidx'
+        Vm102Conf    = Get-ExpectedSha vm 102 'qemu-server.conf.blob'
+        Ct200Data    = Get-ExpectedSha ct 200 'data.didx'
+    }
+    $script:KeyFingerprint = ((Get-GoldenManifest).keys | Where-Object { $_.path -eq $vm101.key_file }).fingerprint
+
+    function script:Assert-File([string] $Path, [string] $Sha256) {
+        $Path | Should -Exist
+        Get-Sha256 $Path | Should -Be $Sha256 -Because "$Path must hold the restored plaintext"
+    }
+    function script:Get-Lines($Objects) { @($Objects | ForEach-Object { "$_" }) }
+
+    # ---- per-example entries: every example has one (extra replacements, setup, variables, probe, checks) ----
+    # Replace: extra placeholder -> fixture pairs for this example only (each must occur in the code).
+    # Setup:   code run in the runspace before the example (e.g. the default connection it assumes).
+    # Probe:   code run after the example in the same runspace; its output is $r.Probe.
+    # Check:   assertions on $r (Output objects, Text = output through Out-String, Verbose, Probe).
+    # Allow:   reason why the example cannot run here (the allow-list; keep it empty if at all possible).
+    $script:PerExample = @{
+        # ---------------- Connect-PbsServer ----------------
+        'Connect-PbsServer#1'    = @{
+            Check = {
+                param($r)
+                $c = @($r.Output)
+                $c.Count | Should -Be 1
+                $c[0].GetType().FullName | Should -Be 'PbsRestore.PowerShell.PbsServerConnection'
+                $c[0].AuthId | Should -Be 'restore@pbs!dr'
+                $c[0].Datastore | Should -Be 'store1'
+                $c[0].Server | Should -Be $script:A
+                $r.Probe | Should -Be @($true, $true)   # it is open and it became $DefaultPbsServer
+            }
+            # (probes run before the test closes what the example left open; checks run after)
+            Probe = '$global:DefaultPbsServer.IsConnected; [object]::ReferenceEquals($global:DefaultPbsServer, $PbsTestExampleOutput[0])'
+        }
+        'Connect-PbsServer#2'    = @{
+            # No fingerprint: the self-signed test certificate is refused with CertificateUntrusted, which the
+            # example catches and shows; the message must show the fingerprint the server presented.
+            Check = {
+                param($r)
+                $text = (Get-Lines $r.Output) -join "`n"
+                $text | Should -Not -BeNullOrEmpty -Because 'the catch block outputs the CertificateUntrusted message'
+                $text | Should -Match ([regex]::Escape($script:FpA))
+            }
+        }
+        'Connect-PbsServer#3'    = @{
+            Check = {
+                param($r)
+                $expected = @(Get-PbsSnapshot -Datastore $script:Store1 -Latest -ErrorAction Stop | ForEach-Object { "$($_.Namespace)|$($_.Snapshot)" } | Sort-Object)
+                @($r.Output | ForEach-Object { "$($_.Namespace)|$($_.Snapshot)" } | Sort-Object) | Should -Be $expected
+            }
+        }
+        'Connect-PbsServer#4'    = @{
+            Check = {
+                param($r)
+                $snaps = @($r.Output)
+                # pbs1/store1 (vm/100 in the root and in prod) and then pbs2/replica (the same two)
+                $snaps.Count | Should -Be 4
+                $snaps | ForEach-Object { $_.BackupId | Should -Be '100' }
+                $r.Probe | Should -Be @($true, $false)   # main still open (default), offsite closed
+            }
+            Probe = '$main.IsConnected; $offsite.IsConnected'
+        }
+        'Connect-PbsServer#5'    = @{
+            # The IPv6 address is mapped to the IPv4 loopback of server A (Start-TestServer listens on 127.0.0.1).
+            Check = {
+                param($r)
+                @($r.Output).Count | Should -Be 1
+                $r.Output[0].AuthId | Should -Be 'restore@pbs'
+                ($r.Verbose -join "`n") | Should -Match ([regex]::Escape("Connected to $($script:A) as restore@pbs (datastore store1)."))
+            }
+        }
+
+        # ---------------- Disconnect-PbsServer ----------------
+        'Disconnect-PbsServer#1' = @{
+            Setup = $script:ConnectStore1
+            Probe = '[bool](Get-Variable -Name DefaultPbsServer -Scope Global -ErrorAction SilentlyContinue)'
+            Check = {
+                param($r)
+                ($r.Verbose -join "`n") | Should -Match ([regex]::Escape("Disconnected from $($script:A)."))
+                $r.Probe | Should -Be $false -Because '$DefaultPbsServer is removed'
+            }
+        }
+        'Disconnect-PbsServer#2' = @{
+            Variables = @{ fp = $script:FpB }   # $fp is the certificate of pbs2 (server B) here
+            Probe     = '$offsite.IsConnected'
+            Check     = {
+                param($r)
+                @($r.Output).Count | Should -Be 6   # the newest snapshot of each of the 6 groups of replica
+                $r.Probe | Should -Be $false
+            }
+        }
+        'Disconnect-PbsServer#3' = @{
+            Probe = '[bool](Get-Variable -Name DefaultPbsServer -Scope Global -ErrorAction SilentlyContinue)'
+            Check = {
+                param($r)
+                Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0
+                $r.Probe | Should -Be $false
+            }
+        }
+        'Disconnect-PbsServer#4' = @{
+            Setup = $script:ConnectStore1 + "`n" +
+            '$global:second = Connect-PbsServer -Repository "restore@pbs!dr@$PbsTestA`:offsite" -Credential $PbsTestToken -Fingerprint $PbsTestFpA -NotDefault' + "`n" +
+            '$global:PbsTestOpened = @($global:DefaultPbsServer, $global:second)'   # an array: not found by the example itself
+            Probe = '$PbsTestOpened | ForEach-Object IsConnected'
+            Check = {
+                param($r)
+                @($r.Verbose | Where-Object { "$_" -like 'Disconnected from*' }).Count | Should -Be 2
+                $r.Probe | Should -Be @($false, $false)
+            }
+        }
+
+        # ---------------- Get-PbsDatastore ----------------
+        'Get-PbsDatastore#1'     = @{
+            Setup = $script:ConnectStore1
+            Check = { param($r) @($r.Output.Name | Sort-Object) | Should -Be @('offsite', 'plain', 'store1') }
+        }
+        'Get-PbsDatastore#2'     = @{
+            Check = { param($r) @($r.Output.Name | Sort-Object) | Should -Be @('offsite', 'plain', 'store1') }
+        }
+        'Get-PbsDatastore#3'     = @{
+            Setup = $script:ConnectStore1
+            Check = {
+                param($r)
+                $rows = @($r.Output)
+                @($rows.Datastore | Sort-Object -Unique) | Should -Be @('offsite', 'plain', 'store1')
+                @($rows | Where-Object Datastore -EQ 'store1').Count | Should -Be 6
+                @($rows | Where-Object Datastore -EQ 'plain').Count | Should -Be 4
+            }
+        }
+        'Get-PbsDatastore#4'     = @{
+            Probe = '$test.IsConnected; [bool](Get-Variable -Name DefaultPbsServer -Scope Global -ErrorAction SilentlyContinue)'
+            Check = {
+                param($r)
+                @($r.Output.Name | Sort-Object) | Should -Be @('offsite', 'plain', 'store1')
+                $r.Probe | Should -Be @($false, $false)
+            }
+        }
+
+        # ---------------- Get-PbsNamespace ----------------
+        'Get-PbsNamespace#1'     = @{
+            Setup = $script:ConnectStore1
+            Check = { param($r) @($r.Output.Namespace) | Should -Be @('', 'dev', 'prod', 'prod/web') }
+        }
+        'Get-PbsNamespace#2'     = @{
+            Replace = @(, @('D:\pbs-usb', $script:UsbNs))   # the datastore with namespace prod
+            Check   = { param($r) @($r.Output.Namespace) | Should -Be @('prod', 'prod/web') }
+        }
+        'Get-PbsNamespace#3'     = @{
+            Setup = $script:ConnectStore1
+            Check = {
+                param($r)
+                $counts = @{}
+                foreach ($row in $r.Output) { $counts[$row.Namespace] = $row.Snapshots }
+                $counts['(root)'] | Should -Be 3
+                $counts['dev'] | Should -Be 1
+                $counts['prod'] | Should -Be 1
+                $counts['prod/web'] | Should -Be 1
+            }
+        }
+        'Get-PbsNamespace#4'     = @{
+            Check = { param($r) @($r.Output.Namespace) | Should -Be @('', 'dev', 'prod', 'prod/web') }
+        }
+
+        # ---------------- Get-PbsSnapshot ----------------
+        'Get-PbsSnapshot#1'      = @{
+            Check = {
+                param($r)
+                foreach ($s in 'ct/200/2024-05-01T10:10:00Z', 'vm/100/2024-05-01T10:00:00Z', 'vm/101/2024-05-01T10:05:00Z', 'vm/102/2024-05-01T10:15:00Z') {
+                    $r.Text | Should -Match ([regex]::Escape($s))
+                }
+            }
+        }
+        'Get-PbsSnapshot#2'      = @{
+            Check = {
+                param($r)
+                foreach ($s in 'ct/200/2024-05-01T10:10:00Z', 'vm/100/2024-05-01T10:00:00Z', 'vm/101/2024-05-01T10:05:00Z', 'vm/102/2024-05-01T10:15:00Z') {
+                    $r.Text | Should -Match ([regex]::Escape($s))
+                }
+                $r.Text | Should -Match 'prod/web'
+            }
+        }
+        'Get-PbsSnapshot#3'      = @{
+            Setup = $script:ConnectStore1
+            Check = {
+                param($r)
+                @($r.Output | Where-Object { -not $_.PSObject.Properties['BackupId'] }).Count | Should -Be 3   # the datastores
+                $snaps = @($r.Output | Where-Object { $_.PSObject.Properties['BackupId'] })
+                $snaps.Count | Should -Be 2
+                $snaps | ForEach-Object { $_.BackupType | Should -Be 'vm'; $_.BackupId | Should -Be '100' }
+            }
+        }
+        'Get-PbsSnapshot#4'      = @{
+            Check = {
+                param($r)
+                @($r.Output | ForEach-Object { "$($_.Namespace)|$($_.Snapshot)" } | Sort-Object) |
+                    Should -Be @('prod/web|ct/200/2024-05-01T10:10:00Z', 'prod|vm/100/2024-05-01T10:00:00Z')
+            }
+        }
+        'Get-PbsSnapshot#5'      = @{
+            Check = {
+                param($r)
+                @($r.Output)[0] | Should -BeOfType [datetime]
+                $r.Text | Should -Match 'drive-scsi0\.img'
+                $r.Text | Should -Match 'qemu-server\.conf'
+            }
+        }
+        'Get-PbsSnapshot#6'      = @{
+            Check = {
+                param($r)
+                @($r.Output).Count | Should -Be 1
+                $r.Output[0].Namespace | Should -Be 'prod/web'
+                $r.Output[0].Snapshot | Should -Be 'ct/200/2024-05-01T10:10:00Z'
+            }
+        }
+        'Get-PbsSnapshot#7'      = @{
+            Check = {
+                param($r)
+                @($r.Output).Count | Should -Be 1
+                $r.Output[0].Snapshot | Should -Be 'vm/101/2024-05-01T10:05:00Z'
+                "$($r.Output[0].KeyFingerprint)" | Should -Be $script:KeyFingerprint
+            }
+        }
+        'Get-PbsSnapshot#8'      = @{
+            # The golden snapshots are from May 2024, so nothing is newer than seven days: the example must run
+            # without error and return nothing.
+            Setup = $script:ConnectStore1
+            Check = { param($r) @($r.Output).Count | Should -Be 0 }
+        }
+        'Get-PbsSnapshot#9'      = @{
+            Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0 }
+        }
+
+        # ---------------- Measure-PbsRestore ----------------
+        'Measure-PbsRestore#1'   = @{
+            Setup = $script:ConnectStore1
+            Check = { param($r) $r.Text | Should -Match 'Bottleneck\s*:\s*\S' ; $r.Text | Should -Match 'vm/100/2024-05-01T10:00:00Z' }
+        }
+        'Measure-PbsRestore#2'   = @{
+            Setup = $script:ConnectStore1
+            Check = {
+                param($r)
+                $rows = @($r.Text -split "`n" | Where-Object { $_ -match '^\s*(1|4|16|32)\s+\d' })
+                $rows.Count | Should -Be 4 -Because "one row per fetch concurrency:`n$($r.Text)"
+            }
+        }
+        'Measure-PbsRestore#3'   = @{
+            Check = {
+                param($r)
+                @($r.Output).Count | Should -Be 1
+                $r.Output[0].Bottleneck | Should -Not -BeNullOrEmpty
+                Assert-File (Join-Path $script:Scratch 'measure.raw') $script:Sha.Vm100Scsi0
+            }
+        }
+        'Measure-PbsRestore#4'   = @{
+            Setup = '$env:PBS_PASSWORD = $PbsTestTokenSecret; $env:PBS_FINGERPRINT = $PbsTestFpA'   # "The secret comes from PBS_PASSWORD here."
+            Check = {
+                param($r)
+                $rows = @($r.Text -split "`n" | Where-Object { $_ -match '^\s*(1|4|8)\s+\d' })
+                $rows.Count | Should -Be 3 -Because "one row per number of connections:`n$($r.Text)"
+            }
+        }
+        'Measure-PbsRestore#5'   = @{
+            # Known to fail (a help problem, not a fixture one): the example passes -Keyfile without -KeyPassword,
+            # the cmdlet never prompts, so it stops with KeyPasswordRequired unless PBS_ENCRYPTION_PASSWORD happens
+            # to be set; nothing in the example or its remarks says so. It passes once the password is given.
+            Setup = $script:ConnectStore1
+            Check = {
+                param($r)
+                @($r.Output).Count | Should -Be 1
+                $r.Output[0].Bottleneck | Should -Not -BeNullOrEmpty
+            }
+        }
+
+        # ---------------- Restore-PbsImage ----------------
+        'Restore-PbsImage#1'     = @{
+            Check = {
+                param($r)
+                @($r.Output).Count | Should -Be 1
+                $r.Output[0].Snapshot | Should -Match 'vm/100/2024-05-01T10:00:00Z'
+                Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0
+            }
+        }
+        'Restore-PbsImage#2'     = @{
+            Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0 }
+        }
+        'Restore-PbsImage#3'     = @{
+            Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-100.conf') $script:Sha.Vm100Conf }
+        }
+        'Restore-PbsImage#4'     = @{
+            Setup = $script:ConnectStore1
+            Check = {
+                param($r)
+                Assert-File (Join-Path $script:Restore 'vm-100.conf') $script:Sha.Vm100Conf
+                Assert-File (Join-Path $script:Restore 'vm-100-scsi0.raw') $script:Sha.Vm100Scsi0
+                Assert-File (Join-Path $script:Restore 'vm-100-virtio1.raw') $script:Sha.Vm100Virtio1
+            }
+        }
+        'Restore-PbsImage#5'     = @{
+            Setup = $script:ConnectStore1
+            Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0 }
+        }
+        'Restore-PbsImage#6'     = @{
+            Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-101-disk-0.raw') $script:Sha.Vm101Scsi0 }
+        }
+        'Restore-PbsImage#7'     = @{
+            # "The connected server" is datastore 'plain' (VM 100 only in the root): in store1 VM 100 also
+            # exists in namespace prod, and two piped snapshots would both target the one destination file.
+            Setup = 'Connect-PbsServer -Repository "restore@pbs!dr@$PbsTestA`:plain" -Credential $PbsTestToken -Fingerprint $PbsTestFpA | Out-Null'
+            Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0 }
+        }
+        'Restore-PbsImage#8'     = @{
+            # The golden CT 200 has its dynamic archive as data.didx (arbitrary bytes), not root.pxar.
+            Replace = @(, @('-Archive root.pxar', '-Archive data'))
+            Check   = { param($r) Assert-File (Join-Path $script:Restore 'ct-200-root.pxar') $script:Sha.Ct200Data }
+        }
+        'Restore-PbsImage#9'     = @{
+            Check = {
+                param($r)
+                Join-Path $script:Restore 'vm-100-disk-0.raw' | Should -Not -Exist
+                @($r.Output).Count | Should -Be 0
+            }
+        }
+        'Restore-PbsImage#10'    = @{
+            Setup = $script:ConnectStore1
+            Check = {
+                param($r)
+                ($r.Output -join "`n") | Should -Match '^Restored [\d.]+ GiB at \d+ MB/s$'
+                Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0
+            }
+        }
+        'Restore-PbsImage#11'    = @{
+            # "over a file restored earlier": an older file is there before, -Force replaces it.
+            Setup = "Set-Content -LiteralPath '$($script:Restore)/vm-100-disk-0.raw' -Value 'an older restore'"
+            Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0 }
+        }
+        'Restore-PbsImage#12'    = @{
+            # A datastore without the encrypted VM 101: the example passes no key file and restores "every VM".
+            Replace = @(, @('D:\pbs-usb', $script:UsbNoEnc))
+            Check   = {
+                param($r)
+                @($r.Output).Count | Should -BeGreaterThan 0
+                Assert-File (Join-Path $script:Restore 'vm-100-2024-05-01T10-00-00Z/drive-scsi0.img') $script:Sha.Vm100Scsi0
+                Assert-File (Join-Path $script:Restore 'vm-100-2024-05-01T10-00-00Z/drive-virtio1.img') $script:Sha.Vm100Virtio1
+                Assert-File (Join-Path $script:Restore 'vm-100-2024-05-01T10-00-00Z/qemu-server.conf') $script:Sha.Vm100Conf
+            }
+        }
+    }
+
+    function script:Convert-Example([string] $Code, [object[]] $Extra) {
+        # The code without its sample output (everything after the first blank line), placeholders replaced.
+        $code = ($Code -replace "`r`n", "`n")
+        $blank = [regex]::Match($code, '\n[ \t]*\n')
+        if ($blank.Success) { $code = $code.Substring(0, $blank.Index) }
+        foreach ($pair in @($Extra) + $script:CommonMap) {
+            if ($null -eq $pair) { continue }
+            $code = $code.Replace([string]$pair[0], [string]$pair[1])
+        }
+        $code
+    }
+
+    function script:Format-ErrorRecord($e) {
+        if ($e -is [System.Management.Automation.IContainsErrorRecord]) { $e = $e.ErrorRecord }
+        if ($e -is [System.Management.Automation.ErrorRecord]) {
+            $pos = if ($e.InvocationInfo) { " at line $($e.InvocationInfo.ScriptLineNumber): $($e.InvocationInfo.Line.Trim())" } else { '' }
+            return "[$($e.FullyQualifiedErrorId)] $($e.Exception.Message)$pos"
+        }
+        "$($e.GetType().FullName): $($e.Message)"
+    }
+
+    function script:Invoke-InRunspace($Runspace, [string] $Script, [object[]] $Arguments) {
+        $ps = [powershell]::Create()
+        $ps.Runspace = $Runspace
+        [void]$ps.AddScript($Script)
+        $errors = [System.Collections.Generic.List[string]]::new()
+        $out = @()
+        try { $out = @($ps.Invoke()) }
+        catch {
+            $ex = $_.Exception
+            while ($ex -is [System.Management.Automation.MethodInvocationException] -and $ex.InnerException) { $ex = $ex.InnerException }
+            $errors.Add((Format-ErrorRecord $ex))
+        }
+        foreach ($e in $ps.Streams.Error) { $errors.Add((Format-ErrorRecord $e)) }
+        $result = [pscustomobject]@{
+            Output   = $out
+            Errors   = @($errors)
+            Warnings = @($ps.Streams.Warning | ForEach-Object Message)
+            Verbose  = @($ps.Streams.Verbose | ForEach-Object Message)
+        }
+        $ps.Dispose()
+        $result
+    }
+
+    function script:Invoke-Example([string] $Code, [hashtable] $Variables, [string] $Setup, [string] $Probe) {
+        $iss = [System.Management.Automation.Runspaces.InitialSessionState]::CreateDefault2()
+        $iss.ImportPSModule([string[]]@($script:ModuleManifest))
+        $rs = [runspacefactory]::CreateRunspace($iss)
+        $rs.Open()
+        try {
+            foreach ($k in $Variables.Keys) { $rs.SessionStateProxy.SetVariable($k, $Variables[$k]) }
+            $rs.SessionStateProxy.SetVariable('ErrorActionPreference', [System.Management.Automation.ActionPreference]::Stop)
+            $rs.SessionStateProxy.SetVariable('ProgressPreference', [System.Management.Automation.ActionPreference]::SilentlyContinue)
+            $rs.SessionStateProxy.SetVariable('ConfirmPreference', [System.Management.Automation.ConfirmImpact]::None)
+            if ($Setup) {
+                $s = Invoke-InRunspace $rs $Setup
+                if ($s.Errors.Count) { throw "the test setup failed: $($s.Errors -join '; ')" }
+            }
+            $r = Invoke-InRunspace $rs $Code
+            # The output as the user would see it (Format-* objects rendered).
+            $fmt = [powershell]::Create(); $fmt.Runspace = $rs
+            [void]$fmt.AddCommand('Out-String').AddParameter('Width', 400)
+            $text = try { -join @($fmt.Invoke([object[]]$r.Output)) } catch { '' }
+            $fmt.Dispose()
+            $rs.SessionStateProxy.SetVariable('PbsTestExampleOutput', $r.Output)
+            $probeOut = if ($Probe) { $p = Invoke-InRunspace $rs $Probe; if ($p.Errors.Count) { throw "the probe failed: $($p.Errors -join '; ')" }; @($p.Output) } else { @() }
+            $r | Add-Member -NotePropertyName Text -NotePropertyValue $text
+            $r | Add-Member -NotePropertyName Probe -NotePropertyValue $probeOut
+            $r
+        }
+        finally {
+            # Close whatever the example left open (connections hold HTTP clients).
+            [void](Invoke-InRunspace $rs '$ErrorActionPreference = "SilentlyContinue"; Get-Variable -Scope Global -ValueOnly | Where-Object { $_ -is [PbsRestore.PowerShell.PbsServerConnection] -and $_.IsConnected } | Disconnect-PbsServer')
+            $rs.Dispose()
+        }
+    }
+}
+
+AfterAll {
+    Stop-TestServer $script:ServerA
+    Stop-TestServer $script:ServerB
+    Restore-PbsEnvironment $script:SavedEnv
+}
+
+Describe 'Help examples of <Cmdlet>' -ForEach $script:CmdletCases {
+    It 'has at least 3 examples, each with an entry in the mapping table' {
+        $examples = @((Get-Help $Cmdlet -Full).examples.example)
+        $examples.Count | Should -BeGreaterOrEqual 3
+        foreach ($n in 1..$examples.Count) { $script:PerExample.ContainsKey("$Cmdlet#$n") | Should -BeTrue -Because "$Cmdlet example $n needs an entry" }
+    }
+}
+
+Describe 'Help example' {
+    BeforeEach {
+        # Each example starts without PBS_* variables (process-wide) and with an empty destination folder.
+        Clear-PbsEnvironment
+        foreach ($d in $script:Restore, $script:Scratch) {
+            if ([IO.Directory]::Exists($d)) { [IO.Directory]::Delete($d, $true) }
+            [void][IO.Directory]::CreateDirectory($d)
+        }
+    }
+    AfterEach {
+        Restore-PbsEnvironment $script:SavedEnv
+    }
+
+    It '<Key>: <Title>' -ForEach $script:ExampleCases {
+        $entry = $script:PerExample[$Key]
+        $entry | Should -Not -BeNullOrEmpty -Because "every example needs an explicit entry in `$PerExample ($Key)"
+        if ($entry['Allow']) { Set-ItResult -Skipped -Because $entry['Allow']; return }
+
+        $extra = @($entry['Replace'])
+        foreach ($pair in $extra) {
+            if ($null -ne $pair) { $Code.Contains([string]$pair[0]) | Should -BeTrue -Because "the mapping for $Key expects '$($pair[0])' in the example" }
+        }
+        $code = Convert-Example $Code $extra
+        $code | Should -Not -Match $script:Leftover -Because "every placeholder must be mapped to a fixture:`n$code"
+
+        $vars = $script:BaseVariables.Clone()
+        if ($entry['Variables']) { foreach ($k in $entry['Variables'].Keys) { $vars[$k] = $entry['Variables'][$k] } }
+        $r = Invoke-Example -Code $code -Variables $vars -Setup $entry['Setup'] -Probe $entry['Probe']
+
+        $r.Errors.Count | Should -Be 0 -Because "the example must run without errors; it wrote:`n$($r.Errors -join "`n")`nCode run:`n$code`n"
+        $r.Warnings.Count | Should -Be 0 -Because "the example must run without warnings; it wrote:`n$($r.Warnings -join "`n")`nCode run:`n$code`n"
+        & $entry.Check $r
+    }
+}
