@@ -12,9 +12,10 @@
 # Bench: Build (Release), then the restore benchmark (bench/PbsRestore.Bench): datastores under artifacts/bench,
 #        strategies x scenarios, ceilings, memory, sparse; writes bench/RESULTS.md (~10 min; CI never runs it).
 #        Extra arguments go to the benchmark: -BenchArgs '--repeats','3'.
+# Fuzz:  fuzzes the format parsers for PBS_FUZZ_SECONDS (default 60) per target; crashes become regression tests.
 # Clean: removes bin/, obj/, module/bin/, en-US/ (a build copy of module/en-US) and artifacts/ (keeps the .tools/ download cache).
 param(
-    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Package', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Package', 'Fuzz', 'Clean')]
     [string] $Task = 'Build',
     [string] $Configuration = 'Release',
     [string[]] $BenchArgs = @()
@@ -215,6 +216,14 @@ function Invoke-Package {
     $target
 }
 
+function Invoke-Fuzz {
+    # Mutation-fuzzes the parsers (blob, fixed and dynamic index, manifest, key file) for a fixed time per target;
+    # a crashing input is saved under tests/PbsRestore.Tests/Formats/FuzzRegressions (replayed by xunit) and fails the task.
+    Invoke-Native dotnet @('build', (Join-Path $Root 'tests/PbsRestore.Fuzz'), '-c', 'Release', '-nologo')
+    $seconds = if ($env:PBS_FUZZ_SECONDS) { $env:PBS_FUZZ_SECONDS } else { '60' }
+    Invoke-Native dotnet @((Join-Path $Root 'tests/PbsRestore.Fuzz/bin/Release/net10.0/PbsRestore.Fuzz.dll'), '--seconds', $seconds, '--target', 'all')
+}
+
 function Invoke-Clean {
     $dirs = @(Get-ChildItem -Path (Join-Path $Root 'src'), (Join-Path $Root 'tests'), (Join-Path $Root 'bench') -Directory -Recurse -ErrorAction SilentlyContinue |
         Where-Object { $_.Name -in 'bin', 'obj', 'TestResults' })
@@ -233,5 +242,6 @@ switch ($Task) {
     'Demo' { Invoke-Demo }
     'Bench' { Invoke-Bench }
     'Package' { Invoke-Package | Out-Null }
+    'Fuzz' { Invoke-Fuzz }
     'Clean' { Invoke-Clean }
 }

@@ -57,6 +57,10 @@ public sealed class BackupManifest
         string where = source ?? "manifest";
         if (json.Length > MaxJsonSize)
             throw new PbsFormatException($"{where}: {json.Length} bytes of JSON exceeds the limit of {MaxJsonSize}", "ManifestTooLarge");
+        // JsonDocument checks UTF-8 inside strings only when they are read (GetRawText, GetString), which would
+        // surface later as an InvalidOperationException: refuse invalid UTF-8 here, with the other format errors.
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+            throw new PbsFormatException($"{where}: invalid JSON: not valid UTF-8", "ManifestInvalid");
         JsonElement root;
         try
         {

@@ -453,7 +453,7 @@ public class DatastoreWriterStreamingTests(ITestOutputHelper output)
         Assert.Equal(256, image.ChunkCount);
         // 8 random + 8 text... per 32 chunks: 2 random, 1 text, 1 dup; plus the zero chunk.
         Assert.Equal(8 * 3 + 1, writer.ChunksWritten);
-        Assert.True(growth < 320L << 20, $"managed heap grew by {growth >> 20} MiB writing a {size >> 20} MiB image");
+        Assert.True(growth < 512L << 20, $"managed heap grew by {growth >> 20} MiB writing a {size >> 20} MiB image");
         Assert.True(allocated < size / 2, $"{allocated >> 20} MiB allocated writing a {size >> 20} MiB image");
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"took {sw.Elapsed}");
         // Spot-check: manifest and index verify, and one random chunk decodes to what the pattern generates.
