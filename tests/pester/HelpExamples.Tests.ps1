@@ -429,6 +429,45 @@ BeforeAll {
             }
         }
 
+        # ---------------- Test-PbsSnapshot ----------------
+        'Test-PbsSnapshot#1'     = @{
+            Check = {
+                param($r)
+                $rows = @($r.Output)
+                @($rows | ForEach-Object Archive | Sort-Object) | Should -Be @('drive-scsi0.img', 'drive-virtio1.img', 'qemu-server.conf')
+                $rows | ForEach-Object { $_.GetType().FullName | Should -Be 'PbsRestore.Restore.VerifyResult'; $_.Ok | Should -BeTrue; $_.BadChunks.Count | Should -Be 0 }
+                $rows | ForEach-Object { $_.Snapshot | Should -Be 'vm/100/2024-05-01T10:00:00Z' }
+                @(Get-ChildItem -LiteralPath $script:Restore, $script:Scratch -Recurse -Force).Count | Should -Be 0 -Because 'nothing is written'
+            }
+        }
+        'Test-PbsSnapshot#2'     = @{
+            Check = {
+                param($r)
+                $r.Text | Should -Match 'drive-scsi0\.img\s+\d+\s+True'
+                $r.Text | Should -Match 'qemu-server\.conf\s+1\s+True'
+                $r.Text | Should -Not -Match 'False'
+            }
+        }
+        'Test-PbsSnapshot#3'     = @{
+            Setup = $script:ConnectStore1
+            Check = {
+                param($r)
+                # The newest vm snapshot of every group of store1 (vm/100, vm/101, dev/vm/102, prod/vm/100): their disks.
+                $expected = @(Get-PbsSnapshot -Datastore $script:Store1 -BackupType vm -Latest -ErrorAction Stop | ForEach-Object {
+                        $s = $_; $_.Files | ForEach-Object ArchiveName | Where-Object { $_ -like 'drive-*' } | ForEach-Object { "$($s.Snapshot)|$_" } })
+                $expected.Count | Should -BeGreaterOrEqual 5
+                $rows = @($r.Text -split "`n" | Where-Object { $_ -match '\sdrive-\S+\s+\d+\s+True\s*$' })
+                $rows.Count | Should -Be $expected.Count -Because "one row per disk, all Ok:`n$($r.Text)"
+                $r.Text | Should -Not -Match '\sFalse\s*$'
+            }
+        }
+        'Test-PbsSnapshot#4'     = @{
+            Check = {
+                param($r)
+                @($r.Output).Count | Should -Be 0 -Because "a healthy snapshot has no bad chunks:`n$($r.Text)"
+            }
+        }
+
         # ---------------- Restore-PbsImage ----------------
         'Restore-PbsImage#1'     = @{
             Check = {

@@ -12,7 +12,7 @@ Describe 'build.ps1 Package' {
         $info.PowerShellVersion | Should -Be ([version]'7.4')
         $info.CompatiblePSEditions | Should -Be @('Core')
         ($info.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore',
-            'Get-PbsNamespace', 'Get-PbsSnapshot', 'Measure-PbsRestore', 'Restore-PbsImage')
+            'Get-PbsNamespace', 'Get-PbsSnapshot', 'Measure-PbsRestore', 'Restore-PbsImage', 'Test-PbsSnapshot')
         $info.ExportedFunctions.Count | Should -Be 0
         $info.ExportedAliases.Count | Should -Be 0
     }

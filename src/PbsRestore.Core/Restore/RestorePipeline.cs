@@ -10,6 +10,9 @@ namespace PbsRestore.Restore;
 /// buffers in memory ((fetch + queue + decode) raw plus (decode + queue + write) plain, whatever the image
 /// size). Fetchers take jobs in index order; a <see cref="FetchGate"/> sets how many are in flight. The first
 /// failure cancels every stage and is the one reported; a chunk that failed a check is never written.
+/// With an <c>onChunkError</c> policy (verify mode), a chunk that cannot be read or fails a check is handed to the
+/// policy instead: when it returns true the chunk is skipped (counted as done, never written) and the restore goes
+/// on; when it returns false (or there is no policy) it aborts as above. Cancellation is never a chunk error.
 /// </summary>
 public static class RestorePipeline
 {
@@ -17,7 +20,8 @@ public static class RestorePipeline
     private readonly record struct Decoded(ChunkJob Job, byte[] Buffer, int Length);
 
     public static async Task RunAsync(RestorePlan plan, IChunkSource source, CryptConfig? crypt, bool encrypted,
-        IImageSink sink, RestoreOptions options, RestoreCounters counters, CancellationToken ct, RestoreMetrics? metrics = null)
+        IImageSink sink, RestoreOptions options, RestoreCounters counters, CancellationToken ct, RestoreMetrics? metrics = null,
+        Func<ChunkException, bool>? onChunkError = null)
     {
         options.Validate();
         metrics ??= new RestoreMetrics();
@@ -42,6 +46,16 @@ public static class RestorePipeline
             cts.Cancel();
         }
 
+        // Verify mode: true when the policy took the chunk failure and the stage should go on with the next chunk.
+        bool Tolerate(ChunkException e, ChunkJob job)
+        {
+            if (onChunkError is null || token.IsCancellationRequested) return false;
+            if (!onChunkError(e)) return false;
+            counters.AddDone((long)job.Length * job.Offsets.Length, job.Offsets.Length);
+            if (job.Offsets.Length > 1) counters.AddDedup(job.Offsets.Length - 1);
+            return true;
+        }
+
         async Task Fetch()
         {
             while (true)
@@ -63,7 +77,13 @@ public static class RestorePipeline
                     }
                     catch (PbsException e)
                     {
-                        throw ChunkDecoder.Blame(plan.Archive, job, e);
+                        var blamed = ChunkDecoder.Blame(plan.Archive, job, e);
+                        if (blamed is ChunkException ce && Tolerate(ce, job))
+                        {
+                            pool.Return(buffer);
+                            continue; // the finally releases the fetch slot
+                        }
+                        throw blamed;
                     }
                     metrics.FetchLatency(started);
                     metrics.AddFetchBusy(started);
@@ -103,9 +123,21 @@ public static class RestorePipeline
                 {
                     n = decoder.Decode(item.Job, item.Buffer.AsSpan(0, item.Length), plain);
                 }
+                catch (ChunkException e)
+                {
+                    if (!Tolerate(e, item.Job)) throw;
+                    n = -1; // skipped: the policy recorded it
+                }
                 finally
                 {
                     pool.Return(item.Buffer);
+                }
+                if (n < 0)
+                {
+                    pool.Return(plain);
+                    metrics.AddDecodeBusy(busy);
+                    waiting = RestoreMetrics.Now;
+                    continue;
                 }
                 metrics.AddDecodeBusy(busy);
                 long blocked = RestoreMetrics.Now;
