@@ -217,11 +217,18 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
     [Fact]
     public async Task Fault_flags_in_help_and_checked()
     {
-        var (helpCode, text, _) = await TestServer.RunToExitAsync("--help");
-        Assert.Equal(0, helpCode);
-        foreach (var flag in new[] { "--drop-after-chunks", "--corrupt-chunk", "--corrupt-rate", "--corrupt-seed", "--chunk-status",
-                     "--chunk-error-rate", "--fault-seed", "--stall-chunk-ms", "--stall-every", "--ticket-expire-after" })
-            Assert.Contains(flag, text);
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(TestServer.ServerDll);
+        psi.ArgumentList.Add("--help");
+        using (var p = Process.Start(psi)!)
+        {
+            string text = await p.StandardOutput.ReadToEndAsync();
+            await p.WaitForExitAsync();
+            Assert.Equal(0, p.ExitCode);
+            foreach (var flag in new[] { "--drop-after-chunks", "--corrupt-chunk", "--corrupt-rate", "--corrupt-seed", "--chunk-status",
+                         "--chunk-error-rate", "--fault-seed", "--stall-chunk-ms", "--stall-every", "--ticket-expire-after" })
+                Assert.Contains(flag, text);
+        }
         foreach (var bad in new[]
                  {
                      new[] { "--drop-after-chunks", "0" }, new[] { "--corrupt-chunk", "abc" }, new[] { "--corrupt-rate", "1.5" },
@@ -230,8 +237,12 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
                      new[] { "--ticket-expire-after", "0" },
                  })
         {
-            var (code, _, err) = await TestServer.RunToExitAsync(["--datastore", "bench=" + store.Store, .. bad]);
-            Assert.Equal(2, code);
+            psi.ArgumentList.Clear();
+            foreach (var a in (string[])[TestServer.ServerDll, "--datastore", "bench=" + store.Store, .. bad]) psi.ArgumentList.Add(a);
+            using var p = Process.Start(psi)!;
+            string err = await p.StandardError.ReadToEndAsync();
+            await p.WaitForExitAsync();
+            Assert.Equal(2, p.ExitCode);
             Assert.Contains(bad[0], err);
         }
         // Off by default: no fault is logged and the bytes are the disk's.
