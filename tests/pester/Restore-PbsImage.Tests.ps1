@@ -4,19 +4,7 @@
 # destination, -WhatIf, unknown archive or snapshot) that must leave no file behind.
 BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
-    $script:ArchiveCases = @(foreach ($s in (Get-GoldenManifest).snapshots) {
-            foreach ($a in $s.archives) {
-                @{
-                    Spec       = Get-SnapshotSpec $s
-                    Namespace  = $s.namespace
-                    Stored     = $a.name
-                    Display    = Get-ArchiveDisplayName $a.name
-                    Type       = $a.type
-                    Snap       = $s
-                    Arch       = $a
-                }
-            }
-        })
+    $script:ArchiveCases = @(Get-GoldenArchiveCases)
     # Each archive once by the name users type and once by its stored name.
     $script:NameCases = @(foreach ($c in $script:ArchiveCases) {
             $c + @{ NameKind = 'display name'; Name = $c.Display }

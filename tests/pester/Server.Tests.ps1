@@ -6,18 +6,7 @@
 # acceptance test starts its own, exactly as the acceptance command describes.
 BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
-    $script:ArchiveCases = @(foreach ($s in (Get-GoldenManifest).snapshots) {
-            foreach ($a in $s.archives) {
-                @{
-                    Spec      = Get-SnapshotSpec $s
-                    Namespace = $s.namespace
-                    Stored    = $a.name
-                    Display   = Get-ArchiveDisplayName $a.name
-                    Snap      = $s
-                    Arch      = $a
-                }
-            }
-        })
+    $script:ArchiveCases = @(Get-GoldenArchiveCases)
     $script:ConcurrencyCases = @(foreach ($n in 1, 16) {
             @{ Concurrency = $n; Type = 'vm'; Id = '100'; Archive = 'drive-scsi0.img.fidx' }
             @{ Concurrency = $n; Type = 'vm'; Id = '101'; Archive = 'drive-scsi0.img.fidx' }

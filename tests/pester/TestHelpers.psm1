@@ -62,6 +62,23 @@ function Get-ArchiveDisplayName {
     $StoredName -replace '\.(fidx|didx|blob)$', ''
 }
 
+function Get-GoldenArchiveCases {
+    # One Pester test case per archive of every golden snapshot (Spec, Namespace, Stored, Display, Type, Snap, Arch).
+    foreach ($s in (Get-GoldenManifest).snapshots) {
+        foreach ($a in $s.archives) {
+            @{
+                Spec      = Get-SnapshotSpec $s
+                Namespace = $s.namespace
+                Stored    = $a.name
+                Display   = Get-ArchiveDisplayName $a.name
+                Type      = $a.type
+                Snap      = $s
+                Arch      = $a
+            }
+        }
+    }
+}
+
 function Copy-DirectoryTree {
     # Recursive copy with .NET only (names with ':' or U+F03A stay untouched by any provider logic).
     param([Parameter(Mandatory)] [string] $Source, [Parameter(Mandatory)] [string] $Destination)
