@@ -131,25 +131,14 @@ public sealed class ServerInjectionTests(InjectionDatastoreFixture store) : ICla
     [Fact]
     public async Task Injection_flags_in_help_and_checked()
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(TestServer.ServerDll);
-        psi.ArgumentList.Add("--help");
-        using (var p = Process.Start(psi)!)
-        {
-            string text = await p.StandardOutput.ReadToEndAsync();
-            await p.WaitForExitAsync();
-            Assert.Equal(0, p.ExitCode);
-            foreach (var flag in new[] { "--chunk-latency-ms", "--max-parallel-reads", "--bandwidth-mbit", "--connection-bandwidth-mbit" })
-                Assert.Contains(flag, text);
-        }
+        var (helpCode, text, _) = await TestServer.RunToExitAsync("--help");
+        Assert.Equal(0, helpCode);
+        foreach (var flag in new[] { "--chunk-latency-ms", "--max-parallel-reads", "--bandwidth-mbit", "--connection-bandwidth-mbit" })
+            Assert.Contains(flag, text);
         foreach (var (flag, value) in new[] { ("--chunk-latency-ms", "-5"), ("--max-parallel-reads", "0"), ("--bandwidth-mbit", "fast"), ("--connection-bandwidth-mbit", "0") })
         {
-            psi.ArgumentList.Clear();
-            foreach (var a in new[] { TestServer.ServerDll, "--datastore", "bench=" + store.Store, flag, value }) psi.ArgumentList.Add(a);
-            using var p = Process.Start(psi)!;
-            string err = await p.StandardError.ReadToEndAsync();
-            await p.WaitForExitAsync();
-            Assert.Equal(2, p.ExitCode);
+            var (code, _, err) = await TestServer.RunToExitAsync("--datastore", "bench=" + store.Store, flag, value);
+            Assert.Equal(2, code);
             Assert.Contains(flag, err);
         }
         // The "=value" form works as for the other flags, and a server with every flag starts.

@@ -217,24 +217,12 @@ public sealed class ServerLifecycleTests
     [Fact]
     public async Task Help_and_bad_arguments()
     {
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(TestServer.ServerDll);
-        psi.ArgumentList.Add("--help");
-        using (var p = System.Diagnostics.Process.Start(psi)!)
-        {
-            string text = await p.StandardOutput.ReadToEndAsync();
-            await p.WaitForExitAsync();
-            Assert.Equal(0, p.ExitCode);
-            foreach (var flag in new[] { "--datastore", "--listen", "--token", "--user", "--ticket-lifetime", "--help" })
-                Assert.Contains(flag, text);
-        }
-        psi.ArgumentList[1] = "--bogus";
-        using (var p = System.Diagnostics.Process.Start(psi)!)
-        {
-            string err = await p.StandardError.ReadToEndAsync();
-            await p.WaitForExitAsync();
-            Assert.NotEqual(0, p.ExitCode);
-            Assert.Contains("--bogus", err);
-        }
+        var (code, text, _) = await TestServer.RunToExitAsync("--help");
+        Assert.Equal(0, code);
+        foreach (var flag in new[] { "--datastore", "--listen", "--token", "--user", "--ticket-lifetime", "--help" })
+            Assert.Contains(flag, text);
+        var (bogusCode, _, err) = await TestServer.RunToExitAsync("--bogus");
+        Assert.NotEqual(0, bogusCode);
+        Assert.Contains("--bogus", err);
     }
 }

@@ -112,6 +112,19 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>Anything the server printed on stdout after the JSON line (should be nothing).</summary>
     public Task<string> ExtraStdout { get; private set; } = Task.FromResult("");
 
+    /// <summary>Runs the server with <paramref name="args"/> until it exits (for --help and refused arguments).</summary>
+    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunToExitAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(ServerDll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
     public static string FingerprintOf(X509Certificate certificate) =>
         string.Join(':', SHA256.HashData(certificate.GetRawCertData()).Select(b => b.ToString("x2")));
 
