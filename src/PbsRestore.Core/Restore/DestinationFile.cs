@@ -7,7 +7,7 @@ namespace PbsRestore.Restore;
 /// and only a restore that finished and flushed renames it into place. So a failed or stopped restore never
 /// leaves a file that looks complete, and with -Force the old file stays intact until the new one is whole.
 /// </summary>
-public sealed class DestinationFile : IImageSink
+public sealed class DestinationFile : IDestination
 {
     private readonly FileStream _stream;
     private bool _committed;

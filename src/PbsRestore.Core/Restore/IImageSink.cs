@@ -1,7 +1,8 @@
 namespace PbsRestore.Restore;
 
 /// <summary>
-/// Where restored bytes go. Writes are positional and may come from several threads at once.
+/// Where restored bytes go. Writes are positional (offsets in the virtual disk) and may come from several
+/// threads at once.
 /// </summary>
 public interface IImageSink : IAsyncDisposable
 {
@@ -10,8 +11,28 @@ public interface IImageSink : IAsyncDisposable
 
     void Write(long offset, ReadOnlySpan<byte> data);
 
-    /// <summary>Makes everything durable. Called once, after the last write.</summary>
+    /// <summary>
+    /// Makes everything written so far durable and leaves the target self-consistent (for a VHDX: BAT and headers
+    /// written). Called after the last write, and also between writes as a resume checkpoint, so it may run
+    /// more than once and concurrently with nothing else.
+    /// </summary>
     void Flush();
+}
+
+/// <summary>
+/// A sink that becomes the destination the user named: a raw file, a VHDX or VHD file, or a device.
+/// Files are written as <c>&lt;destination&gt;.partial</c> and renamed by <see cref="Commit"/>; devices are written in place.
+/// </summary>
+public interface IDestination : IImageSink
+{
+    /// <summary>The full path the user asked for.</summary>
+    string Destination { get; }
+
+    /// <summary>The path being written now (the .partial file, or the device itself).</summary>
+    string PartialPath { get; }
+
+    /// <summary>Flushes and makes the result final (files: renames the partial file into place, replacing an old one when <paramref name="overwrite"/>).</summary>
+    void Commit(bool overwrite);
 }
 
 /// <summary>Discards everything (for measuring fetch and decode alone).</summary>
