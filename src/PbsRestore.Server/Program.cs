@@ -65,6 +65,7 @@ public static class Program
         builder.Services.AddSingleton(new Datastores(stores));
         builder.Services.AddSingleton<Authenticator>();
         builder.Services.AddSingleton<TrafficShaper>();
+        builder.Services.AddSingleton<FaultInjector>();
         builder.Services.AddSingleton<ReaderSessionTransport>();
         builder.Services.AddSingleton<IConnectionListenerFactory>(sp => sp.GetRequiredService<ReaderSessionTransport>());
         builder.Services.AddSingleton<ReaderUpgrade>();
@@ -130,6 +131,8 @@ public static class Program
                 options.ChunkLatency.TotalMilliseconds, options.MaxParallelReads?.ToString() ?? "unlimited",
                 options.BandwidthMbit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unlimited",
                 options.ConnectionBandwidthMbit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unlimited");
+        var faults = app.Services.GetRequiredService<FaultInjector>();
+        if (faults.Enabled) log.LogInformation("fault injection: {Faults}", faults.Describe());
         if (options.Tokens.Count == 0 && options.Users.Count == 0)
             log.LogWarning("no --token and no --user given: every request will be refused");
 

@@ -10,7 +10,7 @@ namespace PbsRestore.Server;
 /// The requests of a reader session (HTTP/2 on an upgraded connection): <c>/download</c>, <c>/chunk</c>,
 /// <c>/speedtest</c>. Downloading an index registers its chunks for this session only (upstream register_chunk).
 /// </summary>
-public sealed class ReaderApi(TrafficShaper shaper, ILogger<ReaderApi> log)
+public sealed class ReaderApi(TrafficShaper shaper, FaultInjector faults, ILogger<ReaderApi> log)
 {
     private static readonly byte[] SpeedtestBody = CreateSpeedtestBody();
     /// <summary>Indexes are read whole to register their chunks: 64 MiB is 2 M chunks (8 TiB of 4 MiB chunks).</summary>
@@ -82,19 +82,50 @@ public sealed class ReaderApi(TrafficShaper shaper, ILogger<ReaderApi> log)
         hex = digest.ToString();
         if (!session.IsAllowed(digest))
             throw new HttpError(401, $"download chunk {hex} not allowed");
+        if (faults.ErrorFor(session, digest, hex) is { } error)
+        {
+            await Json.WriteErrorAsync(context, error.Status, error.Message);
+            return;
+        }
         string path = Path.Combine(session.ChunkDir, hex[..4], hex);
         // The read (with any injected latency and queue) first; the body is sent outside the read queue.
         var (buffer, read) = await shaper.ReadAsync(() => ReadChunkFileAsync(session, path, hex, context.RequestAborted), context.RequestAborted);
+        var plan = faults.Plan(session, digest);
+        if (plan.Number > 0) session.Faults.BeginSend();
         try
         {
+            if (plan.Hold)
+            {
+                // The connection is being dropped (--drop-after-chunks): this request dies with it.
+                ArrayPool<byte>.Shared.Return(buffer);
+                buffer = [];
+                await Task.Delay(Timeout.Infinite, context.RequestAborted);
+            }
+            if (plan.Corrupt) faults.LogCorrupt(session, hex, plan.Number, FaultInjector.Corrupt(buffer.AsSpan(0, read)));
             context.Response.ContentType = "application/octet-stream";
             context.Response.ContentLength = read;
-            await shaper.WriteBodyAsync(context, buffer.AsMemory(0, read), context.RequestAborted);
+            if (plan.Stall)
+            {
+                int first = Math.Min(FaultInjector.StallPrefix, read / 2);
+                await shaper.WriteBodyAsync(context, buffer.AsMemory(0, first), context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+                faults.LogStall(session, hex, plan.Number, first);
+                await Task.Delay(faults.Stall, context.RequestAborted);
+                await shaper.WriteBodyAsync(context, buffer.AsMemory(first, read - first), context.RequestAborted);
+            }
+            else
+            {
+                await shaper.WriteBodyAsync(context, buffer.AsMemory(0, read), context.RequestAborted);
+            }
+            // A counted response is complete (END_STREAM flushed) before it stops counting as being sent.
+            if (plan.Number > 0) await context.Response.CompleteAsync();
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (plan.Number > 0) session.Faults.EndSend();
+            if (buffer.Length > 0) ArrayPool<byte>.Shared.Return(buffer);
         }
+        if (plan.Drop) _ = faults.DropAsync(session, hex, plan.Number);
     }
 
     /// <summary>Reads a chunk file whole into a rented buffer (the caller returns it).</summary>

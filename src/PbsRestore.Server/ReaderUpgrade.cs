@@ -62,6 +62,7 @@ public sealed class ReaderUpgrade(Datastores datastores, ReaderSessionTransport 
 
         var connection = new UpgradedConnection(connectionId, stream, pool, session,
             LocalEndPointOf(context), RemoteEndPointOf(context), context.Abort);
+        session.Faults.Abort = connection.Abort;
         log.LogInformation("reader session {Id}: '{AuthId}' opened {Store}:{Snapshot} (memory pool: {Pool})",
             connectionId, authId, storeName, where, pool is null ? "shared" : "kestrel");
         if (debug) log.LogInformation("reader session {Id}: debug requested", connectionId);

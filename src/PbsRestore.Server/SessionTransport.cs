@@ -75,6 +75,8 @@ public sealed class ReaderSession(string authId, string store, Sources.SnapshotR
     public string ConnectionId => connectionId;
     /// <summary>This connection's bandwidth bucket (--connection-bandwidth-mbit), or null.</summary>
     public TokenBucket? Bucket { get; init; }
+    /// <summary>This connection's fault-injection state (--drop-after-chunks, --stall-every counting).</summary>
+    public ConnectionFaults Faults { get; } = new();
 
     public void Register(Formats.IChunkIndex index)
     {
