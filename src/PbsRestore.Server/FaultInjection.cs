@@ -108,6 +108,9 @@ public sealed class FaultInjector
 
     public TimeSpan Stall => _options.StallChunk;
 
+    /// <summary>Whether connections are dropped after N responses (only then must a response be completed before it counts).</summary>
+    public bool DropsConnections => _options.DropAfterChunks is not null;
+
     /// <summary>Flips (XOR 0xFF) the middle byte of the payload after the blob header; returns its offset.</summary>
     public static int Corrupt(Span<byte> blob)
     {

@@ -118,7 +118,7 @@ public sealed class ReaderApi(TrafficShaper shaper, FaultInjector faults, ILogge
                 await shaper.WriteBodyAsync(context, buffer.AsMemory(0, read), context.RequestAborted);
             }
             // A counted response is complete (END_STREAM flushed) before it stops counting as being sent.
-            if (plan.Number > 0) await context.Response.CompleteAsync();
+            if (plan.Number > 0 && faults.DropsConnections) await context.Response.CompleteAsync();
         }
         finally
         {

@@ -10,6 +10,8 @@ namespace PbsRestore.Tests.Server;
 /// The fault injection flags (--drop-after-chunks, --corrupt-*, --chunk-status, --chunk-error-rate, --stall-*,
 /// --ticket-expire-after) through the real process and the reader session client. Time assertions are lower bounds.
 /// </summary>
+// Not alongside other test classes: these start several servers and count responses on a busy 2-core machine.
+[Collection(nameof(ServerFaultInjectionCollection))]
 public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) : IClassFixture<InjectionDatastoreFixture>
 {
     private Task<TestServer> StartAsync(params string[] flags) =>
@@ -18,6 +20,7 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
     private async Task<HttpClient> SessionAsync(TestServer server, StrongBox<int>? connections = null)
     {
         var http = ReaderTestClient.Create(server, store.Query, TestServer.DefaultTokenHeader, connections);
+        http.Timeout = TimeSpan.FromSeconds(60); // a hung response fails in a minute, not five
         await http.GetByteArrayAsync("download?file-name=drive-scsi0.img.fidx");
         return http;
     }
@@ -249,3 +252,6 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
         Assert.DoesNotContain("fault", server.StandardError);
     }
 }
+
+[CollectionDefinition(nameof(ServerFaultInjectionCollection), DisableParallelization = true)]
+public sealed class ServerFaultInjectionCollection;
