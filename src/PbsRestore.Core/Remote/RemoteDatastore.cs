@@ -144,12 +144,37 @@ public sealed class RemoteSnapshotReader : ISnapshotReader, IChunkSource
         return data;
     }
 
-    public ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    /// <summary>Attempts per chunk before a transient failure (lost connection, timeout, 5xx) is final.</summary>
+    public const int MaxAttempts = 5;
+
+    private int _retries;
+
+    /// <summary>Chunk reads repeated after a transient failure, over this reader's life.</summary>
+    public int Retries => Volatile.Read(ref _retries);
+
+    /// <summary>
+    /// Reads a chunk on the least busy session. A transient failure (the connection broke or timed out, the server
+    /// answered 5xx) is retried with exponential backoff, on whichever session is least busy then; a session whose
+    /// connection broke reconnects and downloads its indexes again before its next chunk. What persists after
+    /// <see cref="MaxAttempts"/> attempts, and every non-transient failure (missing chunk, auth), is thrown.
+    /// </summary>
+    public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
     {
-        var best = _sessions[0];
-        for (int i = 1; i < _sessions.Length; i++)
-            if (_sessions[i].InFlight < best.InFlight) best = _sessions[i];
-        return best.ReadChunkAsync(digest, buffer, ct);
+        for (int attempt = 1; ; attempt++)
+        {
+            var best = _sessions[0];
+            for (int i = 1; i < _sessions.Length; i++)
+                if (_sessions[i].InFlight < best.InFlight) best = _sessions[i];
+            try
+            {
+                return await best.ReadChunkAsync(digest, buffer, ct).ConfigureAwait(false);
+            }
+            catch (PbsException e) when (e.Kind == PbsErrorKind.Connection && attempt < MaxAttempts && !ct.IsCancellationRequested)
+            {
+                Interlocked.Increment(ref _retries);
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(2000, 100 << (attempt - 1))), ct).ConfigureAwait(false);
+            }
+        }
     }
 
     public override string ToString() => Location;
