@@ -14,6 +14,21 @@ public sealed record PbsClientOptions
     /// know it to renew at 3/4 of it; a server with a shorter one still works, through a password re-login on 401.
     /// </summary>
     public TimeSpan TicketLifetime { get; init; } = TimeSpan.FromHours(2);
+
+    /// <summary>
+    /// A chunk request that receives nothing (no headers, no body bytes) for this long is given up as stalled and
+    /// retried; the clock restarts with every byte, so a slow but moving link never trips it. Default 60 s, or
+    /// PBS_RESTORE_STALL_TIMEOUT (seconds).
+    /// </summary>
+    public TimeSpan StallTimeout { get; init; } = DefaultStallTimeout();
+
+    public const string StallTimeoutVariable = "PBS_RESTORE_STALL_TIMEOUT";
+
+    private static TimeSpan DefaultStallTimeout() =>
+        double.TryParse(Environment.GetEnvironmentVariable(StallTimeoutVariable), System.Globalization.NumberStyles.Float,
+            System.Globalization.CultureInfo.InvariantCulture, out double s) && s > 0 && s <= 3600
+            ? TimeSpan.FromSeconds(s)
+            : TimeSpan.FromSeconds(60);
 }
 
 /// <summary>A datastore as the server lists it.</summary>

@@ -13,13 +13,16 @@ namespace PbsRestore.Remote;
 /// a network error), and each new connection is a new server session in which chunks are refused ("not
 /// allowed") until their index is downloaded again. So the session remembers the indexes it needs, notes which
 /// connection downloaded them (<see cref="Connections"/> counts connections), re-downloads them before the
-/// next chunk when the connection changed, and on a 401 "not allowed" anyway re-downloads and retries once.
+/// next chunk when the connection changed, and on a 401 "not allowed" anyway re-downloads and asks again (a few times).
 /// Thread-safe: many fetch workers share it (HTTP/2 multiplexes them).
 /// </summary>
 public sealed class ReaderSession : IAsyncDisposable, IDisposable
 {
     /// <summary>Measured best on loopback; larger windows did not help (.NET keeps 16 KiB frames anyway).</summary>
     public const int StreamWindowSize = 1 << 20;
+
+    /// <summary>Times a chunk is asked for after "not allowed" (each time after downloading the indexes again).</summary>
+    private const int NotAllowedAttempts = 4;
 
     private readonly PbsClient _client;
     private readonly string _store;
@@ -159,34 +162,27 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
                 int epoch = Volatile.Read(ref _replayEpoch);
                 int result = await WithRetryAsync(async () =>
                 {
-                    using var response = await SendAsync($"chunk?digest={hex}", what, ct).ConfigureAwait(false);
-                    if (response.StatusCode == HttpStatusCode.Unauthorized)
+                    // A stall (nothing received for StallTimeout) cancels this request only; the caller retries it.
+                    using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    var timeout = _client.Options.StallTimeout;
+                    stall.CancelAfter(timeout);
+                    try
                     {
-                        var body = await response.Content.ReadAsByteArrayAsync(ct).ConfigureAwait(false);
-                        string msg = ServerError.MessageOf(body);
-                        if (msg.Contains("not allowed", StringComparison.OrdinalIgnoreCase))
-                        {
-                            if (attempt == 0) return -1;
-                            // Still refused with every index of this reader downloaded on this connection: the
-                            // chunk belongs to none of them (a caller bug or a server that disagrees).
-                            throw new PbsNotFoundException("ChunkNotAllowed",
-                                $"{what}: the server refuses it ({_client.Auth.Redact(msg)}): it is in no index downloaded in this session");
-                        }
-                        throw ServerError.Map(response.StatusCode, msg, what, "ChunkMissing", _client.Auth.Redact);
+                        return await ReadChunkOnceAsync(hex, buffer, what, attempt, stall, timeout).ConfigureAwait(false);
                     }
-                    if (!response.IsSuccessStatusCode)
+                    catch (OperationCanceledException e) when (!ct.IsCancellationRequested && stall.IsCancellationRequested)
                     {
-                        if ((int)response.StatusCode is >= 400 and < 500 and not 403)
-                        {
-                            string msg = ServerError.MessageOf(await response.Content.ReadAsByteArrayAsync(ct).ConfigureAwait(false));
-                            throw new PbsNotFoundException("ChunkMissing", $"chunk {hex} is missing from datastore '{_store}' on {_client.Repository.Authority}: {_client.Auth.Redact(msg)}");
-                        }
-                        throw await ErrorAsync(response, what, "ChunkMissing", ct).ConfigureAwait(false);
+                        throw new PbsException("ChunkStalled", PbsErrorKind.Connection,
+                            $"{what}: nothing received for {timeout.TotalSeconds:0.#} s", e);
                     }
-                    return await ReadBodyIntoAsync(response, buffer, what, ct).ConfigureAwait(false);
+                    catch (PbsException e) when (e.ErrorId == "ConnectionTimeout" && !ct.IsCancellationRequested)
+                    {
+                        throw new PbsException("ChunkStalled", PbsErrorKind.Connection,
+                            $"{what}: nothing received for {timeout.TotalSeconds:0.#} s", e);
+                    }
                 }, what, ct).ConfigureAwait(false);
                 if (result >= 0) return result;
-                // Refused: this connection never downloaded the index (a silent reconnect). Replay and retry once.
+                // Refused: this connection never downloaded the index (a silent reconnect). Replay and ask again.
                 Interlocked.Increment(ref _notAllowed);
                 MarkIndexesStale(epoch);
             }
@@ -197,7 +193,39 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         }
     }
 
-    private static async Task<int> ReadBodyIntoAsync(HttpResponseMessage response, byte[] buffer, string what, CancellationToken ct)
+    private async Task<int> ReadChunkOnceAsync(string hex, byte[] buffer, string what, int attempt, CancellationTokenSource stall, TimeSpan timeout)
+    {
+        var ct = stall.Token;
+        using var response = await SendAsync($"chunk?digest={hex}", what, ct).ConfigureAwait(false);
+        if (response.StatusCode == HttpStatusCode.Unauthorized)
+        {
+            var body = await response.Content.ReadAsByteArrayAsync(ct).ConfigureAwait(false);
+            string msg = ServerError.MessageOf(body);
+            if (msg.Contains("not allowed", StringComparison.OrdinalIgnoreCase))
+            {
+                // The connection may have been replaced again between the index replay and this request (drops
+                // in quick succession): replay and ask again, a few times.
+                if (attempt < NotAllowedAttempts - 1) return -1;
+                // Still refused with every index of this reader downloaded on this connection: the
+                // chunk belongs to none of them (a caller bug or a server that disagrees).
+                throw new PbsNotFoundException("ChunkNotAllowed",
+                    $"{what}: the server refuses it ({_client.Auth.Redact(msg)}): it is in no index downloaded in this session");
+            }
+            throw ServerError.Map(response.StatusCode, msg, what, "ChunkMissing", _client.Auth.Redact);
+        }
+        if (!response.IsSuccessStatusCode)
+        {
+            if ((int)response.StatusCode is >= 400 and < 500 and not 403)
+            {
+                string msg = ServerError.MessageOf(await response.Content.ReadAsByteArrayAsync(ct).ConfigureAwait(false));
+                throw new PbsNotFoundException("ChunkMissing", $"chunk {hex} is missing from datastore '{_store}' on {_client.Repository.Authority}: {_client.Auth.Redact(msg)}");
+            }
+            throw await ErrorAsync(response, what, "ChunkMissing", ct).ConfigureAwait(false);
+        }
+        return await ReadBodyIntoAsync(response, buffer, what, () => stall.CancelAfter(timeout), ct).ConfigureAwait(false);
+    }
+
+    private static async Task<int> ReadBodyIntoAsync(HttpResponseMessage response, byte[] buffer, string what, Action progressed, CancellationToken ct)
     {
         if (response.Content.Headers.ContentLength is { } len && len > buffer.Length)
             throw new PbsFormatException($"{what}: {len} bytes, more than any chunk of this index can have ({buffer.Length})", "ChunkTooLarge");
@@ -215,6 +243,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
             int r = await body.ReadAsync(buffer.AsMemory(total), ct).ConfigureAwait(false);
             if (r == 0) return total;
             total += r;
+            progressed();
         }
     }
 

@@ -145,7 +145,12 @@ public sealed class RemoteSnapshotReader : ISnapshotReader, IChunkSource
     }
 
     /// <summary>Attempts per chunk before a transient failure (lost connection, timeout, 5xx) is final.</summary>
-    public const int MaxAttempts = 5;
+    public const int MaxAttempts = 6;
+
+    /// <summary>Wait before attempt n+1: 0.25, 0.5, 1, 2, 4 s (about 8 s in all, enough for a server restart or a
+    /// network blip), with ±25 % jitter so that many fetchers hit by one drop do not come back in lockstep.</summary>
+    internal static TimeSpan Backoff(int attempt) =>
+        TimeSpan.FromMilliseconds(Math.Min(4000, 250 << Math.Min(attempt - 1, 4)) * (0.75 + Random.Shared.NextDouble() * 0.5));
 
     private int _retries;
 
@@ -172,7 +177,7 @@ public sealed class RemoteSnapshotReader : ISnapshotReader, IChunkSource
             catch (PbsException e) when (e.Kind == PbsErrorKind.Connection && attempt < MaxAttempts && !ct.IsCancellationRequested)
             {
                 Interlocked.Increment(ref _retries);
-                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(2000, 100 << (attempt - 1))), ct).ConfigureAwait(false);
+                await Task.Delay(Backoff(attempt), ct).ConfigureAwait(false);
             }
         }
     }

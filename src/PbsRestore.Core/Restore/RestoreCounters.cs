@@ -6,7 +6,7 @@ namespace PbsRestore.Restore;
 /// </summary>
 public sealed class RestoreCounters
 {
-    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits;
+    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits, _rereads;
 
     /// <summary>Logical size of what is being restored.</summary>
     public long TotalBytes => Interlocked.Read(ref _totalBytes);
@@ -19,6 +19,9 @@ public sealed class RestoreCounters
     public long ZeroChunks => Interlocked.Read(ref _zeroChunks);
     /// <summary>Index entries served from a chunk fetched once for an earlier offset.</summary>
     public long DedupHits => Interlocked.Read(ref _dedupHits);
+
+    /// <summary>Chunks fetched again because a copy failed its CRC, tag or digest (corruption in transit).</summary>
+    public long Rereads => Interlocked.Read(ref _rereads);
 
     internal void SetTotals(long bytes, long chunks)
     {
@@ -35,4 +38,5 @@ public sealed class RestoreCounters
     internal void AddWire(long bytes) => Interlocked.Add(ref _wireBytes, bytes);
     internal void AddZero(long chunks) => Interlocked.Add(ref _zeroChunks, chunks);
     internal void AddDedup(long hits) => Interlocked.Add(ref _dedupHits, hits);
+    internal void AddReread() => Interlocked.Increment(ref _rereads);
 }

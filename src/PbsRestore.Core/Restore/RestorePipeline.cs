@@ -16,6 +16,9 @@ namespace PbsRestore.Restore;
 /// </summary>
 public static class RestorePipeline
 {
+    /// <summary>Reads of a chunk (the first and the rereads) before a failed check is final.</summary>
+    public const int IntegrityReads = 4;
+
     private readonly record struct Fetched(ChunkJob Job, byte[] Buffer, int Length);
     private readonly record struct Decoded(ChunkJob Job, byte[] Buffer, int Length);
 
@@ -121,7 +124,7 @@ public static class RestorePipeline
                 int n;
                 try
                 {
-                    n = decoder.Decode(item.Job, item.Buffer.AsSpan(0, item.Length), plain);
+                    n = await DecodeOrRereadAsync(decoder, item, plain).ConfigureAwait(false);
                 }
                 catch (ChunkException e)
                 {
@@ -144,6 +147,28 @@ public static class RestorePipeline
                 await decoded.Writer.WriteAsync(new Decoded(item.Job, plain, n), token).ConfigureAwait(false);
                 metrics.AddDecodeBlocked(blocked);
                 waiting = RestoreMetrics.Now;
+            }
+        }
+
+        // A copy that fails its checks may have been damaged on the way (a flipped bit in transit, a proxy): read
+        // it again, up to IntegrityReads in all. Damage that is in the datastore fails every read and is reported.
+        async Task<int> DecodeOrRereadAsync(ChunkDecoder decoder, Fetched item, byte[] plain)
+        {
+            int length = item.Length;
+            for (int reads = 1; ; reads++)
+            {
+                try
+                {
+                    return decoder.Decode(item.Job, item.Buffer.AsSpan(0, length), plain);
+                }
+                catch (ChunkException e) when (e.Kind is PbsErrorKind.Integrity or PbsErrorKind.InvalidData && !token.IsCancellationRequested)
+                {
+                    if (reads >= IntegrityReads)
+                        throw new ChunkException(e.ErrorId, e.Kind, $"{e.Message} (on each of {reads} reads)", item.Job, plan.Archive, e.InnerException ?? e);
+                    counters.AddReread();
+                    length = await source.ReadRawChunkAsync(item.Job.Digest, item.Buffer, token).ConfigureAwait(false);
+                    counters.AddWire(length);
+                }
             }
         }
 
