@@ -1,0 +1,137 @@
+using PbsRestore.Formats.DiskImages;
+using PbsRestore.Platform;
+
+namespace PbsRestore.Restore;
+
+/// <summary>
+/// A fixed VHD destination (the format Azure imports): the raw disk bytes at their own offsets in a fresh sparse
+/// <c>&lt;destination&gt;.partial</c>, then the 512-byte <see cref="VhdFooter"/>, written by every <see cref="Flush"/>.
+/// The disk is rounded up to a whole MiB (Azure's rule; the padding reads as zeros), so the file is that size + 512.
+/// Otherwise it behaves like <see cref="DestinationFile"/>: zero chunks stay holes, <see cref="Commit"/> renames.
+/// </summary>
+public sealed class VhdDestination : IDestination
+{
+    private readonly FileStream _stream;
+    private readonly VhdFooter _footer;
+    private bool _committed;
+
+    private VhdDestination(string destination, string partialPath, FileStream stream, VhdFooter footer, bool sparse)
+    {
+        Destination = destination;
+        PartialPath = partialPath;
+        _stream = stream;
+        _footer = footer;
+        IsSparse = sparse;
+    }
+
+    public string Destination { get; }
+    public string PartialPath { get; }
+
+    /// <summary>A fresh file reads zeros wherever nothing was written.</summary>
+    public bool ZerosAreHoles => true;
+
+    /// <summary>Whether the file system keeps the unwritten ranges unallocated.</summary>
+    public bool IsSparse { get; }
+
+    /// <summary>Virtual disk size: the requested size rounded up to a multiple of 1 MiB.</summary>
+    public long VirtualSize => (long)_footer.CurrentSize;
+
+    /// <summary>When set, <see cref="DisposeAsync"/> closes an uncommitted partial file without deleting it, for a later <see cref="OpenPartial"/>.</summary>
+    public bool KeepPartialOnDispose { get; set; }
+
+    /// <summary>Creates <c>&lt;destination&gt;.partial</c> for a disk of <paramref name="virtualSize"/> bytes, rounded up to a multiple of 1 MiB.</summary>
+    public static VhdDestination Create(string destination, long virtualSize, bool force)
+    {
+        destination = Path.GetFullPath(destination);
+        DestinationFile.CheckWritable(destination, force);
+        long size = VhdFooter.RoundSize(virtualSize);
+        string partial = DestinationFile.PartialPathFor(destination);
+        var stream = new FileStream(partial, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        try
+        {
+            bool sparse = SparseFiles.PrepareSparse(stream.SafeFileHandle);
+            stream.SetLength(size + VhdFooter.Size);
+            return new VhdDestination(destination, partial, stream, VhdFooter.ForFixedDisk(size, DateTimeOffset.UtcNow, Guid.NewGuid()), sparse);
+        }
+        catch
+        {
+            stream.Dispose();
+            File.Delete(partial);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Reopens the <c>&lt;destination&gt;.partial</c> of an earlier run whose <see cref="Flush"/> completed (so its footer is
+    /// there), to go on writing into it; a different size or a missing or damaged footer is
+    /// <see cref="PbsException"/> ResumeStateMismatch. The footer (unique id, time stamp) is kept.
+    /// </summary>
+    public static VhdDestination OpenPartial(string destination, long virtualSize)
+    {
+        destination = Path.GetFullPath(destination);
+        long size = VhdFooter.RoundSize(virtualSize);
+        string partial = DestinationFile.PartialPathFor(destination);
+        if (!File.Exists(partial))
+            throw new PbsNotFoundException("PartialFileNotFound", $"there is no partial file '{partial}' to resume");
+        var stream = new FileStream(partial, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        try
+        {
+            long length = RandomAccess.GetLength(stream.SafeFileHandle);
+            VhdFooter? footer = null;
+            if (length >= VhdFooter.Size)
+            {
+                var bytes = new byte[VhdFooter.Size];
+                int n = RandomAccess.Read(stream.SafeFileHandle, bytes, length - VhdFooter.Size);
+                if (n == VhdFooter.Size) footer = VhdFooter.TryParseFixed(bytes);
+            }
+            if (footer is null)
+                throw new PbsException("ResumeStateMismatch", PbsErrorKind.InvalidData, $"cannot resume into '{partial}': it has no valid fixed-VHD footer");
+            if (length != size + VhdFooter.Size || footer.CurrentSize != (ulong)size)
+                throw new PbsException("ResumeStateMismatch", PbsErrorKind.InvalidData,
+                    $"cannot resume into '{partial}': it holds a {footer.CurrentSize}-byte disk, this restore a {size}-byte disk");
+            bool sparse = !OperatingSystem.IsWindows() || File.GetAttributes(partial).HasFlag(FileAttributes.SparseFile);
+            return new VhdDestination(destination, partial, stream, footer, sparse);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    public void Write(long offset, ReadOnlySpan<byte> data)
+    {
+        if (offset < 0 || offset > VirtualSize - data.Length)
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{data.Length} bytes at this offset do not fit the {VirtualSize}-byte disk");
+        RandomAccess.Write(_stream.SafeFileHandle, data, offset);
+    }
+
+    /// <summary>Writes the footer (again) and flushes to disk.</summary>
+    public void Flush()
+    {
+        var bytes = new byte[VhdFooter.Size];
+        _footer.Write(bytes);
+        RandomAccess.Write(_stream.SafeFileHandle, bytes, VirtualSize);
+        _stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>Flushes, closes and renames the partial file into place.</summary>
+    public void Commit(bool overwrite)
+    {
+        Flush();
+        _stream.Dispose();
+        File.Move(PartialPath, Destination, overwrite);
+        _committed = true;
+    }
+
+    /// <summary>Closes and, unless committed (or <see cref="KeepPartialOnDispose"/>), deletes the partial file.</summary>
+    public ValueTask DisposeAsync()
+    {
+        _stream.Dispose();
+        if (!_committed && !KeepPartialOnDispose)
+        {
+            try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        return ValueTask.CompletedTask;
+    }
+}
