@@ -13,9 +13,11 @@
 #        strategies x scenarios, ceilings, memory, sparse; writes bench/RESULTS.md (~10 min; CI never runs it).
 #        Extra arguments go to the benchmark: -BenchArgs '--repeats','3'.
 # Fuzz:  fuzzes the format parsers for PBS_FUZZ_SECONDS (default 60) per target; crashes become regression tests.
+# Soak:  the fault matrix (xunit FaultMatrix, RemoteRetry, ServerFaultInjection) and the Ctrl+C / kill -9 / -Resume
+#        Pester tests, PBS_SOAK_ROUNDS times (default 10), with other seeds each round; prints a table.
 # Clean: removes bin/, obj/, module/bin/, en-US/ (a build copy of module/en-US) and artifacts/ (keeps the .tools/ download cache).
 param(
-    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Package', 'Fuzz', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Bench', 'Package', 'Fuzz', 'Soak', 'Clean')]
     [string] $Task = 'Build',
     [string] $Configuration = 'Release',
     [string[]] $BenchArgs = @()
@@ -109,8 +111,27 @@ function Get-PesterManifest {
     return $manifest
 }
 
+function Install-QemuImg {
+    # The VHDX/VHD tests read our images back with qemu-img (Debian's qemu-utils), an independent implementation.
+    if (Get-Command qemu-img -ErrorAction SilentlyContinue) { return }
+    $apt = Get-Command apt-get -ErrorAction SilentlyContinue
+    $root = $IsLinux -and ((& id -u) -eq '0')
+    if ($apt -and $root) {
+        Write-Host '> apt-get install qemu-utils (for the VHDX/VHD tests)'
+        & apt-get install -y --no-install-recommends qemu-utils *> $null
+        if ($LASTEXITCODE -ne 0) {
+            & apt-get update *> $null
+            & apt-get install -y --no-install-recommends qemu-utils *> $null
+        }
+    }
+    if (-not (Get-Command qemu-img -ErrorAction SilentlyContinue)) {
+        Write-Warning 'qemu-img not found and not installable here: the VHDX/VHD read-back tests will fail. Install qemu-utils (Debian/Ubuntu) or QEMU.'
+    }
+}
+
 function Invoke-Test {
     Invoke-Package | Out-Null   # builds, and gives tests/pester/Package.Tests.ps1 the packaged module
+    Install-QemuImg
 
     if (Test-Path -LiteralPath $TestResults) { Remove-Item -LiteralPath $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null
@@ -224,6 +245,29 @@ function Invoke-Fuzz {
     Invoke-Native dotnet @((Join-Path $Root 'tests/PbsRestore.Fuzz/bin/Release/net10.0/PbsRestore.Fuzz.dll'), '--seconds', $seconds, '--target', 'all')
 }
 
+function Invoke-Soak {
+    # The fault matrix again and again with other seeds (PBS_FAULT_SEED): what CI runs once, for longer.
+    Invoke-Build
+    $rounds = if ($env:PBS_SOAK_ROUNDS) { [int]$env:PBS_SOAK_ROUNDS } else { 10 }
+    $filter = 'FullyQualifiedName~FaultMatrix|FullyQualifiedName~RemoteRetry|FullyQualifiedName~ServerFaultInjection'
+    Import-Module (Join-Path $ToolsPackages "pester/$PesterVersion/tools/Pester.psd1") -Force
+    $resumeTests = Join-Path $Root 'tests/pester/Restore-PbsImage.Resume.Tests.ps1'
+    $rows = foreach ($round in 1..$rounds) {
+        $env:PBS_FAULT_SEED = "$round"
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        $out = & dotnet test (Join-Path $Root 'tests/PbsRestore.Tests') -c $Configuration --no-build --filter $filter 2>&1
+        $line = @($out | Select-String -Pattern 'Passed!|Failed!' | Select-Object -Last 1)
+        $xunit = if ($line.Count -and "$($line[0])" -match 'Failed:\s+(\d+), Passed:\s+(\d+)') { "$($Matches[2]) passed, $($Matches[1]) failed" } else { 'no result' }
+        $p = Invoke-Pester -Path $resumeTests -PassThru -Output None
+        $out | Select-String -Pattern '^\s+Failed ' | ForEach-Object { Write-Host "  round ${round}: $_" }
+        [pscustomobject]@{ Round = $round; Xunit = $xunit; Pester = "$($p.PassedCount) passed, $($p.FailedCount) failed"; Seconds = [int]$clock.Elapsed.TotalSeconds }
+    }
+    Remove-Item Env:PBS_FAULT_SEED -ErrorAction SilentlyContinue
+    $rows | Format-Table -AutoSize | Out-String | Write-Host
+    Write-Host "Command: PBS_SOAK_ROUNDS=$rounds dotnet pwsh ./build.ps1 Soak"
+    if ($rows | Where-Object { $_.Xunit -notmatch ' 0 failed' -or $_.Pester -notmatch ' 0 failed' }) { throw 'the soak found failures' }
+}
+
 function Invoke-Clean {
     $dirs = @(Get-ChildItem -Path (Join-Path $Root 'src'), (Join-Path $Root 'tests'), (Join-Path $Root 'bench') -Directory -Recurse -ErrorAction SilentlyContinue |
         Where-Object { $_.Name -in 'bin', 'obj', 'TestResults' })
@@ -243,5 +287,6 @@ switch ($Task) {
     'Bench' { Invoke-Bench }
     'Package' { Invoke-Package | Out-Null }
     'Fuzz' { Invoke-Fuzz }
+    'Soak' { Invoke-Soak }
     'Clean' { Invoke-Clean }
 }

@@ -45,15 +45,29 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
                 PbsErrorKind.Connection => ErrorCategory.ConnectionError,
                 _ => ErrorCategory.WriteError,
             };
-            return new ErrorRecord(e, p.ErrorId, category, target);
+            var record = new ErrorRecord(e, p.ErrorId, category, target);
+            AddResumeAdvice(record, e);
+            return record;
         }
-        return e switch
+        var other = e switch
         {
             UnauthorizedAccessException => new ErrorRecord(e, "AccessDenied", ErrorCategory.PermissionDenied, target),
             IOException => new ErrorRecord(e, "IOError", ErrorCategory.WriteError, target),
             ArgumentException => new ErrorRecord(e, "InvalidArgument", ErrorCategory.InvalidArgument, target),
             _ => new ErrorRecord(e, "UnexpectedError", ErrorCategory.NotSpecified, target),
         };
+        AddResumeAdvice(other, e);
+        return other;
+    }
+
+    /// <summary>A restore that stopped with something worth keeping says so, and how to go on.</summary>
+    private static void AddResumeAdvice(ErrorRecord record, Exception e)
+    {
+        if (e.Data[ArchiveRestorer.ResumableKey] is string partial)
+            record.ErrorDetails = new ErrorDetails(e.Message)
+            {
+                RecommendedAction = $"What was restored is kept in '{partial}'. Run the same command again with -Resume to continue.",
+            };
     }
 
     /// <summary>Writes a non-terminating error for one failed item, unless the user stopped the pipeline.</summary>

@@ -174,6 +174,17 @@ BeforeAll {
     # Probe:   code run after the example in the same runspace; its output is $r.Probe.
     # Check:   assertions on $r (Output objects, Text = output through Out-String, Verbose, Probe).
     # Allow:   reason why the example cannot run here (the allow-list; keep it empty if at all possible).
+    # Example 15 restores onto a disk: a loop device over a file of garbage stands in for it, where one can be made.
+    $script:CanLoop = $false
+    $script:HelpLoop = $null
+    if ($IsLinux -and (Get-Command losetup -ErrorAction SilentlyContinue) -and ((& id -u) -eq '0')) {
+        $diskFile = Join-Path $TestDrive 'disk2.bin'
+        $garbage = [byte[]]::new([long]((Get-GoldenArchive (Get-GoldenSnapshot vm 100) 'drive-scsi0.img.fidx').size + 1MB))
+        [Random]::new(1).NextBytes($garbage)
+        [IO.File]::WriteAllBytes($diskFile, $garbage)
+        $dev = & losetup -f --show $diskFile 2>$null
+        if ($LASTEXITCODE -eq 0 -and $dev) { $script:HelpLoop = "$dev".Trim(); $script:CanLoop = $true }
+    }
     $script:PerExample = @{
         # ---------------- Connect-PbsServer ----------------
         'Connect-PbsServer#1'    = @{
@@ -530,6 +541,47 @@ BeforeAll {
             Setup = "Set-Content -LiteralPath '$($script:Restore)/vm-100-disk-0.raw' -Value 'an older restore'"
             Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0 }
         }
+        'Restore-PbsImage#13'    = @{
+            # Nothing was interrupted here, so -Resume restores from the start (as the example says it then does).
+            Setup = '$env:PBS_PASSWORD = $PbsTestTokenSecret; $env:PBS_FINGERPRINT = $PbsTestFpA'
+            Check = {
+                param($r)
+                Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0
+                (Join-Path $script:Restore 'vm-100-disk-0.raw.partial.journal') | Should -Not -Exist
+            }
+        }
+        'Restore-PbsImage#14'    = @{
+            Check = {
+                param($r)
+                $r.Output[0].Format | Should -Be 'Vhdx'
+                $vhdx = Join-Path $script:Restore 'vm-100-disk-0.vhdx'
+                [Text.Encoding]::ASCII.GetString([IO.File]::ReadAllBytes($vhdx), 0, 8) | Should -Be 'vhdxfile'
+                $raw = Join-Path $script:Scratch 'vhdx.raw'
+                & qemu-img convert -f vhdx -O raw $vhdx $raw
+                $LASTEXITCODE | Should -Be 0
+                # The VHDX's size is the image's rounded up to 512 bytes: compare the image's bytes.
+                $size = (Get-GoldenArchive (Get-GoldenSnapshot vm 100) 'drive-scsi0.img.fidx').size
+                [Convert]::ToHexStringLower([Security.Cryptography.SHA256]::Create().ComputeHash([IO.File]::ReadAllBytes($raw), 0, $size)) | Should -Be $script:Sha.Vm100Scsi0
+            }
+        }
+        'Restore-PbsImage#15'    = @{
+            # A loop device over a file of garbage stands in for the physical disk (needs root).
+            Allow   = if (-not $script:CanLoop) { 'needs root and a loop device to stand in for a disk' }
+            Replace = @(, @('\\.\PhysicalDrive2', '$PbsTestLoop'))
+            Setup   = if ($script:HelpLoop) { "`$PbsTestLoop = '$($script:HelpLoop)'" }
+            Check   = {
+                param($r)
+                $dev = $r.Output[0].Destination
+                $dev | Should -Be $script:HelpLoop
+                & {
+                    $r.Output[0].Format | Should -Be 'Device'
+                    $size = (Get-GoldenArchive (Get-GoldenSnapshot vm 100) 'drive-scsi0.img.fidx').size
+                    $stream = [IO.File]::OpenRead($dev)
+                    try { $buf = [byte[]]::new($size); $stream.ReadExactly($buf, 0, $size) } finally { $stream.Dispose() }
+                    [Convert]::ToHexStringLower([Security.Cryptography.SHA256]::Create().ComputeHash($buf)) | Should -Be $script:Sha.Vm100Scsi0
+                }
+            }
+        }
         'Restore-PbsImage#12'    = @{
             # A datastore without the encrypted VM 101: the example passes no key file and restores "every VM".
             Replace = @(, @('D:\pbs-usb', $script:UsbNoEnc))
@@ -622,6 +674,7 @@ BeforeAll {
 }
 
 AfterAll {
+    if ($script:HelpLoop) { & losetup -d $script:HelpLoop 2>$null }
     Stop-TestServer $script:ServerA
     Stop-TestServer $script:ServerB
     Restore-PbsEnvironment $script:SavedEnv

@@ -25,6 +25,8 @@ function Start-TestServer {
         [string[]] $Token = @(),
         [string[]] $User = @(),
         [int] $TicketLifetime = 0,
+        # More server flags, e.g. @('--bandwidth-mbit', '40') or fault injection.
+        [string[]] $ExtraArgument = @(),
         [Parameter(Mandatory)] [string] $LogFolder,
         [int] $TimeoutSeconds = 60
     )
@@ -43,6 +45,7 @@ function Start-TestServer {
     foreach ($t in $Token) { $psi.ArgumentList.Add('--token'); $psi.ArgumentList.Add($t) }
     foreach ($u in $User) { $psi.ArgumentList.Add('--user'); $psi.ArgumentList.Add($u) }
     if ($TicketLifetime -gt 0) { $psi.ArgumentList.Add('--ticket-lifetime'); $psi.ArgumentList.Add([string]$TicketLifetime) }
+    foreach ($a in $ExtraArgument) { $psi.ArgumentList.Add($a) }
     $psi.UseShellExecute = $false
     $psi.RedirectStandardOutput = $true
     $psi.RedirectStandardError = $true

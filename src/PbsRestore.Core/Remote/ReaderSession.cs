@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using PbsRestore.Formats;
 using PbsRestore.Sources;
@@ -21,8 +22,8 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
     /// <summary>Measured best on loopback; larger windows did not help (.NET keeps 16 KiB frames anyway).</summary>
     public const int StreamWindowSize = 1 << 20;
 
-    /// <summary>Times a chunk is asked for after "not allowed" (each time after downloading the indexes again).</summary>
-    private const int NotAllowedAttempts = 4;
+    /// <summary>Bound on "not allowed" answers for one chunk read, however often the connection is replaced.</summary>
+    private const int MaxNotAllowedRounds = 32;
 
     private readonly PbsClient _client;
     private readonly string _store;
@@ -156,10 +157,12 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         {
             string hex = digest.ToString();
             string what = $"reading chunk {hex} of {Location}";
-            for (int attempt = 0; ; attempt++)
+            var refusal = new StrongBox<string?>();
+            for (int round = 1, sameConnectionRefusals = 0; ; round++)
             {
                 await EnsureIndexesAsync(ct).ConfigureAwait(false);
                 int epoch = Volatile.Read(ref _replayEpoch);
+                int connection = Connections;
                 int result = await WithRetryAsync(async () =>
                 {
                     // A stall (nothing received for StallTimeout) cancels this request only; the caller retries it.
@@ -168,7 +171,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
                     stall.CancelAfter(timeout);
                     try
                     {
-                        return await ReadChunkOnceAsync(hex, buffer, what, attempt, stall, timeout).ConfigureAwait(false);
+                        return await ReadChunkOnceAsync(hex, buffer, what, refusal, stall, timeout).ConfigureAwait(false);
                     }
                     catch (OperationCanceledException e) when (!ct.IsCancellationRequested && stall.IsCancellationRequested)
                     {
@@ -182,8 +185,15 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
                     }
                 }, what, ct).ConfigureAwait(false);
                 if (result >= 0) return result;
-                // Refused: this connection never downloaded the index (a silent reconnect). Replay and ask again.
+                // Refused: the connection that carried the request never downloaded the index (a silent reconnect,
+                // perhaps more than one while drops come in quick succession). Replay and ask again; only a refusal
+                // on a connection that has the indexes, twice, means the chunk is in none of them (a caller bug or a
+                // server that disagrees).
                 Interlocked.Increment(ref _notAllowed);
+                bool sameConnection = Connections == connection && Volatile.Read(ref _current) is not { Closed: true };
+                if ((sameConnection && ++sameConnectionRefusals >= 2) || round >= MaxNotAllowedRounds)
+                    throw new PbsNotFoundException("ChunkNotAllowed",
+                        $"{what}: the server refuses it ({_client.Auth.Redact(refusal.Value ?? "not allowed")}): it is in no index downloaded in this session");
                 MarkIndexesStale(epoch);
             }
         }
@@ -193,7 +203,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         }
     }
 
-    private async Task<int> ReadChunkOnceAsync(string hex, byte[] buffer, string what, int attempt, CancellationTokenSource stall, TimeSpan timeout)
+    private async Task<int> ReadChunkOnceAsync(string hex, byte[] buffer, string what, StrongBox<string?> refusal, CancellationTokenSource stall, TimeSpan timeout)
     {
         var ct = stall.Token;
         using var response = await SendAsync($"chunk?digest={hex}", what, ct).ConfigureAwait(false);
@@ -203,13 +213,8 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
             string msg = ServerError.MessageOf(body);
             if (msg.Contains("not allowed", StringComparison.OrdinalIgnoreCase))
             {
-                // The connection may have been replaced again between the index replay and this request (drops
-                // in quick succession): replay and ask again, a few times.
-                if (attempt < NotAllowedAttempts - 1) return -1;
-                // Still refused with every index of this reader downloaded on this connection: the
-                // chunk belongs to none of them (a caller bug or a server that disagrees).
-                throw new PbsNotFoundException("ChunkNotAllowed",
-                    $"{what}: the server refuses it ({_client.Auth.Redact(msg)}): it is in no index downloaded in this session");
+                refusal.Value = msg;
+                return -1;
             }
             throw ServerError.Map(response.StatusCode, msg, what, "ChunkMissing", _client.Auth.Redact);
         }

@@ -73,26 +73,155 @@ public sealed class ArchiveRestorer
         return index;
     }
 
-    /// <summary>Restores one archive to <paramref name="destination"/>.</summary>
+    /// <summary>
+    /// Restores one archive to <paramref name="destination"/>. Images are journaled: a restore stopped by
+    /// cancellation or a lost connection keeps its partial file and journal, and <see cref="RestoreOptions.Resume"/>
+    /// continues it; other failures leave nothing behind.
+    /// </summary>
     public async Task<RestoreResult> RestoreAsync(string archive, string destination, RestoreOptions options, RestoreCounters counters, CancellationToken ct,
         RestoreMetrics? metrics = null)
     {
         var clock = Stopwatch.StartNew();
         destination = Path.GetFullPath(destination);
-        DestinationFile.CheckWritable(destination, options.Force);
+        Destinations.CheckWritable(destination, options.Force);
         var manifest = await ReadManifestAsync(ct).ConfigureAwait(false);
         var entry = ResolveArchive(manifest, archive);
         CheckKey(manifest, entry);
         bool encrypted = entry.CryptMode == CryptMode.Encrypt;
 
+        if (entry.Kind == ArchiveKind.Blob && Destinations.IsDevice(destination))
+            throw new PbsException("DestinationNotSupported", PbsErrorKind.InvalidArgument,
+                $"'{ArchiveNames.DisplayName(entry.FileName)}' is a file, not a disk image: restore it to a file, not onto device '{destination}'");
         if (entry.Kind == ArchiveKind.Blob)
             return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
 
         var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
-        await using var file = DestinationFile.Create(destination, plan.Size, options.Force);
-        await RestorePipeline.RunAsync(plan, _reader.Chunks, _crypt, encrypted, file, options, counters, ct, metrics).ConfigureAwait(false);
-        file.Commit(options.Force);
-        return Result(entry, destination, counters, clock);
+        var format = Destinations.FormatFor(destination, options.Format);
+        var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, Destinations.FormatName(destination, format));
+        var (target, journal, finished) = OpenTarget(destination, plan, identity, format, encrypted, options);
+        await using (target)
+        using (journal)
+        {
+            try
+            {
+                await RestorePipeline.RunAsync(plan.Without(finished), _reader.Chunks, _crypt, encrypted, target, options, counters, ct, metrics,
+                    journal: journal).ConfigureAwait(false);
+                target.Commit(options.Force);
+                journal.Delete();
+            }
+            catch (Exception e) when (IsResumable(e))
+            {
+                // Keep what is done; the journal already names it. (No flush here: Ctrl+C must stop at once, and
+                // the kernel has every write; a resume checks the records the last checkpoint did not cover.)
+                target.KeepPartial = true;
+                // A VHDX or VHD finds its blocks through metadata (BAT, footer) written at checkpoints: write it now,
+                // or a resume would have to fetch again everything since the last one. (Raw files need nothing.)
+                if (target is VhdxDestination or VhdDestination)
+                {
+                    try { journal.Checkpoint(target); }
+                    catch (Exception) when (e is not null) { } // the original failure is what matters
+                }
+                e.Data[ResumableKey] = target.PartialPath;
+                throw;
+            }
+            catch
+            {
+                journal.Delete();
+                throw;
+            }
+        }
+        return Result(entry, destination, counters, clock) with { Format = identity.Format };
+    }
+
+    /// <summary>
+    /// Set in <see cref="Exception.Data"/> of a failure that left a resumable partial file (its path): Ctrl+C, a
+    /// connection lost for good, a full disk. Callers tell the user to run again with -Resume.
+    /// </summary>
+    public const string ResumableKey = "PbsRestore.ResumablePartial";
+
+    private static bool IsResumable(Exception e) => e switch
+    {
+        OperationCanceledException => true,
+        PbsException p => p.Kind is PbsErrorKind.Connection or PbsErrorKind.Authentication or PbsErrorKind.Io,
+        IOException or UnauthorizedAccessException => true,
+        _ => false,
+    };
+
+    /// <summary>
+    /// A new destination and journal, or, with Resume and a journal that matches, the partial destination, its
+    /// journal continued, and the chunk jobs already finished (records since the last checkpoint are checked
+    /// against the destination's bytes first, where it can be read).
+    /// </summary>
+    private (IDestination Target, RestoreJournal Journal, IReadOnlySet<int> Finished) OpenTarget(string destination, RestorePlan plan,
+        JournalIdentity identity, ImageFormat format, bool encrypted, RestoreOptions options)
+    {
+        string journalPath = Destinations.JournalPathFor(destination);
+        if (options.Resume && Destinations.CanResume(destination))
+        {
+            var contents = RestoreJournal.Load(journalPath);
+            if (contents.Identity != identity)
+                throw new PbsException("ResumeMismatch", PbsErrorKind.InvalidArgument,
+                    $"cannot resume the restore into '{destination}': its journal is for {Describe(contents.Identity)}, not {Describe(identity)}; " +
+                    "restore without -Resume to start over");
+            var target = Destinations.Reopen(destination, plan.Size, plan.MaxChunkSize, format);
+            try
+            {
+                var verified = VerifyUnconfirmed(target, plan, contents.Unconfirmed, encrypted);
+                var journal = RestoreJournal.Continue(journalPath, contents, verified);
+                var finished = new HashSet<int>(contents.Confirmed);
+                finished.UnionWith(verified);
+                return (target, journal, finished);
+            }
+            catch
+            {
+                target.KeepPartial = true; // an unreadable journal must not cost the partial file
+                target.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                throw;
+            }
+        }
+        var fresh = Destinations.Create(destination, plan.Size, plan.MaxChunkSize, format, options.Force);
+        try
+        {
+            // A valid (empty) image from the start: a VHD needs its footer, a VHDX its headers, to be reopened.
+            fresh.Flush();
+            return (fresh, RestoreJournal.Create(journalPath, identity), new HashSet<int>());
+        }
+        catch
+        {
+            fresh.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            throw;
+        }
+    }
+
+    private static string Describe(JournalIdentity i) =>
+        $"{i.Archive} of snapshot {i.Snapshot} (index {i.IndexCsum[..Math.Min(12, i.IndexCsum.Length)]}…, {i.Size} bytes, {i.Format})";
+
+    /// <summary>The journal's unconfirmed jobs whose bytes in the destination carry the right digest at every offset.</summary>
+    private List<int> VerifyUnconfirmed(IDestination target, RestorePlan plan, IReadOnlyList<int> unconfirmed, bool encrypted)
+    {
+        var verified = new List<int>();
+        if (unconfirmed.Count == 0 || target is not IReadableDestination readable) return verified;
+        var jobs = plan.Jobs.ToDictionary(j => j.FirstIndex);
+        var buffer = new byte[plan.MaxChunkSize];
+        foreach (int first in unconfirmed)
+        {
+            if (!jobs.TryGetValue(first, out var job)) continue;
+            bool ok = true;
+            foreach (long offset in job.Offsets)
+            {
+                var span = buffer.AsSpan(0, job.Length);
+                int read;
+                try { read = readable.Read(offset, span); }
+                catch (IOException) { read = -1; } // e.g. an unaligned read from a Windows disk: fetch it again instead
+                if (read != job.Length || ChunkVerifier.ComputeDigest(span, encrypted ? _crypt : null) != job.Digest)
+                {
+                    ok = false;
+                    break;
+                }
+            }
+            if (ok) verified.Add(first);
+        }
+        return verified;
     }
 
     /// <summary>
@@ -169,5 +298,8 @@ public sealed class ArchiveRestorer
         ZeroChunks = counters.ZeroChunks,
         DedupHits = counters.DedupHits,
         Duration = clock.Elapsed,
+        ChunksFetched = counters.ChunksFetched,
+        ChunksResumed = counters.ChunksResumed,
+        Rereads = counters.Rereads,
     };
 }

@@ -7,7 +7,7 @@ namespace PbsRestore.Restore;
 /// and only a restore that finished and flushed renames it into place. So a failed or stopped restore never
 /// leaves a file that looks complete, and with -Force the old file stays intact until the new one is whole.
 /// </summary>
-public sealed class DestinationFile : IDestination
+public sealed class DestinationFile : IDestination, IReadableDestination
 {
     private readonly FileStream _stream;
     private bool _committed;
@@ -38,6 +38,10 @@ public sealed class DestinationFile : IDestination
     {
         if (Directory.Exists(destination))
             throw new PbsException("DestinationIsDirectory", PbsErrorKind.InvalidArgument, $"destination '{destination}' is a directory");
+        // A device node, pipe or socket must never be replaced by a file (a rename would do just that).
+        if (File.Exists(destination) && !BlockDevices.IsRegularFile(destination))
+            throw new PbsException("DestinationNotSupported", PbsErrorKind.InvalidArgument,
+                $"destination '{destination}' is not a regular file" + (BlockDevices.IsDevicePath(destination) ? " but a block device" : ""));
         if (File.Exists(destination) && !force)
             throw new PbsException("DestinationExists", PbsErrorKind.ResourceExists, $"destination '{destination}' already exists; use -Force to overwrite it");
         var parent = Path.GetDirectoryName(destination);
@@ -66,7 +70,29 @@ public sealed class DestinationFile : IDestination
         }
     }
 
+    /// <summary>
+    /// Reopens the partial file of an interrupted restore (-Resume); it must have the image's length.
+    /// </summary>
+    public static DestinationFile OpenPartial(string destination, long size)
+    {
+        destination = Path.GetFullPath(destination);
+        string partial = PartialPathFor(destination);
+        var stream = new FileStream(partial, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        if (stream.Length != size)
+        {
+            long length = stream.Length;
+            stream.Dispose();
+            throw new PbsException("ResumeStateMismatch", PbsErrorKind.InvalidData,
+                $"cannot resume into '{partial}': it is {length} bytes, the image is {size}");
+        }
+        return new DestinationFile(destination, partial, stream, sparse: false);
+    }
+
+    public bool KeepPartial { get; set; }
+
     public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_stream.SafeFileHandle, data, offset);
+
+    public int Read(long offset, Span<byte> buffer) => RandomAccess.Read(_stream.SafeFileHandle, buffer, offset);
 
     public void Flush() => _stream.Flush(flushToDisk: true);
 
@@ -83,7 +109,7 @@ public sealed class DestinationFile : IDestination
     public ValueTask DisposeAsync()
     {
         _stream.Dispose();
-        if (!_committed)
+        if (!_committed && !KeepPartial)
         {
             try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }

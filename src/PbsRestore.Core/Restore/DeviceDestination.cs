@@ -9,7 +9,7 @@ namespace PbsRestore.Restore;
 /// explicitly (<see cref="ZerosAreHoles"/> is false). A failed restore leaves the target partly overwritten;
 /// there is nothing to roll back to.
 /// </summary>
-public sealed class DeviceDestination : IDestination
+public sealed class DeviceDestination : IDestination, IReadableDestination
 {
     private readonly SafeFileHandle _handle;
     private readonly FileStream _stream;
@@ -38,12 +38,10 @@ public sealed class DeviceDestination : IDestination
     public DeviceInfo Info { get; }
 
     /// <summary>
-    /// Opens <paramref name="path"/> (a block device, physical disk, volume, or an existing regular file) for an
-    /// image of <paramref name="imageSize"/> bytes. Refuses a device that is smaller (DeviceTooSmall), mounted or
-    /// otherwise held (DeviceInUse) or read-only (DeviceReadOnly). A regular file smaller than the image is extended;
-    /// a larger one keeps its tail.
+    /// The checks of <see cref="Open"/> without opening: what <paramref name="path"/> is (for a confirmation prompt),
+    /// or DestinationIsDirectory, DeviceNotFound, DestinationNotSupported, DeviceInUse, DeviceTooSmall, DeviceReadOnly.
     /// </summary>
-    public static DeviceDestination Open(string path, long imageSize)
+    public static DeviceInfo Check(string path, long imageSize)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(imageSize);
         path = Path.GetFullPath(path);
@@ -72,6 +70,21 @@ public sealed class DeviceDestination : IDestination
                 $"device {named} holds {Bytes(info.Size)}, smaller than the image's {Bytes(imageSize)}");
         if (info.IsReadOnly)
             throw new PbsException("DeviceReadOnly", PbsErrorKind.InvalidArgument, $"device {named} is read-only");
+
+        return info;
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> (a block device, physical disk, volume, or an existing regular file) for an
+    /// image of <paramref name="imageSize"/> bytes. Refuses a device that is smaller (DeviceTooSmall), mounted or
+    /// otherwise held (DeviceInUse) or read-only (DeviceReadOnly). A regular file smaller than the image is extended;
+    /// a larger one keeps its tail.
+    /// </summary>
+    public static DeviceDestination Open(string path, long imageSize)
+    {
+        path = Path.GetFullPath(path);
+        var info = Check(path, imageSize);
+        string named = info.Description is { Length: > 0 } d ? $"'{path}' ({d})" : $"'{path}'";
 
         SafeFileHandle handle;
         try
@@ -130,6 +143,11 @@ public sealed class DeviceDestination : IDestination
 
     /// <summary>Flushes to disk; nothing to rename (<paramref name="overwrite"/> does not apply: a device is always overwritten).</summary>
     public void Commit(bool overwrite) => Flush();
+
+    /// <summary>A device is written in place: there is no partial file to keep or delete.</summary>
+    public bool KeepPartial { get; set; }
+
+    public int Read(long offset, Span<byte> buffer) => RandomAccess.Read(_handle, buffer, offset);
 
     public ValueTask DisposeAsync()
     {

@@ -33,6 +33,19 @@ public interface IDestination : IImageSink
 
     /// <summary>Flushes and makes the result final (files: renames the partial file into place, replacing an old one when <paramref name="overwrite"/>).</summary>
     void Commit(bool overwrite);
+
+    /// <summary>
+    /// Set when a restore stopped in a way worth resuming (Ctrl+C, a lost connection): disposing then keeps the
+    /// partial file for -Resume instead of deleting it.
+    /// </summary>
+    bool KeepPartial { get; set; }
+}
+
+/// <summary>A destination whose written bytes can be read back (to check a resume journal's latest records).</summary>
+public interface IReadableDestination
+{
+    /// <summary>Reads image bytes at a virtual-disk offset; returns the count read.</summary>
+    int Read(long offset, Span<byte> buffer);
 }
 
 /// <summary>Discards everything (for measuring fetch and decode alone).</summary>

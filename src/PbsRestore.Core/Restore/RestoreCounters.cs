@@ -6,7 +6,7 @@ namespace PbsRestore.Restore;
 /// </summary>
 public sealed class RestoreCounters
 {
-    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits, _rereads;
+    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits, _rereads, _fetched, _resumed;
 
     /// <summary>Logical size of what is being restored.</summary>
     public long TotalBytes => Interlocked.Read(ref _totalBytes);
@@ -22,6 +22,11 @@ public sealed class RestoreCounters
 
     /// <summary>Chunks fetched again because a copy failed its CRC, tag or digest (corruption in transit).</summary>
     public long Rereads => Interlocked.Read(ref _rereads);
+
+    /// <summary>Chunks fetched from the source by this run (each distinct chunk once, plus rereads not counted).</summary>
+    public long ChunksFetched => Interlocked.Read(ref _fetched);
+    /// <summary>Index entries an earlier, interrupted run had already restored (-Resume).</summary>
+    public long ChunksResumed => Interlocked.Read(ref _resumed);
 
     internal void SetTotals(long bytes, long chunks)
     {
@@ -39,4 +44,6 @@ public sealed class RestoreCounters
     internal void AddZero(long chunks) => Interlocked.Add(ref _zeroChunks, chunks);
     internal void AddDedup(long hits) => Interlocked.Add(ref _dedupHits, hits);
     internal void AddReread() => Interlocked.Increment(ref _rereads);
+    internal void AddFetched() => Interlocked.Increment(ref _fetched);
+    internal void AddResumed(long entries) => Interlocked.Add(ref _resumed, entries);
 }

@@ -30,6 +30,15 @@ public sealed record RestoreOptions
     /// <summary>Overwrite an existing destination.</summary>
     public bool Force { get; init; }
 
+    /// <summary>
+    /// Continue an interrupted restore of the same archive to the same destination from its journal, when there is
+    /// one (otherwise start a new restore); refused when the snapshot, index or format differ.
+    /// </summary>
+    public bool Resume { get; init; }
+
+    /// <summary>The destination's form; null: from its extension (.vhdx, .vhd), else raw.</summary>
+    public ImageFormat? Format { get; init; }
+
     public RestoreOptions Validate()
     {
         if (FetchConcurrency is < 1 or > 256) throw new ArgumentOutOfRangeException(nameof(FetchConcurrency), FetchConcurrency, "must be 1..256");

@@ -19,17 +19,25 @@ public static class RestorePipeline
     /// <summary>Reads of a chunk (the first and the rereads) before a failed check is final.</summary>
     public const int IntegrityReads = 4;
 
+    /// <summary>How often a journaled restore flushes its target and checkpoints the journal.</summary>
+    public static readonly TimeSpan CheckpointInterval = TimeSpan.FromSeconds(5);
+
     private readonly record struct Fetched(ChunkJob Job, byte[] Buffer, int Length);
     private readonly record struct Decoded(ChunkJob Job, byte[] Buffer, int Length);
 
     public static async Task RunAsync(RestorePlan plan, IChunkSource source, CryptConfig? crypt, bool encrypted,
         IImageSink sink, RestoreOptions options, RestoreCounters counters, CancellationToken ct, RestoreMetrics? metrics = null,
-        Func<ChunkException, bool>? onChunkError = null)
+        Func<ChunkException, bool>? onChunkError = null, RestoreJournal? journal = null)
     {
         options.Validate();
         metrics ??= new RestoreMetrics();
         counters.SetTotals(plan.Size, plan.EntryCount);
         counters.AddZero(plan.ZeroRanges.Count);
+        if (plan.ResumedEntries > 0)
+        {
+            counters.AddDone(plan.ResumedBytes, plan.ResumedEntries);
+            counters.AddResumed(plan.ResumedEntries);
+        }
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = cts.Token;
@@ -91,6 +99,7 @@ public static class RestorePipeline
                     metrics.FetchLatency(started);
                     metrics.AddFetchBusy(started);
                     counters.AddWire(length);
+                    counters.AddFetched();
                     options.Budget?.AddWire(length);
                     if (limiter is not null)
                     {
@@ -187,6 +196,7 @@ public static class RestorePipeline
                     sink.Write(offset, item.Buffer.AsSpan(0, item.Length));
                 }
                 pool.Return(item.Buffer);
+                journal?.MarkDone(item.Job.FirstIndex);
                 metrics.AddWriteBusy(busy);
                 waiting = RestoreMetrics.Now;
                 counters.AddDone((long)item.Length * item.Job.Offsets.Length, item.Job.Offsets.Length);
@@ -212,12 +222,27 @@ public static class RestorePipeline
             try { WriteZeros(plan, sink, counters, token); }
             catch (Exception e) { Fail(e); }
         });
+        // Resume checkpoints: the target is flushed now and then, so a power loss costs at most the last interval.
+        var checkpoints = journal is null ? Task.CompletedTask : Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    await Task.Delay(CheckpointInterval, token).ConfigureAwait(false);
+                    journal.Checkpoint(sink);
+                }
+            }
+            catch (OperationCanceledException) { }
+            catch (Exception e) { Fail(e); }
+        });
         var fetchStage = Stage(Math.Min(gate.Max, Math.Max(1, plan.Jobs.Count)), Fetch, () => fetched.Writer.TryComplete());
         var decodeStage = Stage(options.DecodeConcurrency, Decode, () => decoded.Writer.TryComplete());
         var writeStage = Stage(options.WriteConcurrency, Write, () => { });
         await Task.WhenAll(fetchStage, decodeStage, writeStage, zeros).ConfigureAwait(false);
-        cts.Cancel(); // ends the tuner
+        cts.Cancel(); // ends the tuner and the checkpoints
         await tuning.ConfigureAwait(false);
+        await checkpoints.ConfigureAwait(false);
 
         if (failure is not null)
         {

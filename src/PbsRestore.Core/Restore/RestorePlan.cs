@@ -32,7 +32,38 @@ public sealed class RestorePlan
     /// <summary>Index entries whose chunk is all zeros: nothing to fetch.</summary>
     public IReadOnlyList<(long Offset, int Length)> ZeroRanges { get; }
     public int EntryCount { get; }
-    public int DedupHits => EntryCount - ZeroRanges.Count - Jobs.Count;
+    public int DedupHits => EntryCount - ZeroRanges.Count - Jobs.Count - ResumedJobs;
+
+    /// <summary>Jobs left out because an earlier, interrupted run finished them (see <see cref="Without"/>).</summary>
+    public int ResumedJobs { get; private init; }
+    /// <summary>Index entries (and logical bytes) those jobs cover.</summary>
+    public int ResumedEntries { get; private init; }
+    public long ResumedBytes { get; private init; }
+
+    /// <summary>This plan without the jobs whose first index entry is in <paramref name="finished"/> (a resumed restore).</summary>
+    public RestorePlan Without(IReadOnlySet<int> finished)
+    {
+        if (finished.Count == 0) return this;
+        var left = new List<ChunkJob>(Jobs.Count);
+        int jobs = 0, entries = 0;
+        long bytes = 0;
+        foreach (var job in Jobs)
+        {
+            if (finished.Contains(job.FirstIndex))
+            {
+                jobs++;
+                entries += job.Offsets.Length;
+                bytes += (long)job.Length * job.Offsets.Length;
+            }
+            else left.Add(job);
+        }
+        return new RestorePlan(Archive, Size, MaxChunkSize, left, ZeroRanges, EntryCount)
+        {
+            ResumedJobs = ResumedJobs + jobs,
+            ResumedEntries = ResumedEntries + entries,
+            ResumedBytes = ResumedBytes + bytes,
+        };
+    }
 
     /// <param name="archive">Name used in errors.</param>
     /// <param name="index">The verified index.</param>

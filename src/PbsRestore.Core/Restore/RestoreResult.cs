@@ -14,6 +14,14 @@ public sealed record RestoreResult
     public required long ZeroChunks { get; init; }
     public required long DedupHits { get; init; }
     public required TimeSpan Duration { get; init; }
+    /// <summary>Distinct chunks fetched by this run.</summary>
+    public long ChunksFetched { get; init; }
+    /// <summary>Index entries restored by an earlier, interrupted run and kept (-Resume).</summary>
+    public long ChunksResumed { get; init; }
+    /// <summary>Chunks read again because a copy failed its checks (damaged in transit).</summary>
+    public long Rereads { get; init; }
+    /// <summary>Raw, Vhdx, Vhd, or Device.</summary>
+    public string Format { get; init; } = "Raw";
     /// <summary>Logical MB (10^6 bytes) per second.</summary>
     public double MBPerSecond => Duration.TotalSeconds > 0 ? LogicalBytes / 1e6 / Duration.TotalSeconds : 0;
 }

@@ -9,7 +9,7 @@ namespace PbsRestore.Restore;
 /// The disk is rounded up to a whole MiB (Azure's rule; the padding reads as zeros), so the file is that size + 512.
 /// Otherwise it behaves like <see cref="DestinationFile"/>: zero chunks stay holes, <see cref="Commit"/> renames.
 /// </summary>
-public sealed class VhdDestination : IDestination
+public sealed class VhdDestination : IDestination, IReadableDestination
 {
     private readonly FileStream _stream;
     private readonly VhdFooter _footer;
@@ -37,7 +37,7 @@ public sealed class VhdDestination : IDestination
     public long VirtualSize => (long)_footer.CurrentSize;
 
     /// <summary>When set, <see cref="DisposeAsync"/> closes an uncommitted partial file without deleting it, for a later <see cref="OpenPartial"/>.</summary>
-    public bool KeepPartialOnDispose { get; set; }
+    public bool KeepPartial { get; set; }
 
     /// <summary>Creates <c>&lt;destination&gt;.partial</c> for a disk of <paramref name="virtualSize"/> bytes, rounded up to a multiple of 1 MiB.</summary>
     public static VhdDestination Create(string destination, long virtualSize, bool force)
@@ -99,6 +99,10 @@ public sealed class VhdDestination : IDestination
         }
     }
 
+    /// <summary>The image bytes are stored as they are: read them back at their offsets.</summary>
+    public int Read(long offset, Span<byte> buffer) =>
+        offset < 0 || offset > VirtualSize - buffer.Length ? 0 : RandomAccess.Read(_stream.SafeFileHandle, buffer, offset);
+
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
         if (offset < 0 || offset > VirtualSize - data.Length)
@@ -124,11 +128,11 @@ public sealed class VhdDestination : IDestination
         _committed = true;
     }
 
-    /// <summary>Closes and, unless committed (or <see cref="KeepPartialOnDispose"/>), deletes the partial file.</summary>
+    /// <summary>Closes and, unless committed (or <see cref="KeepPartial"/>), deletes the partial file.</summary>
     public ValueTask DisposeAsync()
     {
         _stream.Dispose();
-        if (!_committed && !KeepPartialOnDispose)
+        if (!_committed && !KeepPartial)
         {
             try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }

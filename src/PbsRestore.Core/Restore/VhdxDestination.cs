@@ -67,7 +67,7 @@ public sealed class VhdxDestination : IDestination
     public int BlockSize => _layout.BlockSize;
 
     /// <summary>When set, <see cref="DisposeAsync"/> closes an uncommitted partial file without deleting it, for a later <see cref="OpenPartial"/>.</summary>
-    public bool KeepPartialOnDispose { get; set; }
+    public bool KeepPartial { get; set; }
 
     private static string Creator => $"PbsRestore {typeof(VhdxDestination).Assembly.GetName().Version}";
 
@@ -346,11 +346,11 @@ public sealed class VhdxDestination : IDestination
         _committed = true;
     }
 
-    /// <summary>Closes and, unless committed (or <see cref="KeepPartialOnDispose"/>), deletes the partial file.</summary>
+    /// <summary>Closes and, unless committed (or <see cref="KeepPartial"/>), deletes the partial file.</summary>
     public ValueTask DisposeAsync()
     {
         _stream.Dispose();
-        if (!_committed && !KeepPartialOnDispose)
+        if (!_committed && !KeepPartial)
         {
             try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }

@@ -37,6 +37,19 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>
+    /// Continue an interrupted restore (Ctrl+C, a lost connection, a killed process) from the journal kept beside
+    /// its partial file; starts a new restore when there is nothing to continue. Refused when the snapshot, index
+    /// or format differ from the interrupted one.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter Resume { get; set; }
+
+    /// <summary>Raw, Vhdx (dynamic, for Hyper-V and Mount-DiskImage) or Vhd (fixed, for Azure); by default from the destination's extension (.vhdx, .vhd), else Raw.</summary>
+    [Parameter]
+    [ValidateSet("Raw", "Vhdx", "Vhd")]
+    public string? Format { get; set; }
+
     /// <summary>Chunk reads in flight; automatic when omitted (grows while throughput rises). PBS_RESTORE_FETCH_CONCURRENCY also sets it.</summary>
     [Parameter]
     [ValidateRange(1, 256)]
@@ -55,6 +68,8 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         var options = BaseOptions(fetchGiven ? FetchConcurrency : null, fetchGiven) with
         {
             Force = Force,
+            Resume = Resume,
+            Format = Format is null ? null : Enum.Parse<ImageFormat>(Format, ignoreCase: true),
             MaxBytesPerSecond = MyInvocation.BoundParameters.ContainsKey(nameof(MaxBandwidth)) ? (long)(MaxBandwidth * 1e6) : null,
         };
         try
@@ -79,14 +94,26 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         var opened = Run(async ct =>
         {
             var o = await OpenArchiveAsync(source, ct).ConfigureAwait(false);
-            DestinationFile.CheckWritable(destination, Force);
+            Destinations.CheckWritable(destination, Force);
             return o;
         });
         try
         {
             string name = ArchiveNames.DisplayName(opened.Entry.FileName);
-            if (!ShouldProcess(destination, $"restore {name} ({ProgressView.Size(opened.Entry.Size)}) of snapshot {opened.Reader.Snapshot}"))
+            string action = $"restore {name} ({ProgressView.Size(opened.Entry.Size)}) of snapshot {opened.Reader.Snapshot}";
+            if (Destinations.IsDevice(destination) && opened.Entry.Kind != ArchiveKind.Blob)
+            {
+                // Say what will be overwritten: the device, its size and model (refused here if it is too small or in use).
+                var device = DeviceDestination.Check(destination, opened.Entry.Size);
+                string what = device.Description is { Length: > 0 } d ? $"{d}, {ProgressView.Size(device.Size)}" : ProgressView.Size(device.Size);
+                action = $"overwrite everything on block device {destination} ({what}): {action}";
+            }
+            if (!ShouldProcess(destination, action))
                 return;
+            if (Resume && opened.Entry.Kind != ArchiveKind.Blob)
+                WriteVerbose(Destinations.CanResume(destination)
+                    ? $"Resuming the interrupted restore into {DestinationFile.PartialPathFor(destination)}."
+                    : $"Nothing to resume for {destination}: starting a new restore.");
             WriteVerbose($"Restoring {name} of {opened.Reader.Snapshot} from {source.Location}: fetch concurrency " +
                          $"{(options.FetchConcurrency?.ToString() ?? "automatic")}, {options.DecodeConcurrency} decode threads.");
 
@@ -98,7 +125,9 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             {
                 var result = Run(ct => opened.Restorer.RestoreAsync(opened.Entry.FileName, destination, options, counters, ct, metrics),
                     () => progress.Update(counters));
-                WriteVerbose($"{name}: fetch concurrency ended at {metrics.FetchConcurrency}, chunk latency p50 {metrics.LatencyPercentile(0.5):F1} ms.");
+                WriteVerbose($"{name}: fetch concurrency ended at {metrics.FetchConcurrency}, chunk latency p50 {metrics.LatencyPercentile(0.5):F1} ms" +
+                             (result.ChunksResumed > 0 ? $"; {result.ChunksResumed} chunks kept from the interrupted run, {result.ChunksFetched} fetched" : "") +
+                             (result.Rereads > 0 ? $"; {result.Rereads} damaged copies read again" : "") + ".");
                 WriteObject(result);
             }
             finally

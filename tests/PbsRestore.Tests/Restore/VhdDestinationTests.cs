@@ -57,7 +57,7 @@ public sealed class VhdDestinationTests : IDisposable
         {
             run1.Write(0, expected.AsSpan(0, 2 * MiB));
             run1.Flush();
-            run1.KeepPartialOnDispose = true;
+            run1.KeepPartial = true;
             id = ReadFooter(run1.PartialPath).UniqueId;
         }
         await using (var run2 = VhdDestination.OpenPartial(dest, size))
@@ -78,20 +78,20 @@ public sealed class VhdDestinationTests : IDisposable
         {
             run1.Write(0, new byte[] { 1, 2, 3 });
             run1.Flush();
-            run1.KeepPartialOnDispose = true;
+            run1.KeepPartial = true;
         }
         var e = Assert.Throws<PbsException>(() => VhdDestination.OpenPartial(dest, 4L * MiB));
         Assert.Equal("ResumeStateMismatch", e.ErrorId);
         Assert.Contains("3145728-byte disk", e.Message);
         // The same disk after rounding to whole MiB is accepted.
-        await using (var same = VhdDestination.OpenPartial(dest, 3L * MiB - 5)) same.KeepPartialOnDispose = true;
+        await using (var same = VhdDestination.OpenPartial(dest, 3L * MiB - 5)) same.KeepPartial = true;
 
         // A run that never flushed has no footer: nothing proves what it wrote.
         string fresh = Path.Combine(_dir.Path, "fresh.vhd");
         await using (var run = VhdDestination.Create(fresh, MiB, force: false))
         {
             run.Write(0, new byte[] { 9 });
-            run.KeepPartialOnDispose = true;
+            run.KeepPartial = true;
         }
         Assert.Equal("ResumeStateMismatch", Assert.Throws<PbsException>(() => VhdDestination.OpenPartial(fresh, MiB)).ErrorId);
         Assert.Equal("PartialFileNotFound", Assert.Throws<PbsNotFoundException>(() => VhdDestination.OpenPartial(Path.Combine(_dir.Path, "none.vhd"), MiB)).ErrorId);

@@ -132,7 +132,7 @@ public sealed class VhdxDestinationTests : IDisposable
             // quarter), and a block the resume writes again. Neither is in the flushed BAT.
             run1.Write(7L * MiB, Enumerable.Repeat((byte)0xEE, quarter).ToArray());
             run1.Write(8L * MiB, expected.AsSpan(8 * MiB, quarter));
-            run1.KeepPartialOnDispose = true;
+            run1.KeepPartial = true;
         }
         Assert.False(File.Exists(dest));
         Assert.True(File.Exists(DestinationFile.PartialPathFor(dest)));
@@ -159,7 +159,7 @@ public sealed class VhdxDestinationTests : IDisposable
         {
             run1.Write(0, new byte[] { 1, 2, 3 });
             run1.Flush();
-            run1.KeepPartialOnDispose = true;
+            run1.KeepPartial = true;
         }
         var e = Assert.Throws<PbsException>(() => VhdxDestination.OpenPartial(dest, 11L * MiB, 4 * MiB));
         Assert.Equal("ResumeStateMismatch", e.ErrorId);

@@ -58,9 +58,10 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
         var connections = new StrongBox<int>();
         using var http = await SessionAsync(server, connections);
         for (int i = 0; i < 3; i++) Assert.Equal(OnDisk(store.Digests[i]), await FetchAsync(http, store.Digests[i]));
-        // The 4th request on that connection is held, then dies with the connection.
+        // The 4th request on that connection is held, then dies with the connection; on a loaded machine it may be
+        // sent only after the abort, on a new connection that refuses it (no index there yet). Either way it fails.
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => http.GetByteArrayAsync($"chunk?digest={store.Digests[3]}"));
-        Assert.Equal(1, connections.Value);
+        Assert.InRange(connections.Value, 1, 2);
 
         // The next request opens a new session (its own count, nothing registered yet).
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync($"chunk?digest={store.Digests[3]}")).StatusCode);
@@ -68,7 +69,7 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
         await http.GetByteArrayAsync("download?file-name=drive-scsi0.img.fidx");
         for (int i = 3; i < 6; i++) Assert.Equal(OnDisk(store.Digests[i]), await FetchAsync(http, store.Digests[i]));
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => http.GetByteArrayAsync($"chunk?digest={store.Digests[6]}"));
-        Assert.Equal(2, connections.Value);
+        Assert.InRange(connections.Value, 2, 3);
         Assert.Contains("aborting the connection after 3 chunk responses", server.StandardError);
         Assert.DoesNotContain(TestServer.DefaultTokenSecret, server.StandardError);
     }

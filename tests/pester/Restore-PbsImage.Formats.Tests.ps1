@@ -1,0 +1,75 @@
+# Restore-PbsImage -Format Vhdx|Vhd (issue 7): images Windows mounts, written while restoring, read back by
+# qemu-img (Debian's qemu-utils, an implementation we did not write) and compared byte for byte.
+BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot TestHelpers.psm1) -Force
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot ../../PbsRestore.psd1) -Force
+    Import-Module (Join-Path $PSScriptRoot TestHelpers.psm1) -Force
+    $script:QemuImg = (Get-Command qemu-img -ErrorAction SilentlyContinue).Source
+    $script:Datastore = Get-GoldenDatastore
+    $snapshot = Get-GoldenSnapshot vm 100
+    $script:Scsi0 = Get-GoldenArchive $snapshot 'drive-scsi0.img.fidx'
+
+    function ConvertFrom-DiskImage([string] $Path, [string] $Format) {
+        # qemu-img check (VHDX only: qemu has no checker for VHD), then qemu's own raw conversion.
+        if (-not $script:QemuImg) { throw 'qemu-img not found: install qemu-utils (build.ps1 Test does when it runs as root)' }
+        if ($Format -eq 'vhdx') {
+            $check = & $script:QemuImg check -f vhdx $Path 2>&1
+            if ($LASTEXITCODE -ne 0) { throw "qemu-img check failed: $check" }
+        }
+        $raw = "$Path.qemu.raw"
+        & $script:QemuImg convert -f $Format -O raw $Path $raw 2>&1 | Out-Null
+        if ($LASTEXITCODE -ne 0) { throw "qemu-img convert -f $Format failed" }
+        $raw
+    }
+
+    function Assert-Image([string] $Raw, [long] $Size, [string] $Sha256) {
+        # The image's bytes first, then only zeros (VHDX rounds the size to 512 bytes, VHD to 1 MiB).
+        $bytes = [IO.File]::ReadAllBytes($Raw)
+        $bytes.LongLength | Should -BeGreaterOrEqual $Size
+        $sha = [Security.Cryptography.SHA256]::Create()
+        [Convert]::ToHexStringLower($sha.ComputeHash($bytes, 0, $Size)) | Should -Be $Sha256
+        $pad = $bytes.LongLength - $Size
+        [Convert]::ToHexStringLower($sha.ComputeHash($bytes, $Size, $pad)) | Should -Be ([Convert]::ToHexStringLower($sha.ComputeHash([byte[]]::new($pad)))) -Because 'the padding reads as zeros'
+    }
+}
+
+Describe 'Restore-PbsImage -Format' {
+    It 'writes a VHDX when the destination ends in .vhdx, and qemu-img reads it back bit-exactly' {
+        $dest = Join-Path $TestDrive 'vm-100-scsi0.vhdx'
+        $r = Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -Archive drive-scsi0.img -Destination $dest -ErrorAction Stop
+        $r.Format | Should -Be 'Vhdx'
+        [Text.Encoding]::ASCII.GetString([IO.File]::ReadAllBytes($dest), 0, 8) | Should -Be 'vhdxfile'
+        Assert-Image (ConvertFrom-DiskImage $dest 'vhdx') $script:Scsi0.size $script:Scsi0.plaintext_sha256
+        Test-Path -LiteralPath "$dest.partial" | Should -BeFalse
+    }
+
+    It 'writes a fixed VHD with -Format Vhd whatever the extension, and qemu-img reads it back bit-exactly' {
+        $dest = Join-Path $TestDrive 'vm-100-scsi0.disk'
+        $r = Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -Archive drive-scsi0.img -Destination $dest -Format Vhd -ErrorAction Stop
+        $r.Format | Should -Be 'Vhd'
+        $length = (Get-Item -LiteralPath $dest).Length
+        ($length - 512) % 1MB | Should -Be 0 -Because 'Azure wants a whole number of MiB plus the footer'
+        $bytes = [IO.File]::ReadAllBytes($dest)
+        [Text.Encoding]::ASCII.GetString($bytes, $length - 512, 8) | Should -Be 'conectix'
+        Assert-Image (ConvertFrom-DiskImage $dest 'vpc') $script:Scsi0.size $script:Scsi0.plaintext_sha256
+    }
+
+    It 'writes raw bytes with -Format Raw even for a .vhdx name' {
+        $dest = Join-Path $TestDrive 'not-really.vhdx'
+        $r = Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -Archive drive-scsi0.img -Destination $dest -Format Raw -ErrorAction Stop
+        $r.Format | Should -Be 'Raw'
+        Get-Sha256 $dest | Should -Be $script:Scsi0.plaintext_sha256
+    }
+
+    It 'restores every golden disk archive to VHDX bit-exactly (<Stored> of <Spec>)' -ForEach @(Get-GoldenArchiveCases | Where-Object { $_.Stored -like '*.fidx' }) {
+        $dest = Join-Path $TestDrive "$($Spec -replace '[/:]', '-')-$Display.vhdx"
+        $params = @{ Datastore = $script:Datastore; Snapshot = $Spec; Archive = $Display; Destination = $dest; ErrorAction = 'Stop' }
+        if ($Namespace) { $params.Namespace = $Namespace }
+        if ($Snap.key_file) { $params.Keyfile = Get-GoldenPath $Snap.key_file; $params.KeyPassword = New-TestPassword $Snap.key_password }
+        Restore-PbsImage @params | Out-Null
+        Assert-Image (ConvertFrom-DiskImage $dest 'vhdx') $Arch.size $Arch.plaintext_sha256
+    }
+}
