@@ -214,7 +214,9 @@ function Invoke-Bench {
     Invoke-Build
     $dll = Join-Path $Root 'bench/PbsRestore.Bench/bin/Release/net10.0/PbsRestore.Bench.dll'
     if (-not (Test-Path -LiteralPath $dll)) { throw "Build output not found: $dll" }
-    Invoke-Native dotnet (@($dll) + $BenchArgs)
+    # From a shell (`pwsh -File`), -BenchArgs '--repeats','3' arrives as one string: split it at the commas.
+    $benchArgs = @($BenchArgs | ForEach-Object { $_ -split ',' } | Where-Object { $_ })
+    Invoke-Native dotnet (@($dll) + $benchArgs)
 }
 
 function Invoke-Package {

@@ -20,14 +20,9 @@ internal static class ImageFormatsBench
     private const string Id = "110";
     private const string Pattern = "zero:15%,random:35%,text:35%,dup:15%";
 
-    private sealed record Format(string Name, Func<string, long, int, IDestination> Create);
+    private sealed record Format(string Name, ImageFormat Value);
 
-    private static readonly Format[] Formats =
-    [
-        new("Raw", (d, size, _) => DestinationFile.Create(d, size, force: true)),
-        new("VHDX", (d, size, chunk) => VhdxDestination.Create(d, size, chunk, force: true)),
-        new("VHD", (d, size, _) => VhdDestination.Create(d, size, force: true)),
-    ];
+    private static readonly Format[] Formats = [new("Raw", ImageFormat.Raw), new("VHDX", ImageFormat.Vhdx), new("VHD", ImageFormat.Vhd)];
 
     private static void Log(string s) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}");
 
@@ -84,6 +79,9 @@ internal static class ImageFormatsBench
         md.AppendLine();
         md.AppendLine(string.Create(inv, $"VHDX/Raw throughput ratio: {raw / best["VHDX"].Seconds:F2} best, {rawMedian / Median(all["VHDX"]):F2} median (target ≥ 0.90); " +
                                          $"VHD/Raw: {raw / best["VHD"].Seconds:F2} best, {rawMedian / Median(all["VHD"]):F2} median"));
+        md.AppendLine();
+        md.AppendLine($"Each round restores through `ArchiveRestorer.RestoreAsync` (as Restore-PbsImage does: journal, checkpoints, commit), the formats in rotating order. " +
+                      $"Made {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by: `dotnet pwsh ./build.ps1 Bench -BenchArgs '--image-formats','--repeats','{repeats}'`");
         Console.Out.WriteLine(md.ToString());
         return 0;
     }
@@ -119,16 +117,11 @@ internal static class ImageFormatsBench
         string dest = Path.Combine(work, "restore-format." + format.Name.ToLowerInvariant());
         await using var reader = await new LocalDatastore(store).OpenSnapshotAsync(snapshot, default);
         var restorer = new ArchiveRestorer(reader, null);
-        var manifest = await restorer.ReadManifestAsync(default);
-        var index = await restorer.ReadIndexAsync(restorer.ResolveArchive(manifest, Program.Archive), default);
         try
         {
+            // The path Restore-PbsImage takes: destination chosen by format, resume journal and checkpoints, commit.
             var sw = Stopwatch.StartNew();
-            await using (var sink = format.Create(dest, index.Size, index.MaxChunkSize))
-            {
-                await restorer.RestoreToSinkAsync(Program.Archive, sink, new RestoreOptions(), new RestoreCounters(), null, default);
-                sink.Commit(overwrite: true);
-            }
+            await restorer.RestoreAsync(Program.Archive, dest, new RestoreOptions { Force = true, Format = format.Value }, new RestoreCounters(), default);
             double seconds = sw.Elapsed.TotalSeconds;
             return (seconds, new FileInfo(dest).Length, AllocatedBytes(dest));
         }
