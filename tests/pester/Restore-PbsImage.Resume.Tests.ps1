@@ -47,6 +47,23 @@ BeforeAll {
         throw "the journal $Path did not reach $AtLeast records in $TimeoutSeconds s"
     }
 
+    function Start-BackgroundRestore([hashtable] $Common, [string] $Dest) {
+        # Restore-PbsImage in another runspace (as a console would run it), so the test can stop it like Ctrl+C does.
+        $ps = [powershell]::Create()
+        [void]$ps.AddScript({ param($Module, $Common, $Dest) Import-Module $Module; Restore-PbsImage @Common -Destination $Dest }).
+            AddArgument($script:ModulePath).AddArgument($Common).AddArgument($Dest)
+        [pscustomobject]@{ PowerShell = $ps; Async = $ps.BeginInvoke() }
+    }
+
+    function Stop-RestoreMidway([string] $Dest, [int] $AfterRecords) {
+        # Starts a restore to $Dest, stops it (StopProcessing, as Ctrl+C) once its journal holds $AfterRecords chunks.
+        $run = Start-BackgroundRestore $script:Common $Dest
+        try {
+            Wait-Journal "$Dest.partial.journal" $AfterRecords
+            $run.PowerShell.Stop()
+        } finally { $run.PowerShell.Dispose() }
+    }
+
     # Every distinct data chunk of the image: what a complete restore fetches.
     $reference = Restore-PbsImage @script:Common -Destination (Join-Path $TestDrive 'reference.img') -ErrorAction Stop
     $script:AllChunks = $reference.ChunksFetched
@@ -65,22 +82,16 @@ Describe 'Restore-PbsImage stopped and resumed' {
     It 'Ctrl+C (StopProcessing) stops within 2 s, keeps a partial file and journal, and -Resume finishes bit-exactly' {
         $dest = Join-Path $TestDrive 'stopped.img'
         $journal = "$dest.partial.journal"
-        $ps = [powershell]::Create()
+        $run = Start-BackgroundRestore $script:Common $dest
         try {
-            [void]$ps.AddScript({
-                param($Module, $Common, $Dest)
-                Import-Module $Module
-                Restore-PbsImage @Common -Destination $Dest
-            }).AddArgument($script:ModulePath).AddArgument($script:Common).AddArgument($dest)
-            $async = $ps.BeginInvoke()
             Wait-Journal $journal 5
             $clock = [Diagnostics.Stopwatch]::StartNew()
-            $ps.Stop()
+            $run.PowerShell.Stop()
             $clock.Stop()
-            $async.IsCompleted | Should -BeTrue
+            $run.Async.IsCompleted | Should -BeTrue
             $clock.Elapsed.TotalSeconds | Should -BeLessThan 2
         } finally {
-            $ps.Dispose()
+            $run.PowerShell.Dispose()
         }
         # Nothing that looks complete; what is done is kept.
         Test-Path -LiteralPath $dest | Should -BeFalse
@@ -132,15 +143,7 @@ Restore-PbsImage -Repository '$($script:Repository)' -Fingerprint '$($script:Ser
     It 'Ctrl+C then -Resume into a <_> image: bit-exact as qemu-img reads it' -ForEach @('vhdx', 'vhd') {
         $format = $_
         $dest = Join-Path $TestDrive "stopped.$format"
-        $journal = "$dest.partial.journal"
-        $ps = [powershell]::Create()
-        try {
-            [void]$ps.AddScript({ param($Module, $Common, $Dest) Import-Module $Module; Restore-PbsImage @Common -Destination $Dest }).
-                AddArgument($script:ModulePath).AddArgument($script:Common).AddArgument($dest)
-            $async = $ps.BeginInvoke()
-            Wait-Journal $journal 8
-            $ps.Stop() # a VHDX/VHD writes its metadata (BAT, footer) as it stops, so the chunks done so far are kept
-        } finally { $ps.Dispose() }
+        Stop-RestoreMidway $dest 8 # a VHDX/VHD writes its metadata (BAT, footer) as it stops: the chunks done so far are kept
         Test-Path -LiteralPath $dest | Should -BeFalse
         $r = Restore-PbsImage @script:Common -Destination $dest -Resume -ErrorAction Stop
         $r.Format | Should -Be ($format -eq 'vhdx' ? 'Vhdx' : 'Vhd')
@@ -156,14 +159,7 @@ Restore-PbsImage -Repository '$($script:Repository)' -Fingerprint '$($script:Ser
         $dest = Join-Path $TestDrive 'other.img'
         $journal = "$dest.partial.journal"
         # A journal written for vm/500 under another archive name.
-        $ps = [powershell]::Create()
-        try {
-            [void]$ps.AddScript({ param($Module, $Common, $Dest) Import-Module $Module; Restore-PbsImage @Common -Destination $Dest }).
-                AddArgument($script:ModulePath).AddArgument($script:Common).AddArgument($dest)
-            $async = $ps.BeginInvoke()
-            Wait-Journal $journal 2
-            $ps.Stop()
-        } finally { $ps.Dispose() }
+        Stop-RestoreMidway $dest 2
         $bytes = [IO.File]::ReadAllBytes($journal)
         $text = [Text.Encoding]::Latin1.GetString($bytes) # byte for byte
         $patched = [Text.Encoding]::Latin1.GetBytes($text.Replace('drive-scsi0.img.fidx', 'drive-scsi1.img.fidx'))
@@ -191,11 +187,10 @@ Restore-PbsImage -Repository '$($script:Repository)' -Fingerprint '$($script:Ser
         $common2 = $script:Common.Clone()
         $common2.Repository = "$($script:TokenId)@127.0.0.1:$($server2.Port):store"
         $common2.Fingerprint = $server2.Fingerprint
-        $ps = [powershell]::Create()
+        $run = Start-BackgroundRestore $common2 $dest
+        $ps = $run.PowerShell
+        $async = $run.Async
         try {
-            [void]$ps.AddScript({ param($Module, $Common, $Dest) Import-Module $Module; Restore-PbsImage @Common -Destination $Dest }).
-                AddArgument($script:ModulePath).AddArgument($common2).AddArgument($dest)
-            $async = $ps.BeginInvoke()
             Wait-Journal $journal 5
             $server2.Process.Kill() # the server is gone for good: retries run out
             $async.AsyncWaitHandle.WaitOne(120000) | Should -BeTrue

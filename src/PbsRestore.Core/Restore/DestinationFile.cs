@@ -9,19 +9,12 @@ namespace PbsRestore.Restore;
 /// </summary>
 public sealed class DestinationFile : IDestination, IReadableDestination
 {
-    private readonly FileStream _stream;
-    private bool _committed;
+    private readonly PartialFile _file;
 
-    private DestinationFile(string destination, string partialPath, FileStream stream, bool sparse)
-    {
-        Destination = destination;
-        PartialPath = partialPath;
-        _stream = stream;
-        IsSparse = sparse;
-    }
+    private DestinationFile(PartialFile file) => _file = file;
 
-    public string Destination { get; }
-    public string PartialPath { get; }
+    public string Destination => _file.Destination;
+    public string PartialPath => _file.Path;
     /// <summary>
     /// A freshly created file reads back zeros wherever nothing was written, sparse or not (FAT and exFAT
     /// just allocate and zero-fill), so zero chunks never need writing here.
@@ -29,7 +22,7 @@ public sealed class DestinationFile : IDestination, IReadableDestination
     public bool ZerosAreHoles => true;
 
     /// <summary>Whether the file system keeps the unwritten ranges unallocated.</summary>
-    public bool IsSparse { get; }
+    public bool IsSparse => _file.IsSparse;
 
     public static string PartialPathFor(string destination) => destination + ".partial";
 
@@ -50,69 +43,49 @@ public sealed class DestinationFile : IDestination, IReadableDestination
     }
 
     /// <summary>Creates the partial file with the final length; zero ranges stay holes.</summary>
-    public static DestinationFile Create(string destination, long size, bool force)
-    {
-        destination = Path.GetFullPath(destination);
-        CheckWritable(destination, force);
-        string partial = PartialPathFor(destination);
-        var stream = new FileStream(partial, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
-        try
-        {
-            bool sparse = SparseFiles.PrepareSparse(stream.SafeFileHandle);
-            stream.SetLength(size);
-            return new DestinationFile(destination, partial, stream, sparse);
-        }
-        catch
-        {
-            stream.Dispose();
-            File.Delete(partial);
-            throw;
-        }
-    }
+    public static DestinationFile Create(string destination, long size, bool force) =>
+        new(PartialFile.Create(destination, force, stream => stream.SetLength(size)));
 
     /// <summary>
     /// Reopens the partial file of an interrupted restore (-Resume); it must have the image's length.
     /// </summary>
     public static DestinationFile OpenPartial(string destination, long size)
     {
-        destination = Path.GetFullPath(destination);
-        string partial = PartialPathFor(destination);
-        var stream = new FileStream(partial, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
-        if (stream.Length != size)
+        var file = PartialFile.Open(destination);
+        long length = file.Stream.Length;
+        if (length != size)
         {
-            long length = stream.Length;
-            stream.Dispose();
+            file.Dispose();
             throw new PbsException("ResumeStateMismatch", PbsErrorKind.InvalidData,
-                $"cannot resume into '{partial}': it is {length} bytes, the image is {size}");
+                $"cannot resume into '{file.Path}': it is {length} bytes, the image is {size}");
         }
-        return new DestinationFile(destination, partial, stream, sparse: false);
+        file.Keep = false;
+        return new DestinationFile(file);
     }
 
-    public bool KeepPartial { get; set; }
+    public bool KeepPartial
+    {
+        get => _file.Keep;
+        set => _file.Keep = value;
+    }
 
-    public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_stream.SafeFileHandle, data, offset);
+    public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_file.Handle, data, offset);
 
-    public int Read(long offset, Span<byte> buffer) => RandomAccess.Read(_stream.SafeFileHandle, buffer, offset);
+    public int Read(long offset, Span<byte> buffer) => RandomAccess.Read(_file.Handle, buffer, offset);
 
-    public void Flush() => _stream.Flush(flushToDisk: true);
+    public void Flush() => _file.Stream.Flush(flushToDisk: true);
 
     /// <summary>Flushes, closes and renames the partial file into place.</summary>
     public void Commit(bool overwrite)
     {
-        _stream.Flush(flushToDisk: true);
-        _stream.Dispose();
-        File.Move(PartialPath, Destination, overwrite);
-        _committed = true;
+        Flush();
+        _file.Commit(overwrite);
     }
 
-    /// <summary>Closes and, unless committed, deletes the partial file.</summary>
+    /// <summary>Closes and, unless committed or kept for a resume, deletes the partial file.</summary>
     public ValueTask DisposeAsync()
     {
-        _stream.Dispose();
-        if (!_committed && !KeepPartial)
-        {
-            try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
+        _file.Dispose();
         return ValueTask.CompletedTask;
     }
 }

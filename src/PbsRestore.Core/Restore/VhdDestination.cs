@@ -1,5 +1,4 @@
 using PbsRestore.Formats.DiskImages;
-using PbsRestore.Platform;
 
 namespace PbsRestore.Restore;
 
@@ -11,54 +10,41 @@ namespace PbsRestore.Restore;
 /// </summary>
 public sealed class VhdDestination : IDestination, IReadableDestination
 {
-    private readonly FileStream _stream;
+    private readonly PartialFile _file;
     private readonly VhdFooter _footer;
-    private bool _committed;
 
-    private VhdDestination(string destination, string partialPath, FileStream stream, VhdFooter footer, bool sparse)
+    private VhdDestination(PartialFile file, VhdFooter footer)
     {
-        Destination = destination;
-        PartialPath = partialPath;
-        _stream = stream;
+        _file = file;
         _footer = footer;
-        IsSparse = sparse;
     }
 
-    public string Destination { get; }
-    public string PartialPath { get; }
+    private FileStream _stream => _file.Stream;
+    public string Destination => _file.Destination;
+    public string PartialPath => _file.Path;
 
     /// <summary>A fresh file reads zeros wherever nothing was written.</summary>
     public bool ZerosAreHoles => true;
 
     /// <summary>Whether the file system keeps the unwritten ranges unallocated.</summary>
-    public bool IsSparse { get; }
+    public bool IsSparse => _file.IsSparse;
 
     /// <summary>Virtual disk size: the requested size rounded up to a multiple of 1 MiB.</summary>
     public long VirtualSize => (long)_footer.CurrentSize;
 
     /// <summary>When set, <see cref="DisposeAsync"/> closes an uncommitted partial file without deleting it, for a later <see cref="OpenPartial"/>.</summary>
-    public bool KeepPartial { get; set; }
+    public bool KeepPartial
+    {
+        get => _file.Keep;
+        set => _file.Keep = value;
+    }
 
     /// <summary>Creates <c>&lt;destination&gt;.partial</c> for a disk of <paramref name="virtualSize"/> bytes, rounded up to a multiple of 1 MiB.</summary>
     public static VhdDestination Create(string destination, long virtualSize, bool force)
     {
-        destination = Path.GetFullPath(destination);
-        DestinationFile.CheckWritable(destination, force);
         long size = VhdFooter.RoundSize(virtualSize);
-        string partial = DestinationFile.PartialPathFor(destination);
-        var stream = new FileStream(partial, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
-        try
-        {
-            bool sparse = SparseFiles.PrepareSparse(stream.SafeFileHandle);
-            stream.SetLength(size + VhdFooter.Size);
-            return new VhdDestination(destination, partial, stream, VhdFooter.ForFixedDisk(size, DateTimeOffset.UtcNow, Guid.NewGuid()), sparse);
-        }
-        catch
-        {
-            stream.Dispose();
-            File.Delete(partial);
-            throw;
-        }
+        var file = PartialFile.Create(destination, force, stream => stream.SetLength(size + VhdFooter.Size));
+        return new VhdDestination(file, VhdFooter.ForFixedDisk(size, DateTimeOffset.UtcNow, Guid.NewGuid()));
     }
 
     /// <summary>
@@ -68,12 +54,10 @@ public sealed class VhdDestination : IDestination, IReadableDestination
     /// </summary>
     public static VhdDestination OpenPartial(string destination, long virtualSize)
     {
-        destination = Path.GetFullPath(destination);
         long size = VhdFooter.RoundSize(virtualSize);
-        string partial = DestinationFile.PartialPathFor(destination);
-        if (!File.Exists(partial))
-            throw new PbsNotFoundException("PartialFileNotFound", $"there is no partial file '{partial}' to resume");
-        var stream = new FileStream(partial, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        var file = PartialFile.Open(destination);
+        var stream = file.Stream;
+        string partial = file.Path;
         try
         {
             long length = RandomAccess.GetLength(stream.SafeFileHandle);
@@ -89,12 +73,12 @@ public sealed class VhdDestination : IDestination, IReadableDestination
             if (length != size + VhdFooter.Size || footer.CurrentSize != (ulong)size)
                 throw new PbsException("ResumeStateMismatch", PbsErrorKind.InvalidData,
                     $"cannot resume into '{partial}': it holds a {footer.CurrentSize}-byte disk, this restore a {size}-byte disk");
-            bool sparse = !OperatingSystem.IsWindows() || File.GetAttributes(partial).HasFlag(FileAttributes.SparseFile);
-            return new VhdDestination(destination, partial, stream, footer, sparse);
+            file.Keep = false;
+            return new VhdDestination(file, footer);
         }
         catch
         {
-            stream.Dispose();
+            file.Dispose(); // kept: a failed reopen must not delete what an earlier run wrote
             throw;
         }
     }
@@ -123,19 +107,13 @@ public sealed class VhdDestination : IDestination, IReadableDestination
     public void Commit(bool overwrite)
     {
         Flush();
-        _stream.Dispose();
-        File.Move(PartialPath, Destination, overwrite);
-        _committed = true;
+        _file.Commit(overwrite);
     }
 
     /// <summary>Closes and, unless committed (or <see cref="KeepPartial"/>), deletes the partial file.</summary>
     public ValueTask DisposeAsync()
     {
-        _stream.Dispose();
-        if (!_committed && !KeepPartial)
-        {
-            try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
+        _file.Dispose();
         return ValueTask.CompletedTask;
     }
 }

@@ -1,5 +1,4 @@
 using PbsRestore.Formats.DiskImages;
-using PbsRestore.Platform;
 
 namespace PbsRestore.Restore;
 
@@ -19,7 +18,7 @@ public sealed class VhdxDestination : IDestination
 {
     private const int BatPageEntries = 512; // one 4 KiB sector of the BAT
 
-    private readonly FileStream _stream;
+    private readonly PartialFile _file;
     private readonly VhdxLayout _layout;
     private readonly int _blockShift;
     // File offset of each payload block in MiB; 0 = not allocated (no block can live in the header section).
@@ -32,33 +31,29 @@ public sealed class VhdxDestination : IDestination
     private long _extendedTo;
     private VhdxHeader _header;
     private int _headerSlot;
-    private bool _committed;
 
-    private VhdxDestination(string destination, string partialPath, FileStream stream, VhdxLayout layout, bool sparse,
-        uint[] blockMb, long nextFree, VhdxHeader header, int headerSlot)
+    private VhdxDestination(PartialFile file, VhdxLayout layout, uint[] blockMb, long nextFree, VhdxHeader header, int headerSlot)
     {
-        Destination = destination;
-        PartialPath = partialPath;
-        _stream = stream;
+        _file = file;
         _layout = layout;
-        IsSparse = sparse;
         _blockShift = System.Numerics.BitOperations.Log2((uint)layout.BlockSize);
         _blockMb = blockMb;
         _dirtyPages = new ulong[(layout.BatEntryCount + BatPageEntries * 64 - 1) / (BatPageEntries * 64)];
         _nextFree = nextFree;
-        _extendedTo = RandomAccess.GetLength(stream.SafeFileHandle);
+        _extendedTo = RandomAccess.GetLength(file.Handle);
         _header = header;
         _headerSlot = headerSlot;
     }
 
-    public string Destination { get; }
-    public string PartialPath { get; }
+    private FileStream _stream => _file.Stream;
+    public string Destination => _file.Destination;
+    public string PartialPath => _file.Path;
 
     /// <summary>Blocks never written are NOT_PRESENT and read as zeros.</summary>
     public bool ZerosAreHoles => true;
 
     /// <summary>Whether the file system keeps unwritten ranges unallocated (only matters for partially written blocks here).</summary>
-    public bool IsSparse { get; }
+    public bool IsSparse => _file.IsSparse;
 
     /// <summary>Virtual disk size: the requested size rounded up to a multiple of 512 bytes.</summary>
     public long VirtualSize => _layout.VirtualSize;
@@ -67,7 +62,11 @@ public sealed class VhdxDestination : IDestination
     public int BlockSize => _layout.BlockSize;
 
     /// <summary>When set, <see cref="DisposeAsync"/> closes an uncommitted partial file without deleting it, for a later <see cref="OpenPartial"/>.</summary>
-    public bool KeepPartial { get; set; }
+    public bool KeepPartial
+    {
+        get => _file.Keep;
+        set => _file.Keep = value;
+    }
 
     private static string Creator => $"PbsRestore {typeof(VhdxDestination).Assembly.GetName().Version}";
 
@@ -78,17 +77,12 @@ public sealed class VhdxDestination : IDestination
     /// </summary>
     public static VhdxDestination Create(string destination, long virtualSize, int blockSize, bool force)
     {
-        destination = Path.GetFullPath(destination);
-        DestinationFile.CheckWritable(destination, force);
         var layout = VhdxLayout.ForDisk(virtualSize, VhdxLayout.ClampBlockSize(blockSize));
-        string partial = DestinationFile.PartialPathFor(destination);
-        var stream = new FileStream(partial, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
-        try
+        var first = new VhdxHeader(1, Guid.NewGuid(), Guid.NewGuid(), Guid.Empty, VhdxLayout.LogLength, VhdxLayout.LogOffset);
+        var current = first with { SequenceNumber = 2 };
+        var file = PartialFile.Create(destination, force, stream =>
         {
-            bool sparse = SparseFiles.PrepareSparse(stream.SafeFileHandle);
             stream.SetLength(layout.FirstPayloadOffset);
-            var first = new VhdxHeader(1, Guid.NewGuid(), Guid.NewGuid(), Guid.Empty, VhdxLayout.LogLength, VhdxLayout.LogOffset);
-            var current = first with { SequenceNumber = 2 };
             // The header section in one write: identifier, both headers (identical but for the sequence number), both region tables.
             var section = new byte[VhdxLayout.HeaderSectionSize];
             VhdxLayout.WriteFileTypeIdentifier(section, Creator);
@@ -101,15 +95,8 @@ public sealed class VhdxDestination : IDestination
             layout.WriteMetadataRegion(metadata, Guid.NewGuid());
             RandomAccess.Write(stream.SafeFileHandle, metadata, VhdxLayout.MetadataOffset);
             // The BAT is all zeros (NOT_PRESENT) in the fresh file: nothing to write until a block is allocated.
-            return new VhdxDestination(destination, partial, stream, layout, sparse, new uint[layout.DataBlockCount],
-                layout.FirstPayloadOffset, current, 1);
-        }
-        catch
-        {
-            stream.Dispose();
-            File.Delete(partial);
-            throw;
-        }
+        });
+        return new VhdxDestination(file, layout, new uint[layout.DataBlockCount], layout.FirstPayloadOffset, current, 1);
     }
 
     /// <summary>
@@ -120,32 +107,28 @@ public sealed class VhdxDestination : IDestination
     /// </summary>
     public static VhdxDestination OpenPartial(string destination, long virtualSize, int blockSize)
     {
-        destination = Path.GetFullPath(destination);
         var layout = VhdxLayout.ForDisk(virtualSize, VhdxLayout.ClampBlockSize(blockSize));
-        string partial = DestinationFile.PartialPathFor(destination);
-        if (!File.Exists(partial))
-            throw new PbsNotFoundException("PartialFileNotFound", $"there is no partial file '{partial}' to resume");
-        var stream = new FileStream(partial, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        var file = PartialFile.Open(destination);
         try
         {
-            var (header, slot, blockMb, nextFree) = ReadState(stream, layout, partial);
+            var stream = file.Stream;
+            var (header, slot, blockMb, nextFree) = ReadState(stream, layout, file.Path);
             // Blocks past the last one the BAT knows were written after the last flush: drop them.
             stream.SetLength(nextFree);
-            var target = new VhdxDestination(destination, partial, stream, layout, IsSparseFile(partial), blockMb, nextFree, header, slot);
+            var target = new VhdxDestination(file, layout, blockMb, nextFree, header, slot);
             // MS-VHDX 2.2.2.1: the headers are updated, with new write GUIDs, before anything else is modified.
             target._header = header with { FileWriteGuid = Guid.NewGuid(), DataWriteGuid = Guid.NewGuid() };
             target.WriteNextHeader();
             stream.Flush(flushToDisk: true);
+            file.Keep = false;
             return target;
         }
         catch
         {
-            stream.Dispose();
+            file.Dispose(); // kept: a failed reopen must not delete what an earlier run wrote
             throw;
         }
     }
-
-    private static bool IsSparseFile(string path) => !OperatingSystem.IsWindows() || File.GetAttributes(path).HasFlag(FileAttributes.SparseFile);
 
     private static PbsException Mismatch(string partial, string why, Exception? inner = null) =>
         new("ResumeStateMismatch", PbsErrorKind.InvalidData, $"cannot resume into '{partial}': {why}", inner);
@@ -341,19 +324,13 @@ public sealed class VhdxDestination : IDestination
     public void Commit(bool overwrite)
     {
         Flush();
-        _stream.Dispose();
-        File.Move(PartialPath, Destination, overwrite);
-        _committed = true;
+        _file.Commit(overwrite);
     }
 
     /// <summary>Closes and, unless committed (or <see cref="KeepPartial"/>), deletes the partial file.</summary>
     public ValueTask DisposeAsync()
     {
-        _stream.Dispose();
-        if (!_committed && !KeepPartial)
-        {
-            try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
+        _file.Dispose();
         return ValueTask.CompletedTask;
     }
 }
