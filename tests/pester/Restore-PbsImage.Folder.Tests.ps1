@@ -29,6 +29,24 @@ Describe 'Restore-PbsImage -DestinationFolder' {
         @(Get-ChildItem -LiteralPath $out -Recurse -Filter '*.partial').Count | Should -Be 0
     }
 
+    It '-Resume keeps the archives an interrupted run finished and restores the rest' {
+        $out = Join-Path $TestDrive 'resumed'
+        $folder = Join-Path $out 'vm-100-2024-05-01T10-00-00Z'
+        Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -DestinationFolder $out -ErrorAction Stop | Out-Null
+        # As if the run had stopped before drive-virtio1.img was complete: its file is not there.
+        Remove-Item -LiteralPath (Join-Path $folder 'drive-virtio1.img')
+        $kept = (Get-Item -LiteralPath (Join-Path $folder 'drive-scsi0.img')).LastWriteTimeUtc
+        $results = @(Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -DestinationFolder $out -Resume -ErrorAction Stop -Verbose 4>&1)
+        $restored = @($results | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] })
+        $restored.Archive | Should -Be @('drive-virtio1.img')
+        ($results | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message | Should -Contain "Kept $(Join-Path $folder 'drive-scsi0.img'): restored by the interrupted run."
+        (Get-Item -LiteralPath (Join-Path $folder 'drive-scsi0.img')).LastWriteTimeUtc | Should -Be $kept
+        $vm100 = $script:Manifest.snapshots | Where-Object { $_.backup_id -eq '100' }
+        foreach ($a in $vm100.archives) {
+            Get-Sha256 (Join-Path $folder ($a.name -replace '\.(fidx|didx|blob)$', '')) | Should -Be $a.plaintext_sha256
+        }
+    }
+
     It 'filters archives with a wildcard' {
         $out = Join-Path $TestDrive 'filtered'
         $results = @(Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -Archive 'drive-*' -DestinationFolder $out -ErrorAction Stop)

@@ -150,6 +150,18 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             var restorer = new SnapshotRestorer(reader, Crypt);
             var (_, entries) = Run(ct => restorer.SelectAsync(n => pattern is null || pattern.IsMatch(n), ct));
             string target = Path.Combine(folder, SnapshotRestorer.FolderName(reader.Snapshot));
+            if (Resume)
+            {
+                // An interrupted snapshot restore: archives whose file is complete (renamed into place) stay as they are.
+                var done = entries.Where(e => File.Exists(SnapshotRestorer.PathFor(target, e))).ToList();
+                foreach (var e in done) WriteVerbose($"Kept {SnapshotRestorer.PathFor(target, e)}: restored by the interrupted run.");
+                entries = entries.Except(done).ToList();
+                if (entries.Count == 0)
+                {
+                    WriteVerbose($"Nothing left to restore in {target}.");
+                    return;
+                }
+            }
             foreach (var e in entries)
                 DestinationFile.CheckWritable(SnapshotRestorer.PathFor(target, e), Force, folderMustExist: false);
             string list = string.Join(", ", entries.Select(e => ArchiveNames.DisplayName(e.FileName)));
