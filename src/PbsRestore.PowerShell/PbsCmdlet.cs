@@ -94,10 +94,12 @@ internal sealed class ProgressView(PSCmdlet cmdlet, int activityId, string activ
     {
         long total = c.TotalBytes, done = c.DoneBytes;
         double seconds = _clock.Elapsed.TotalSeconds;
-        double rate = seconds > 0 ? done / seconds : 0;
+        // Zero holes and chunks kept from an interrupted run are done at once: counting them would start the rate
+        // high and let it (and the time left) drift for the whole restore.
+        double rate = seconds > 0 ? Math.Max(0, done - c.InstantBytes) / seconds : 0;
+        // Short: PowerShell's minimal progress view cuts the line at 120 characters, activity included.
         var record = new ProgressRecord(activityId, activity,
-            total == 0 ? "Reading manifest and index" :
-            $"{Size(done)} of {Size(total)}, {rate / 1e6:F1} MB/s, {c.ChunksDone}/{c.ChunksTotal} chunks ({c.ZeroChunks} zero)")
+            total == 0 ? "Reading manifest and index" : $"{Size(done)} of {Size(total)}, {rate / 1e6:F1} MB/s")
         {
             PercentComplete = total > 0 ? (int)Math.Min(100, done * 100 / total) : 0,
             SecondsRemaining = rate > 0 && total > done ? (int)((total - done) / rate) : -1,

@@ -64,6 +64,28 @@ Describe 'Restore-PbsImage -Format' {
         Get-Sha256 $dest | Should -Be $script:Scsi0.plaintext_sha256
     }
 
+    It 'names the disks of a whole-snapshot restore .vhdx with -Format Vhdx and keeps the config as text' {
+        $out = Join-Path $TestDrive 'folder'
+        $r = @(Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -DestinationFolder $out -Format Vhdx -ErrorAction Stop)
+        $folder = Join-Path $out 'vm-100-2024-05-01T10-00-00Z'
+        ($r | Sort-Object Archive | ForEach-Object { "$($_.Archive)=$($_.Format)" }) | Should -Be @('drive-scsi0.img=Vhdx', 'drive-virtio1.img=Vhdx', 'qemu-server.conf=Raw')
+        Test-Path -LiteralPath (Join-Path $folder 'drive-scsi0.vhdx') | Should -BeTrue
+        Test-Path -LiteralPath (Join-Path $folder 'drive-scsi0.img') | Should -BeFalse
+        Assert-Image (ConvertFrom-DiskImage (Join-Path $folder 'drive-scsi0.vhdx') 'vhdx') $script:Scsi0.size $script:Scsi0.plaintext_sha256
+    }
+
+    It 'warns when -Format and the extension disagree (Windows goes by the extension)' {
+        $dest = Join-Path $TestDrive 'named.vhdx'
+        $r = Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -Archive drive-scsi0.img -Destination $dest -Format Vhd -WarningVariable w -WarningAction SilentlyContinue -ErrorAction Stop
+        $r.Format | Should -Be 'Vhd'
+        "$w" | Should -BeLike "*'named.vhdx' is named like a Vhdx file but is written as Vhd*"
+    }
+
+    It 'refuses to wrap a config blob in a VHDX' {
+        { Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -Archive qemu-server.conf -Destination (Join-Path $TestDrive 'conf.vhdx') -ErrorAction Stop } |
+            Should -Throw -ErrorId 'FormatNotSupported,PbsRestore.PowerShell.Commands.RestorePbsImageCommand' -ExpectedMessage '*not a disk image*'
+    }
+
     It 'restores every golden disk archive to VHDX bit-exactly (<Stored> of <Spec>)' -ForEach @(Get-GoldenArchiveCases | Where-Object { $_.Stored -like '*.fidx' }) {
         $dest = Join-Path $TestDrive "$($Spec -replace '[/:]', '-')-$Display.vhdx"
         $params = @{ Datastore = $script:Datastore; Snapshot = $Spec; Archive = $Display; Destination = $dest; ErrorAction = 'Stop' }

@@ -84,10 +84,10 @@ Describe 'Restore result view' {
             -Destination (Join-Path $script:Out 'scsi0.img') -ErrorAction Stop
     }
 
-    It 'shows Snapshot, Archive, a readable size, seconds, MB/s, ZeroChunks and Destination' {
+    It 'shows Snapshot, Archive, Format, a readable size, seconds, MB/s and Destination' {
         $text = Show $script:Result
-        Header $text | Should -Match '^Snapshot\s+Archive\s+Size\s+Duration\s+MB/s\s+ZeroChunks\s+Destination\s*$'
-        $text | Should -Match 'vm/100/2024-05-01T10:00:00Z\s+drive-scsi0\.img\s+3[.,]0 MiB\s+\d+[.,]\d\d s\s+[\d.,]+\s+\d+\s+.*scsi0\.img'
+        Header $text | Should -Match '^Snapshot\s+Archive\s+Format\s+Size\s+Duration\s+MB/s\s+Destination\s*$'
+        $text | Should -Match 'vm/100/2024-05-01T10:00:00Z\s+drive-scsi0\.img\s+Raw\s+3[.,]0 MiB\s+\d+[.,]\d\d s\s+[\d.,]+\s+.*scsi0\.img'
     }
 
     It 'keeps LogicalBytes, Duration and MBPerSecond as numbers' {
@@ -103,6 +103,8 @@ Describe 'Restore result view' {
         $text | Should -Match 'Size\s+:\s+3[.,]0 MiB \('
         $text | Should -Match 'Read\s+:\s+[\d.,]+ (B|KiB|MiB)'
         $text | Should -Match 'MB/s\s+:\s+[\d.,]+'
+        $text | Should -Match 'Format\s+:\s+Raw'
+        $text | Should -Match 'ChunksFetched\s+:\s+\d+'
     }
 }
 

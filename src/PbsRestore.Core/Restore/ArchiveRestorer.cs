@@ -89,14 +89,28 @@ public sealed class ArchiveRestorer
         CheckKey(manifest, entry);
         bool encrypted = entry.CryptMode == CryptMode.Encrypt;
 
-        if (entry.Kind == ArchiveKind.Blob && Destinations.IsDevice(destination))
+        string shown = ArchiveNames.DisplayName(entry.FileName);
+        if (entry.Kind != ArchiveKind.FixedIndex && Destinations.IsDevice(destination))
             throw new PbsException("DestinationNotSupported", PbsErrorKind.InvalidArgument,
-                $"'{ArchiveNames.DisplayName(entry.FileName)}' is a file, not a disk image: restore it to a file, not onto device '{destination}'");
+                $"'{shown}' is not a disk image: restore it to a file, not onto device '{destination}'");
+        // Only disk images (fixed indexes) become VHDX or VHD; a config blob or a container's file archive would be
+        // meaningless inside one.
+        var format = Destinations.FormatFor(destination, options.Format);
+        if (entry.Kind != ArchiveKind.FixedIndex && format != ImageFormat.Raw)
+            throw new PbsException("FormatNotSupported", PbsErrorKind.InvalidArgument,
+                $"'{shown}' is not a disk image, so it cannot be written as {format}" +
+                (options.Format is null ? $" (the name '{Path.GetFileName(destination)}' asks for it): give the file another extension" : ": leave out -Format"));
+        if (options.Resume && Destinations.CanResume(destination))
+        {
+            // The journal there belongs to an interrupted image restore; never replace that partial with another archive.
+            var other = RestoreJournal.Load(Destinations.JournalPathFor(destination)).Identity;
+            if (entry.Kind == ArchiveKind.Blob || other.Archive != entry.FileName)
+                throw ResumeMismatch(destination, other, $"{entry.FileName} of snapshot {_reader.Snapshot}");
+        }
         if (entry.Kind == ArchiveKind.Blob)
             return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
 
         var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
-        var format = Destinations.FormatFor(destination, options.Format);
         var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, Destinations.FormatName(destination, format));
         var (target, journal, finished) = OpenTarget(destination, plan, identity, format, encrypted, options);
         await using (target)
@@ -158,12 +172,10 @@ public sealed class ArchiveRestorer
         string journalPath = Destinations.JournalPathFor(destination);
         if (options.Resume && Destinations.CanResume(destination))
         {
-            var contents = RestoreJournal.Load(journalPath);
+            var contents = WithStartOverHint(() => RestoreJournal.Load(journalPath));
             if (contents.Identity != identity)
-                throw new PbsException("ResumeMismatch", PbsErrorKind.InvalidArgument,
-                    $"cannot resume the restore into '{destination}': its journal is for {Describe(contents.Identity)}, not {Describe(identity)}; " +
-                    "restore without -Resume to start over");
-            var target = Destinations.Reopen(destination, plan.Size, plan.MaxChunkSize, format);
+                throw ResumeMismatch(destination, contents.Identity, Describe(identity));
+            var target = WithStartOverHint(() => Destinations.Reopen(destination, plan.Size, plan.MaxChunkSize, format));
             try
             {
                 var verified = VerifyUnconfirmed(target, plan, contents.Unconfirmed, encrypted);
@@ -190,6 +202,24 @@ public sealed class ArchiveRestorer
         {
             fresh.DisposeAsync().AsTask().GetAwaiter().GetResult();
             throw;
+        }
+    }
+
+    private static PbsException ResumeMismatch(string destination, JournalIdentity journal, string wanted) =>
+        new("ResumeMismatch", PbsErrorKind.InvalidArgument,
+            $"cannot resume the restore into '{destination}': its journal is for {Describe(journal)}, not {wanted}; " +
+            "restore without -Resume to start over, or name the snapshot the interrupted run restored");
+
+    /// <summary>A partial file or journal that cannot be used says how to go on.</summary>
+    private static T WithStartOverHint<T>(Func<T> open)
+    {
+        try
+        {
+            return open();
+        }
+        catch (PbsException e) when (e.ErrorId is "ResumeStateMismatch" or "ResumeJournalInvalid" or "PartialFileNotFound")
+        {
+            throw new PbsException(e.ErrorId, e.Kind, $"{e.Message}; restore without -Resume to start over", e);
         }
     }
 
@@ -282,6 +312,8 @@ public sealed class ArchiveRestorer
             file.Commit(options.Force);
         }
         counters.AddDone(plain.Length, 1);
+        // A journal of an earlier, interrupted image restore to this name (without -Resume it was started over).
+        if (File.Exists(Destinations.JournalPathFor(destination))) File.Delete(Destinations.JournalPathFor(destination));
         return Result(entry, destination, counters, clock);
     }
 
@@ -300,6 +332,7 @@ public sealed class ArchiveRestorer
         Duration = clock.Elapsed,
         ChunksFetched = counters.ChunksFetched,
         ChunksResumed = counters.ChunksResumed,
+        ResumedBytes = counters.ResumedBytes,
         Rereads = counters.Rereads,
     };
 }

@@ -34,7 +34,7 @@ public sealed class DestinationFile : IDestination, IReadableDestination
         // A device node, pipe or socket must never be replaced by a file (a rename would do just that).
         if (File.Exists(destination) && !BlockDevices.IsRegularFile(destination))
             throw new PbsException("DestinationNotSupported", PbsErrorKind.InvalidArgument,
-                $"destination '{destination}' is not a regular file" + (BlockDevices.IsDevicePath(destination) ? " but a block device" : ""));
+                $"destination '{destination}' is not a regular file (a device, pipe or socket): give a file path, or a block device with -Force");
         if (File.Exists(destination) && !force)
             throw new PbsException("DestinationExists", PbsErrorKind.ResourceExists, $"destination '{destination}' already exists; use -Force to overwrite it");
         var parent = Path.GetDirectoryName(destination);

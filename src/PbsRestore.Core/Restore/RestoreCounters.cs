@@ -6,7 +6,7 @@ namespace PbsRestore.Restore;
 /// </summary>
 public sealed class RestoreCounters
 {
-    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits, _rereads, _fetched, _resumed;
+    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits, _rereads, _fetched, _resumed, _resumedBytes, _instantBytes;
 
     /// <summary>Logical size of what is being restored.</summary>
     public long TotalBytes => Interlocked.Read(ref _totalBytes);
@@ -28,6 +28,14 @@ public sealed class RestoreCounters
     /// <summary>Index entries an earlier, interrupted run had already restored (-Resume).</summary>
     public long ChunksResumed => Interlocked.Read(ref _resumed);
 
+    /// <summary>Logical bytes an earlier, interrupted run had already restored.</summary>
+    public long ResumedBytes => Interlocked.Read(ref _resumedBytes);
+    /// <summary>
+    /// Bytes counted as done without any work (zero chunks that are holes, chunks kept from an interrupted run):
+    /// a rate or time estimate leaves them out, or it starts high and drifts.
+    /// </summary>
+    public long InstantBytes => Interlocked.Read(ref _instantBytes);
+
     internal void SetTotals(long bytes, long chunks)
     {
         Interlocked.Exchange(ref _totalBytes, bytes);
@@ -45,5 +53,12 @@ public sealed class RestoreCounters
     internal void AddDedup(long hits) => Interlocked.Add(ref _dedupHits, hits);
     internal void AddReread() => Interlocked.Increment(ref _rereads);
     internal void AddFetched() => Interlocked.Increment(ref _fetched);
-    internal void AddResumed(long entries) => Interlocked.Add(ref _resumed, entries);
+    internal void AddResumed(long entries, long bytes)
+    {
+        Interlocked.Add(ref _resumed, entries);
+        Interlocked.Add(ref _resumedBytes, bytes);
+        Interlocked.Add(ref _instantBytes, bytes);
+    }
+
+    internal void AddInstant(long bytes) => Interlocked.Add(ref _instantBytes, bytes);
 }

@@ -90,9 +90,9 @@ public sealed class RestoreJournal : IDisposable
         {
             identity = JsonSerializer.Deserialize<JournalIdentity>(data.AsSpan(Magic.Length + 4, jsonLength));
         }
-        catch (JsonException e)
+        catch (JsonException)
         {
-            throw Invalid("bad header: " + e.Message);
+            throw Invalid("its header is damaged");
         }
         if (identity is null || identity.Snapshot is null || identity.Archive is null || identity.IndexCsum is null || identity.Format is null)
             throw Invalid("incomplete header");

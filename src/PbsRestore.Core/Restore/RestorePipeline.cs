@@ -36,7 +36,7 @@ public static class RestorePipeline
         if (plan.ResumedEntries > 0)
         {
             counters.AddDone(plan.ResumedBytes, plan.ResumedEntries);
-            counters.AddResumed(plan.ResumedEntries);
+            counters.AddResumed(plan.ResumedEntries, plan.ResumedBytes);
         }
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -262,7 +262,9 @@ public static class RestorePipeline
         if (plan.ZeroRanges.Count == 0) return;
         if (sink.ZerosAreHoles)
         {
-            counters.AddDone(plan.ZeroRanges.Sum(z => (long)z.Length), plan.ZeroRanges.Count);
+            long bytes = plan.ZeroRanges.Sum(z => (long)z.Length);
+            counters.AddDone(bytes, plan.ZeroRanges.Count);
+            counters.AddInstant(bytes);
             return;
         }
         var zero = new byte[plan.ZeroRanges.Max(z => z.Length)];

@@ -22,6 +22,8 @@ public sealed record RestoreResult
     public long Rereads { get; init; }
     /// <summary>Raw, Vhdx, Vhd, or Device.</summary>
     public string Format { get; init; } = "Raw";
-    /// <summary>Logical MB (10^6 bytes) per second.</summary>
-    public double MBPerSecond => Duration.TotalSeconds > 0 ? LogicalBytes / 1e6 / Duration.TotalSeconds : 0;
+    /// <summary>Logical MB (10^6 bytes) per second restored by this run (bytes kept from an interrupted run left out).</summary>
+    public double MBPerSecond => Duration.TotalSeconds > 0 ? (LogicalBytes - ResumedBytes) / 1e6 / Duration.TotalSeconds : 0;
+    /// <summary>Logical bytes kept from an interrupted run (-Resume).</summary>
+    public long ResumedBytes { get; init; }
 }

@@ -47,7 +47,8 @@ public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
         Directory.CreateDirectory(folder);
         var results = new List<RestoreResult>();
         foreach (var blob in entries.Where(e => e.Kind == ArchiveKind.Blob))
-            results.Add(await new ArchiveRestorer(reader, crypt).RestoreAsync(blob.FileName, PathFor(folder, blob), options, countersFor(blob), ct).ConfigureAwait(false));
+            results.Add(await new ArchiveRestorer(reader, crypt).RestoreAsync(blob.FileName, PathFor(folder, blob), options with { Format = null },
+                countersFor(blob), ct).ConfigureAwait(false));
 
         var indexes = entries.Where(e => e.Kind != ArchiveKind.Blob).ToList();
         if (indexes.Count == 0) return results;
@@ -58,7 +59,9 @@ public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
         {
             try
             {
-                return await new ArchiveRestorer(reader, crypt).RestoreAsync(e.FileName, PathFor(folder, e), shared, countersFor(e), cts.Token).ConfigureAwait(false);
+                // -Format applies to the disk images; a container's file archive stays as it is.
+                var own = e.Kind == ArchiveKind.FixedIndex ? shared : shared with { Format = null };
+                return await new ArchiveRestorer(reader, crypt).RestoreAsync(e.FileName, PathFor(folder, e, own.Format), own, countersFor(e), cts.Token).ConfigureAwait(false);
             }
             catch
             {
@@ -80,5 +83,15 @@ public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
         return results;
     }
 
-    public static string PathFor(string folder, ManifestFile entry) => Path.Combine(folder, ArchiveNames.DisplayName(entry.FileName));
+    /// <summary>
+    /// Where an archive goes in the snapshot's folder: its display name (<c>drive-scsi0.img</c>), or for a disk image
+    /// written as VHDX or VHD that name with the fitting extension (<c>drive-scsi0.vhdx</c>), which Windows goes by.
+    /// </summary>
+    public static string PathFor(string folder, ManifestFile entry, ImageFormat? format = null)
+    {
+        string name = ArchiveNames.DisplayName(entry.FileName);
+        if (entry.Kind == ArchiveKind.FixedIndex && format is ImageFormat.Vhdx or ImageFormat.Vhd)
+            name = Path.ChangeExtension(name, format == ImageFormat.Vhdx ? ".vhdx" : ".vhd");
+        return Path.Combine(folder, name);
+    }
 }

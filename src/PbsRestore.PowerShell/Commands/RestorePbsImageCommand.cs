@@ -101,6 +101,16 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         {
             string name = ArchiveNames.DisplayName(opened.Entry.FileName);
             string action = $"restore {name} ({ProgressView.Size(opened.Entry.Size)}) of snapshot {opened.Reader.Snapshot}";
+            bool image = opened.Entry.Kind == ArchiveKind.FixedIndex;
+            if (image && !Destinations.IsDevice(destination))
+            {
+                var format = Destinations.FormatFor(destination, options.Format);
+                if (format != ImageFormat.Raw) action += $" as {format.ToString().ToUpperInvariant()}";
+                if (options.Format is { } asked && asked != Destinations.FormatFor(destination, null))
+                    WriteWarning($"'{Path.GetFileName(destination)}' is named like a {Destinations.FormatFor(destination, null)} file but is written as {asked}; " +
+                                 "Windows (Mount-DiskImage, Hyper-V) goes by the extension.");
+            }
+            if (Resume && image && Destinations.CanResume(destination)) action += ", continuing the interrupted restore";
             if (Destinations.IsDevice(destination) && opened.Entry.Kind != ArchiveKind.Blob)
             {
                 // Say what will be overwritten: the device, its size and model (refused here if it is too small or in use).
@@ -153,8 +163,8 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             if (Resume)
             {
                 // An interrupted snapshot restore: archives whose file is complete (renamed into place) stay as they are.
-                var done = entries.Where(e => File.Exists(SnapshotRestorer.PathFor(target, e))).ToList();
-                foreach (var e in done) WriteVerbose($"Kept {SnapshotRestorer.PathFor(target, e)}: restored by the interrupted run.");
+                var done = entries.Where(e => File.Exists(SnapshotRestorer.PathFor(target, e, options.Format))).ToList();
+                foreach (var e in done) WriteVerbose($"Kept {SnapshotRestorer.PathFor(target, e, options.Format)}: restored by the interrupted run.");
                 entries = entries.Except(done).ToList();
                 if (entries.Count == 0)
                 {
@@ -163,7 +173,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                 }
             }
             foreach (var e in entries)
-                DestinationFile.CheckWritable(SnapshotRestorer.PathFor(target, e), Force, folderMustExist: false);
+                DestinationFile.CheckWritable(SnapshotRestorer.PathFor(target, e, options.Format), Force, folderMustExist: false);
             string list = string.Join(", ", entries.Select(e => ArchiveNames.DisplayName(e.FileName)));
             if (!ShouldProcess(target, $"restore {entries.Count} archive(s) of snapshot {reader.Snapshot} ({list}, {ProgressView.Size(entries.Sum(e => e.Size))})"))
                 return;

@@ -67,6 +67,7 @@ public sealed class RestoreJournalTests : IDisposable
         var writer = new DatastoreWriter(P("store"));
         var snapshot = writer.BeginSnapshot("", "vm", "1", Time);
         var image = snapshot.AddImage("drive-scsi0.img", ImagePattern.Parse("random:2,zero:1,text:1,dup:1", 40L * ChunkSize, seed: 3), ChunkSize);
+        snapshot.AddBlob("qemu-server.conf", "scsi0: local:vm-1-disk-0\n"u8.ToArray());
         snapshot.Finish();
         return (new LocalDatastore(writer.RootPath), new SnapshotRef(BackupNamespace.Root, "vm", "1", Time), image.Sha256);
     }
@@ -122,6 +123,37 @@ public sealed class RestoreJournalTests : IDisposable
         Assert.Contains("index ab12", e.Message);
         Assert.True(File.Exists(DestinationFile.PartialPathFor(dest)));
         Assert.True(File.Exists(Destinations.JournalPathFor(dest)));
+    }
+
+    [Fact]
+    public async Task Resume_never_replaces_an_interrupted_image_with_another_archive()
+    {
+        const string archive = "qemu-server.conf";
+        var (store, snapshot, _) = Generated();
+        string dest = P("x.raw");
+        File.WriteAllBytes(DestinationFile.PartialPathFor(dest), new byte[40 * ChunkSize]);
+        using (RestoreJournal.Create(Destinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
+        await using var reader = await store.OpenSnapshotAsync(snapshot, default);
+        var e = await Assert.ThrowsAnyAsync<PbsException>(() => new ArchiveRestorer(reader, null).RestoreAsync(archive, dest,
+            new RestoreOptions { Resume = true }, new RestoreCounters(), default));
+        Assert.Equal("ResumeMismatch", e.ErrorId);
+        Assert.Contains("drive-scsi0.img.fidx", e.Message);
+        Assert.Equal(40 * ChunkSize, new FileInfo(DestinationFile.PartialPathFor(dest)).Length);
+        Assert.True(File.Exists(Destinations.JournalPathFor(dest)));
+    }
+
+    [Theory]
+    [InlineData("conf.vhdx", null)]
+    [InlineData("conf.txt", ImageFormat.Vhd)]
+    public async Task Only_disk_images_become_vhdx_or_vhd(string name, ImageFormat? format)
+    {
+        var (store, snapshot, _) = Generated();
+        await using var reader = await store.OpenSnapshotAsync(snapshot, default);
+        var e = await Assert.ThrowsAsync<PbsException>(() => new ArchiveRestorer(reader, null).RestoreAsync("qemu-server.conf", P(name),
+            new RestoreOptions { Format = format }, new RestoreCounters(), default));
+        Assert.Equal("FormatNotSupported", e.ErrorId);
+        Assert.Contains("not a disk image", e.Message);
+        Assert.False(File.Exists(P(name)));
     }
 
     [Fact]
