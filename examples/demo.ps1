@@ -94,6 +94,12 @@ try {
     }
     if ($bad) { throw "$bad restored file(s) differ from the source" }
     Write-Host "`nAll $($results.Count) files restored over the wire are bit-exact (SHA-256 as written)." -ForegroundColor Green
+
+    # 6. The same disk as a VHDX that Windows mounts (Mount-DiskImage, Hyper-V), written while restoring.
+    Write-Host "`nRestore-PbsImage -Snapshot vm/100 -Archive drive-scsi0.img -Destination vm-100-disk-0.vhdx" -ForegroundColor Cyan
+    $vhdx = Restore-PbsImage -Snapshot vm/100 -Archive drive-scsi0.img -Destination (Join-Path $restored 'vm-100-disk-0.vhdx')
+    $vhdx | Format-Table Archive, Format, @{ n = 'MiB'; e = { [math]::Round($_.LogicalBytes / 1MB, 1) } },
+        @{ n = 'File MiB'; e = { [math]::Round((Get-Item -LiteralPath $_.Destination).Length / 1MB, 1) } } -AutoSize | Out-Host
 }
 finally {
     Disconnect-PbsServer
