@@ -100,15 +100,15 @@ public sealed class ArchiveRestorer
             throw new PbsException("FormatNotSupported", PbsErrorKind.InvalidArgument,
                 $"'{shown}' is not a disk image, so it cannot be written as {format}" +
                 (options.Format is null ? $" (the name '{Path.GetFileName(destination)}' asks for it): give the file another extension" : ": leave out -Format"));
-        if (options.Resume && Destinations.CanResume(destination))
-        {
-            // The journal there belongs to an interrupted image restore; never replace that partial with another archive.
-            var other = RestoreJournal.Load(Destinations.JournalPathFor(destination)).Identity;
-            if (entry.Kind == ArchiveKind.Blob || other.Archive != entry.FileName)
-                throw ResumeMismatch(destination, other, $"{entry.FileName} of snapshot {_reader.Snapshot}");
-        }
         if (entry.Kind == ArchiveKind.Blob)
+        {
+            // A journal there belongs to an interrupted image restore: never replace that partial with a blob. (An
+            // image of another archive is refused by OpenTarget, which compares the whole journal identity.)
+            if (options.Resume && Destinations.CanResume(destination))
+                throw ResumeMismatch(destination, WithStartOverHint(() => RestoreJournal.Load(Destinations.JournalPathFor(destination))).Identity,
+                    $"{entry.FileName} of snapshot {_reader.Snapshot}");
             return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
+        }
 
         var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
         var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, Destinations.FormatName(destination, format));

@@ -7,22 +7,9 @@ namespace PbsRestore.Restore;
 /// and only a restore that finished and flushed renames it into place. So a failed or stopped restore never
 /// leaves a file that looks complete, and with -Force the old file stays intact until the new one is whole.
 /// </summary>
-public sealed class DestinationFile : IDestination, IReadableDestination
+public sealed class DestinationFile : PartialFileDestination, IReadableDestination
 {
-    private readonly PartialFile _file;
-
-    private DestinationFile(PartialFile file) => _file = file;
-
-    public string Destination => _file.Destination;
-    public string PartialPath => _file.Path;
-    /// <summary>
-    /// A freshly created file reads back zeros wherever nothing was written, sparse or not (FAT and exFAT
-    /// just allocate and zero-fill), so zero chunks never need writing here.
-    /// </summary>
-    public bool ZerosAreHoles => true;
-
-    /// <summary>Whether the file system keeps the unwritten ranges unallocated.</summary>
-    public bool IsSparse => _file.IsSparse;
+    private DestinationFile(PartialFile partial) : base(partial) { }
 
     public static string PartialPathFor(string destination) => destination + ".partial";
 
@@ -63,29 +50,9 @@ public sealed class DestinationFile : IDestination, IReadableDestination
         return new DestinationFile(file);
     }
 
-    public bool KeepPartial
-    {
-        get => _file.Keep;
-        set => _file.Keep = value;
-    }
+    public override void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(Partial.Handle, data, offset);
 
-    public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_file.Handle, data, offset);
+    public int Read(long offset, Span<byte> buffer) => RandomAccess.Read(Partial.Handle, buffer, offset);
 
-    public int Read(long offset, Span<byte> buffer) => RandomAccess.Read(_file.Handle, buffer, offset);
-
-    public void Flush() => _file.Stream.Flush(flushToDisk: true);
-
-    /// <summary>Flushes, closes and renames the partial file into place.</summary>
-    public void Commit(bool overwrite)
-    {
-        Flush();
-        _file.Commit(overwrite);
-    }
-
-    /// <summary>Closes and, unless committed or kept for a resume, deletes the partial file.</summary>
-    public ValueTask DisposeAsync()
-    {
-        _file.Dispose();
-        return ValueTask.CompletedTask;
-    }
+    public override void Flush() => Stream.Flush(flushToDisk: true);
 }

@@ -54,9 +54,8 @@ public static class Destinations
     public static string JournalPathFor(string destination)
     {
         if (!IsDevice(destination)) return RestoreJournal.PathFor(DestinationFile.PartialPathFor(destination));
-        string folder = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create),
+        string folder = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.DoNotVerify),
             "PbsRestore", "journals");
-        Directory.CreateDirectory(folder);
         string name = string.Concat(Path.GetFullPath(destination).Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_'));
         return Path.Combine(folder, name + ".journal");
     }

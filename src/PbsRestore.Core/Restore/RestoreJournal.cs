@@ -56,6 +56,8 @@ public sealed class RestoreJournal : IDisposable
         Magic.CopyTo(header, 0);
         BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(Magic.Length), json.Length);
         json.CopyTo(header, Magic.Length + 4);
+        // A device's journal lives in a folder of its own (see Destinations.JournalPathFor), made when first needed.
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
         var file = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read);
         try
         {
@@ -70,8 +72,8 @@ public sealed class RestoreJournal : IDisposable
         }
     }
 
-    /// <summary>What an existing journal holds.</summary>
-    public sealed record Contents(JournalIdentity Identity, IReadOnlySet<int> Confirmed, IReadOnlyList<int> Unconfirmed, long Length);
+    /// <summary>What an existing journal holds; <paramref name="HeaderLength"/> is where its records start.</summary>
+    public sealed record Contents(JournalIdentity Identity, IReadOnlySet<int> Confirmed, IReadOnlyList<int> Unconfirmed, int HeaderLength);
 
     /// <summary>
     /// Reads a journal: the chunk jobs confirmed by a checkpoint, and those recorded after the last checkpoint
@@ -113,7 +115,7 @@ public sealed class RestoreJournal : IDisposable
                 pending.Add((int)record);
             }
         }
-        return new Contents(identity, confirmed, pending, end);
+        return new Contents(identity, confirmed, pending, start);
     }
 
     /// <summary>
@@ -127,7 +129,7 @@ public sealed class RestoreJournal : IDisposable
         {
             // Rewrite the record area: every trusted job once, then a checkpoint (the target was just checked or flushed).
             var all = contents.Confirmed.Concat(verified).Distinct().ToList();
-            long headerEnd = ReadHeaderLength(file);
+            long headerEnd = contents.HeaderLength;
             var records = new byte[(all.Count + 1) * 4];
             for (int i = 0; i < all.Count; i++) BinaryPrimitives.WriteUInt32LittleEndian(records.AsSpan(i * 4), (uint)all[i]);
             BinaryPrimitives.WriteUInt32LittleEndian(records.AsSpan(all.Count * 4), CheckpointMarker);
@@ -141,13 +143,6 @@ public sealed class RestoreJournal : IDisposable
             file.Dispose();
             throw;
         }
-    }
-
-    private static long ReadHeaderLength(SafeFileHandle file)
-    {
-        var head = new byte[Magic.Length + 4];
-        RandomAccess.Read(file, head, 0);
-        return Magic.Length + 4 + BinaryPrimitives.ReadInt32LittleEndian(head.AsSpan(Magic.Length));
     }
 
     /// <summary>Records that the chunk job first needed at <paramref name="firstIndex"/> is written (one small write, no flush).</summary>

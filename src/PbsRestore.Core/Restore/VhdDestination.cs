@@ -8,36 +8,14 @@ namespace PbsRestore.Restore;
 /// The disk is rounded up to a whole MiB (Azure's rule; the padding reads as zeros), so the file is that size + 512.
 /// Otherwise it behaves like <see cref="DestinationFile"/>: zero chunks stay holes, <see cref="Commit"/> renames.
 /// </summary>
-public sealed class VhdDestination : IDestination, IReadableDestination
+public sealed class VhdDestination : PartialFileDestination, IReadableDestination
 {
-    private readonly PartialFile _file;
     private readonly VhdFooter _footer;
 
-    private VhdDestination(PartialFile file, VhdFooter footer)
-    {
-        _file = file;
-        _footer = footer;
-    }
-
-    private FileStream _stream => _file.Stream;
-    public string Destination => _file.Destination;
-    public string PartialPath => _file.Path;
-
-    /// <summary>A fresh file reads zeros wherever nothing was written.</summary>
-    public bool ZerosAreHoles => true;
-
-    /// <summary>Whether the file system keeps the unwritten ranges unallocated.</summary>
-    public bool IsSparse => _file.IsSparse;
+    private VhdDestination(PartialFile partial, VhdFooter footer) : base(partial) => _footer = footer;
 
     /// <summary>Virtual disk size: the requested size rounded up to a multiple of 1 MiB.</summary>
     public long VirtualSize => (long)_footer.CurrentSize;
-
-    /// <summary>When set, <see cref="DisposeAsync"/> closes an uncommitted partial file without deleting it, for a later <see cref="OpenPartial"/>.</summary>
-    public bool KeepPartial
-    {
-        get => _file.Keep;
-        set => _file.Keep = value;
-    }
 
     /// <summary>Creates <c>&lt;destination&gt;.partial</c> for a disk of <paramref name="virtualSize"/> bytes, rounded up to a multiple of 1 MiB.</summary>
     public static VhdDestination Create(string destination, long virtualSize, bool force)
@@ -85,35 +63,21 @@ public sealed class VhdDestination : IDestination, IReadableDestination
 
     /// <summary>The image bytes are stored as they are: read them back at their offsets.</summary>
     public int Read(long offset, Span<byte> buffer) =>
-        offset < 0 || offset > VirtualSize - buffer.Length ? 0 : RandomAccess.Read(_stream.SafeFileHandle, buffer, offset);
+        offset < 0 || offset > VirtualSize - buffer.Length ? 0 : RandomAccess.Read(Stream.SafeFileHandle, buffer, offset);
 
-    public void Write(long offset, ReadOnlySpan<byte> data)
+    public override void Write(long offset, ReadOnlySpan<byte> data)
     {
         if (offset < 0 || offset > VirtualSize - data.Length)
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{data.Length} bytes at this offset do not fit the {VirtualSize}-byte disk");
-        RandomAccess.Write(_stream.SafeFileHandle, data, offset);
+        RandomAccess.Write(Stream.SafeFileHandle, data, offset);
     }
 
     /// <summary>Writes the footer (again) and flushes to disk.</summary>
-    public void Flush()
+    public override void Flush()
     {
         var bytes = new byte[VhdFooter.Size];
         _footer.Write(bytes);
-        RandomAccess.Write(_stream.SafeFileHandle, bytes, VirtualSize);
-        _stream.Flush(flushToDisk: true);
-    }
-
-    /// <summary>Flushes, closes and renames the partial file into place.</summary>
-    public void Commit(bool overwrite)
-    {
-        Flush();
-        _file.Commit(overwrite);
-    }
-
-    /// <summary>Closes and, unless committed (or <see cref="KeepPartial"/>), deletes the partial file.</summary>
-    public ValueTask DisposeAsync()
-    {
-        _file.Dispose();
-        return ValueTask.CompletedTask;
+        RandomAccess.Write(Stream.SafeFileHandle, bytes, VirtualSize);
+        Stream.Flush(flushToDisk: true);
     }
 }

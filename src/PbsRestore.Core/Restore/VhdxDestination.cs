@@ -14,11 +14,10 @@ namespace PbsRestore.Restore;
 /// later run resumes only from a completed <see cref="Flush"/>, after which the file is consistent.
 /// </para>
 /// </summary>
-public sealed class VhdxDestination : IDestination
+public sealed class VhdxDestination : PartialFileDestination
 {
     private const int BatPageEntries = 512; // one 4 KiB sector of the BAT
 
-    private readonly PartialFile _file;
     private readonly VhdxLayout _layout;
     private readonly int _blockShift;
     // File offset of each payload block in MiB; 0 = not allocated (no block can live in the header section).
@@ -33,8 +32,8 @@ public sealed class VhdxDestination : IDestination
     private int _headerSlot;
 
     private VhdxDestination(PartialFile file, VhdxLayout layout, uint[] blockMb, long nextFree, VhdxHeader header, int headerSlot)
+        : base(file)
     {
-        _file = file;
         _layout = layout;
         _blockShift = System.Numerics.BitOperations.Log2((uint)layout.BlockSize);
         _blockMb = blockMb;
@@ -45,28 +44,11 @@ public sealed class VhdxDestination : IDestination
         _headerSlot = headerSlot;
     }
 
-    private FileStream _stream => _file.Stream;
-    public string Destination => _file.Destination;
-    public string PartialPath => _file.Path;
-
-    /// <summary>Blocks never written are NOT_PRESENT and read as zeros.</summary>
-    public bool ZerosAreHoles => true;
-
-    /// <summary>Whether the file system keeps unwritten ranges unallocated (only matters for partially written blocks here).</summary>
-    public bool IsSparse => _file.IsSparse;
-
     /// <summary>Virtual disk size: the requested size rounded up to a multiple of 512 bytes.</summary>
     public long VirtualSize => _layout.VirtualSize;
 
     /// <summary>Payload block size in bytes.</summary>
     public int BlockSize => _layout.BlockSize;
-
-    /// <summary>When set, <see cref="DisposeAsync"/> closes an uncommitted partial file without deleting it, for a later <see cref="OpenPartial"/>.</summary>
-    public bool KeepPartial
-    {
-        get => _file.Keep;
-        set => _file.Keep = value;
-    }
 
     private static string Creator => $"PbsRestore {typeof(VhdxDestination).Assembly.GetName().Version}";
 
@@ -217,11 +199,11 @@ public sealed class VhdxDestination : IDestination
     /// Writes <paramref name="data"/> at virtual offset <paramref name="offset"/>, split at block boundaries. Each block
     /// touched for the first time is allocated whole at the end of the file (its unwritten parts read as zeros).
     /// </summary>
-    public void Write(long offset, ReadOnlySpan<byte> data)
+    public override void Write(long offset, ReadOnlySpan<byte> data)
     {
         if (offset < 0 || offset > _layout.VirtualSize - data.Length)
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{data.Length} bytes at this offset do not fit the {_layout.VirtualSize}-byte disk");
-        var handle = _stream.SafeFileHandle;
+        var handle = Stream.SafeFileHandle;
         long mask = _layout.BlockSize - 1;
         while (!data.IsEmpty)
         {
@@ -248,7 +230,7 @@ public sealed class VhdxDestination : IDestination
                 if (_nextFree > _extendedTo)
                 {
                     long target = _nextFree + Math.Max(256L << 20, 4L * _layout.BlockSize);
-                    _stream.SetLength(target);
+                    Stream.SetLength(target);
                     _extendedTo = target;
                 }
                 long page = _layout.PayloadBatIndex(block) / BatPageEntries;
@@ -264,18 +246,18 @@ public sealed class VhdxDestination : IDestination
     /// since the last flush, writes the next header (sequence number + 1, into the slot that is not current, so one
     /// valid header survives a torn write), then flushes to disk.
     /// </summary>
-    public void Flush()
+    public override void Flush()
     {
         lock (_allocation)
         {
-            if (_extendedTo != _nextFree || RandomAccess.GetLength(_stream.SafeFileHandle) != _nextFree)
+            if (_extendedTo != _nextFree || RandomAccess.GetLength(Stream.SafeFileHandle) != _nextFree)
             {
-                _stream.SetLength(_nextFree);
+                Stream.SetLength(_nextFree);
                 _extendedTo = _nextFree;
             }
             WriteDirtyBat();
             WriteNextHeader();
-            _stream.Flush(flushToDisk: true);
+            Stream.Flush(flushToDisk: true);
         }
     }
 
@@ -295,7 +277,7 @@ public sealed class VhdxDestination : IDestination
             var span = buffer.AsSpan(0, count * 8);
             for (int k = 0; k < count; k++)
                 System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(span[(k * 8)..], EntryAt(firstEntry + k));
-            RandomAccess.Write(_stream.SafeFileHandle, span, VhdxLayout.BatOffset + firstEntry * 8);
+            RandomAccess.Write(Stream.SafeFileHandle, span, VhdxLayout.BatOffset + firstEntry * 8);
             for (long q = start; q < p; q++) _dirtyPages[q >> 6] &= ~(1UL << (int)(q & 63));
         }
     }
@@ -315,22 +297,8 @@ public sealed class VhdxDestination : IDestination
         int slot = 1 - _headerSlot;
         var bytes = new byte[VhdxHeader.Size];
         next.Write(bytes);
-        RandomAccess.Write(_stream.SafeFileHandle, bytes, slot == 0 ? VhdxLayout.Header1Offset : VhdxLayout.Header2Offset);
+        RandomAccess.Write(Stream.SafeFileHandle, bytes, slot == 0 ? VhdxLayout.Header1Offset : VhdxLayout.Header2Offset);
         _header = next;
         _headerSlot = slot;
-    }
-
-    /// <summary>Flushes, closes and renames the partial file into place.</summary>
-    public void Commit(bool overwrite)
-    {
-        Flush();
-        _file.Commit(overwrite);
-    }
-
-    /// <summary>Closes and, unless committed (or <see cref="KeepPartial"/>), deletes the partial file.</summary>
-    public ValueTask DisposeAsync()
-    {
-        _file.Dispose();
-        return ValueTask.CompletedTask;
     }
 }

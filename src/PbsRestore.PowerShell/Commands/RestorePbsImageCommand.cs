@@ -102,16 +102,20 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             string name = ArchiveNames.DisplayName(opened.Entry.FileName);
             string action = $"restore {name} ({ProgressView.Size(opened.Entry.Size)}) of snapshot {opened.Reader.Snapshot}";
             bool image = opened.Entry.Kind == ArchiveKind.FixedIndex;
-            if (image && !Destinations.IsDevice(destination))
+            bool onDevice = Destinations.IsDevice(destination);
+            bool resumable = Resume && opened.Entry.Kind != ArchiveKind.Blob;
+            bool canResume = resumable && Destinations.CanResume(destination);
+            if (image && !onDevice)
             {
                 var format = Destinations.FormatFor(destination, options.Format);
                 if (format != ImageFormat.Raw) action += $" as {format.ToString().ToUpperInvariant()}";
-                if (options.Format is { } asked && asked != Destinations.FormatFor(destination, null))
-                    WriteWarning($"'{Path.GetFileName(destination)}' is named like a {Destinations.FormatFor(destination, null)} file but is written as {asked}; " +
+                var byName = Destinations.FormatFor(destination, null);
+                if (options.Format is { } asked && asked != byName)
+                    WriteWarning($"'{Path.GetFileName(destination)}' is named like a {byName} file but is written as {asked}; " +
                                  "Windows (Mount-DiskImage, Hyper-V) goes by the extension.");
             }
-            if (Resume && image && Destinations.CanResume(destination)) action += ", continuing the interrupted restore";
-            if (Destinations.IsDevice(destination) && opened.Entry.Kind != ArchiveKind.Blob)
+            if (image && canResume) action += ", continuing the interrupted restore";
+            if (onDevice && opened.Entry.Kind != ArchiveKind.Blob)
             {
                 // Say what will be overwritten: the device, its size and model (refused here if it is too small or in use).
                 var device = DeviceDestination.Check(destination, opened.Entry.Size);
@@ -120,8 +124,8 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             }
             if (!ShouldProcess(destination, action))
                 return;
-            if (Resume && opened.Entry.Kind != ArchiveKind.Blob)
-                WriteVerbose(Destinations.CanResume(destination)
+            if (resumable)
+                WriteVerbose(canResume
                     ? $"Resuming the interrupted restore into {DestinationFile.PartialPathFor(destination)}."
                     : $"Nothing to resume for {destination}: starting a new restore.");
             WriteVerbose($"Restoring {name} of {opened.Reader.Snapshot} from {source.Location}: fetch concurrency " +
