@@ -155,6 +155,15 @@ function Invoke-Test {
         $xunitFailed = 1
     }
     Write-Host "xunit: $xunitPassed passed, $xunitFailed failed"
+    $failures = [Collections.Generic.List[string]]::new()
+    if ($xunitFailed -gt 0 -and (Test-Path -LiteralPath $trx)) {
+        foreach ($r in $doc.TestRun.Results.UnitTestResult) {
+            if ($r.outcome -eq 'Passed' -or $r.outcome -eq 'NotExecuted') { continue }
+            $message = "$($r.Output.ErrorInfo.Message)" -replace '\s+', ' '
+            if ($message.Length -gt 400) { $message = $message.Substring(0, 400) + '...' }
+            $failures.Add("xunit $($r.outcome): $($r.testName) ($($r.duration)): $message")
+        }
+    }
 
     # --- Pester (child process) ----------------------------------------------------------
     $pesterPassed = 0; $pesterFailed = 0
@@ -176,6 +185,7 @@ function Invoke-Test {
             $s = Get-Content -LiteralPath $summaryJson -Raw | ConvertFrom-Json
             $pesterPassed = [int] $s.passed
             $pesterFailed = [int] $s.failed
+            foreach ($f in @($s.failures)) { if ($f) { $failures.Add("Pester: $f") } }
         }
         if ($pesterExit -ne 0 -and $pesterFailed -eq 0) {
             Write-Host "Pester run exited with $pesterExit without a failed test: counting 1 failure."
@@ -190,6 +200,11 @@ function Invoke-Test {
     $line = "$passed passed, $failed failed"
     Set-Content -LiteralPath (Join-Path $TestResults 'summary.txt') -Value $line -Encoding utf8
     if ($passed + $failed -eq 0) { Write-Host 'No test ran.' }
+    # Repeated here because CI logs are read from the tail.
+    if ($failures.Count -gt 0) {
+        Write-Host 'Failed:'
+        foreach ($f in $failures) { Write-Host "  $f" }
+    }
     Write-Host $line
     if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
 }

@@ -23,10 +23,17 @@ $result = Invoke-Pester -Configuration $config
 
 # A file that fails to load or a failing BeforeAll counts as a failure too, not only failed tests.
 $failed = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
+# Names of what failed, so build.ps1 can repeat them at the very end of a long CI log.
+$failures = @(
+    $result.Failed | ForEach-Object { "$($_.ExpandedPath): $(($_.ErrorRecord | Select-Object -First 1) -replace '\s+', ' ')" }
+    $result.FailedBlocks | ForEach-Object { "$($_.Path -join ' '): block failed" }
+    $result.FailedContainers | ForEach-Object { "$($_.Item): file failed to run" }
+)
 [ordered]@{
-    passed  = $result.PassedCount
-    failed  = $failed
-    skipped = $result.SkippedCount
-    notRun  = $result.NotRunCount
+    passed   = $result.PassedCount
+    failed   = $failed
+    skipped  = $result.SkippedCount
+    notRun   = $result.NotRunCount
+    failures = $failures
 } | ConvertTo-Json | Set-Content -Path $SummaryJson -Encoding utf8
 exit 0
