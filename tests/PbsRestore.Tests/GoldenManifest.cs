@@ -69,6 +69,20 @@ public sealed class GoldenSnapshot
     [JsonPropertyName("extra_files")] public List<GoldenArchive> ExtraFiles { get; init; } = [];
 
     public override string ToString() => Path;
+
+    /// <summary>This snapshot as the sources name it.</summary>
+    public PbsRestore.Sources.SnapshotRef Reference =>
+        new(PbsRestore.Sources.BackupNamespace.Parse(Namespace), BackupType, BackupId, DateTimeOffset.FromUnixTimeSeconds(BackupTime));
+
+    /// <summary>Opens it from the golden folder datastore.</summary>
+    public Task<PbsRestore.Sources.ISnapshotReader> OpenAsync() =>
+        new PbsRestore.Sources.LocalDatastore(TestPaths.GoldenPath("datastore")).OpenSnapshotAsync(Reference, default);
+
+    /// <summary>Its key, opened (null when not encrypted); the scrypt key is derived once per run, as it is slow.</summary>
+    public PbsRestore.Formats.CryptConfig? OpenKey() =>
+        KeyFile is null ? null
+        : KeyFile.EndsWith("scrypt.key.json", StringComparison.Ordinal) ? Formats.FormatsTestSupport.ScryptKey
+        : PbsRestore.Formats.KeyConfig.Parse(GoldenManifest.Read(KeyFile)).Open(KeyPassword);
 }
 
 public sealed class GoldenSnapshotManifest

@@ -38,12 +38,6 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static SnapshotRef RefOf(GoldenSnapshot s) =>
-        new(BackupNamespace.Parse(s.Namespace), s.BackupType, s.BackupId, DateTimeOffset.FromUnixTimeSeconds(s.BackupTime));
-
-    private static CryptConfig? KeyFor(GoldenSnapshot snap) =>
-        snap.KeyFile is null ? null : KeyConfig.Parse(GoldenManifest.Read(snap.KeyFile)).Open(snap.KeyPassword);
-
     [Fact]
     public async Task Listing_over_the_wire_equals_the_folder_listing()
     {
@@ -112,10 +106,10 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         using var client = fixture.TokenClient();
         using var remote = new RemoteDatastore(client, sessions);
         int refusedBefore = fixture.NotAllowedInLog();
-        await using var reader = await remote.OpenSnapshotAsync(RefOf(snap), default);
+        await using var reader = await remote.OpenSnapshotAsync(snap.Reference, default);
         string dest = Path.Combine(_dir, archiveName + ".out");
 
-        var result = await new ArchiveRestorer(reader, KeyFor(snap)).RestoreAsync(ArchiveNames.DisplayName(archiveName), dest,
+        var result = await new ArchiveRestorer(reader, snap.OpenKey()).RestoreAsync(ArchiveNames.DisplayName(archiveName), dest,
             new RestoreOptions { FetchConcurrency = fetch }, new RestoreCounters(), default);
 
         Assert.Equal(archive.PlaintextSha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
@@ -133,7 +127,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         using var client = fixture.TokenClient();
         using var remote = new RemoteDatastore(client, 3);
-        await using var reader = (RemoteSnapshotReader)await remote.OpenSnapshotAsync(RefOf(snap), default);
+        await using var reader = (RemoteSnapshotReader)await remote.OpenSnapshotAsync(snap.Reference, default);
         await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", Path.Combine(_dir, "x"),
             new RestoreOptions { FetchConcurrency = 16 }, new RestoreCounters(), default);
         Assert.True(reader.Sessions.Count(s => s.Connections == 1) >= 2, string.Join(", ", reader.Sessions.Select(s => s.Connections)));
@@ -145,7 +139,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         using var client = fixture.TokenClient();
         using var remote = new RemoteDatastore(client);
-        await using var reader = (RemoteSnapshotReader)await remote.OpenSnapshotAsync(RefOf(snap), default);
+        await using var reader = (RemoteSnapshotReader)await remote.OpenSnapshotAsync(snap.Reference, default);
         var index = FixedIndex.Parse(await reader.ReadFileAsync("drive-scsi0.img.fidx", 1 << 20, default));
         var buffer = new byte[8 << 20];
         int n = await reader.ReadRawChunkAsync(index.DigestAt(0), buffer, default);
@@ -168,10 +162,10 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
     {
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         using var client = fixture.TokenClient();
-        await using var session = client.OpenReaderSession("golden", RefOf(snap));
+        await using var session = client.OpenReaderSession("golden", snap.Reference);
         var index = FixedIndex.Parse(await session.DownloadAsync("drive-scsi0.img.fidx", 1 << 20, default));
         // A fresh session that believes it registered the index: the server disagrees.
-        await using var other = client.OpenReaderSession("golden", RefOf(snap));
+        await using var other = client.OpenReaderSession("golden", snap.Reference);
         await other.DownloadAsync("index.json.blob", 1 << 20, default);
         other.PretendIndexDownloaded("drive-scsi0.img.fidx", 1 << 20);
         var buffer = new byte[8 << 20];
@@ -186,7 +180,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
     {
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         using var client = fixture.TokenClient();
-        await using var session = client.OpenReaderSession("golden", RefOf(snap));
+        await using var session = client.OpenReaderSession("golden", snap.Reference);
         await session.DownloadAsync("drive-scsi0.img.fidx", 1 << 20, default);
         var e = await Assert.ThrowsAsync<PbsNotFoundException>(() => session.ReadChunkAsync(new ChunkDigest(new byte[32]), new byte[1024], default).AsTask());
         Assert.Equal("ChunkNotAllowed", e.ErrorId);
@@ -197,7 +191,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
     {
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         using var client = fixture.TokenClient();
-        await using var session = client.OpenReaderSession("golden", RefOf(snap));
+        await using var session = client.OpenReaderSession("golden", snap.Reference);
         var index = FixedIndex.Parse(await session.DownloadAsync("drive-scsi0.img.fidx", 1 << 20, default));
         var e = await Assert.ThrowsAsync<PbsFormatException>(() => session.ReadChunkAsync(index.DigestAt(0), new byte[10], default).AsTask());
         Assert.Equal("ChunkTooLarge", e.ErrorId);
@@ -214,7 +208,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         Assert.Equal("SnapshotNotFound", e.ErrorId);
 
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
-        await using var reader = await remote.OpenSnapshotAsync(RefOf(snap), default);
+        await using var reader = await remote.OpenSnapshotAsync(snap.Reference, default);
         var f = await Assert.ThrowsAsync<PbsNotFoundException>(() => reader.ReadFileAsync("nope.img.fidx", 1 << 20, default));
         Assert.Equal("FileNotFound", f.ErrorId);
         var big = await Assert.ThrowsAsync<PbsFormatException>(() => reader.ReadFileAsync("drive-scsi0.img.fidx", 100, default));
@@ -226,7 +220,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
     {
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         using var client = fixture.TokenClient();
-        await using var session = client.OpenReaderSession("golden", RefOf(snap));
+        await using var session = client.OpenReaderSession("golden", snap.Reference);
         double bps = await session.SpeedtestAsync(4, default);
         Assert.True(bps > 1e6, bps.ToString());
     }
@@ -251,7 +245,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
 
         using var remote = new RemoteDatastore(client);
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
-        var r = await Assert.ThrowsAsync<PbsException>(() => remote.OpenSnapshotAsync(RefOf(snap), default));
+        var r = await Assert.ThrowsAsync<PbsException>(() => remote.OpenSnapshotAsync(snap.Reference, default));
         Assert.Equal("AuthenticationFailed", r.ErrorId);
         AssertNoSecret(r.ToString());
     }
@@ -274,7 +268,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         using var remote = new RemoteDatastore(client, 2);
         Assert.NotEmpty(await remote.ListSnapshotsAsync(BackupNamespace.Root, null, null, default));
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
-        await using var reader = await remote.OpenSnapshotAsync(RefOf(snap), default);
+        await using var reader = await remote.OpenSnapshotAsync(snap.Reference, default);
         string dest = Path.Combine(_dir, "t.img");
         await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions(), new RestoreCounters(), default);
         var archive = snap.Archives.Single(a => a.Name == "drive-scsi0.img.fidx");
@@ -294,7 +288,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         AssertNoSecret(e.ToString());
 
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
-        var r = await Assert.ThrowsAsync<PbsException>(() => new RemoteDatastore(client).OpenSnapshotAsync(RefOf(snap), default));
+        var r = await Assert.ThrowsAsync<PbsException>(() => new RemoteDatastore(client).OpenSnapshotAsync(snap.Reference, default));
         Assert.Equal("CertificateFingerprintMismatch", r.ErrorId);
         Assert.Contains(fixture.Server.Fingerprint, r.Message);
     }
@@ -316,7 +310,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         using var client = fixture.TokenClient();
         using var remote = new RemoteDatastore(client, 2);
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
-        await using var reader = (RemoteSnapshotReader)await remote.OpenSnapshotAsync(RefOf(snap), default);
+        await using var reader = (RemoteSnapshotReader)await remote.OpenSnapshotAsync(snap.Reference, default);
         var settings = PbsConnectionSettings.Resolve(fixture.Repository(TestServer.DefaultTokenId), fixture.Server.Fingerprint, TestServer.DefaultTokenSecret, _ => null);
         foreach (var o in new object[] { client, remote, reader, reader.Sessions[0], settings, client.Auth, client.Repository,
                      (await remote.ListSnapshotsAsync(BackupNamespace.Root, null, null, default))[0] })

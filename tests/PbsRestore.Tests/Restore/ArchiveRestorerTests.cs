@@ -21,20 +21,9 @@ public sealed class ArchiveRestorerTests : IDisposable
         return data;
     }
 
-    private static async Task<ISnapshotReader> Open(string snapshotPath)
-    {
-        var snap = GoldenManifest.Instance.Snapshot(snapshotPath);
-        var store = new LocalDatastore(TestPaths.GoldenPath("datastore"));
-        var reference = new SnapshotRef(BackupNamespace.Parse(snap.Namespace), snap.BackupType, snap.BackupId,
-            DateTimeOffset.FromUnixTimeSeconds(snap.BackupTime));
-        return await store.OpenSnapshotAsync(reference, default);
-    }
+    private static Task<ISnapshotReader> Open(string snapshotPath) => GoldenManifest.Instance.Snapshot(snapshotPath).OpenAsync();
 
-    private static CryptConfig? KeyFor(string snapshotPath)
-    {
-        var snap = GoldenManifest.Instance.Snapshot(snapshotPath);
-        return snap.KeyFile is null ? null : KeyConfig.Parse(GoldenManifest.Read(snap.KeyFile)).Open(snap.KeyPassword);
-    }
+    private static CryptConfig? KeyFor(string snapshotPath) => GoldenManifest.Instance.Snapshot(snapshotPath).OpenKey();
 
     [Theory]
     [MemberData(nameof(GoldenArchives))]

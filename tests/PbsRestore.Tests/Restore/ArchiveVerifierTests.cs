@@ -117,16 +117,6 @@ public sealed class ArchiveVerifierTests
         Assert.Empty(reported);
     }
 
-    private static async Task<ISnapshotReader> Open(GoldenSnapshot snap, string datastore)
-    {
-        var reference = new SnapshotRef(BackupNamespace.Parse(snap.Namespace), snap.BackupType, snap.BackupId,
-            DateTimeOffset.FromUnixTimeSeconds(snap.BackupTime));
-        return await new LocalDatastore(datastore).OpenSnapshotAsync(reference, default);
-    }
-
-    private static CryptConfig? KeyFor(GoldenSnapshot snap) =>
-        snap.KeyFile is null ? null : KeyConfig.Parse(GoldenManifest.Read(snap.KeyFile)).Open(snap.KeyPassword);
-
     public static TheoryData<string> GoldenSnapshots()
     {
         var data = new TheoryData<string>();
@@ -139,8 +129,8 @@ public sealed class ArchiveVerifierTests
     public async Task Every_golden_archive_verifies_ok(string snapshotPath)
     {
         var snap = GoldenManifest.Instance.Snapshot(snapshotPath);
-        var crypt = KeyFor(snap);
-        await using var reader = await Open(snap, TestPaths.GoldenPath("datastore"));
+        var crypt = snap.OpenKey();
+        await using var reader = await snap.OpenAsync();
         var (manifest, entries) = await new SnapshotRestorer(reader, crypt).SelectAsync(_ => true, default);
         Assert.Equal(manifest.Files.Count, entries.Count);
         foreach (var entry in entries)

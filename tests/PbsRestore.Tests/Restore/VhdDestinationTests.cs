@@ -30,8 +30,9 @@ public sealed class VhdDestinationTests : IDisposable
     {
         var golden = GoldenManifest.Instance.Snapshot(snapshotPath).Archives.Single(a => a.Name == archiveName);
         string dest = Path.Combine(_dir.Path, archiveName + ".vhd");
-        await using var reader = await OpenGoldenAsync(snapshotPath);
-        await RestoreAsync(reader, GoldenKey(snapshotPath), ArchiveNames.DisplayName(archiveName),
+        var snapshot = GoldenManifest.Instance.Snapshot(snapshotPath);
+        await using var reader = await snapshot.OpenAsync();
+        await RestoreAsync(reader, snapshot.OpenKey(), ArchiveNames.DisplayName(archiveName),
             ix => VhdDestination.Create(dest, ix.Size, force: false));
 
         Assert.False(File.Exists(DestinationFile.PartialPathFor(dest)));

@@ -24,8 +24,9 @@ public sealed class VhdxDestinationTests : IDisposable
     {
         var golden = GoldenManifest.Instance.Snapshot(snapshotPath).Archives.Single(a => a.Name == archiveName);
         string dest = Path.Combine(_dir.Path, archiveName + ".vhdx");
-        await using var reader = await OpenGoldenAsync(snapshotPath);
-        var index = await RestoreAsync(reader, GoldenKey(snapshotPath), ArchiveNames.DisplayName(archiveName),
+        var snapshot = GoldenManifest.Instance.Snapshot(snapshotPath);
+        await using var reader = await snapshot.OpenAsync();
+        var index = await RestoreAsync(reader, snapshot.OpenKey(), ArchiveNames.DisplayName(archiveName),
             ix => VhdxDestination.Create(dest, ix.Size, ix.MaxChunkSize, force: false));
 
         Assert.False(File.Exists(DestinationFile.PartialPathFor(dest)));

@@ -153,24 +153,6 @@ internal static class DiskImageTestSupport
         return data;
     }
 
-    public static async Task<ISnapshotReader> OpenGoldenAsync(string snapshotPath)
-    {
-        var snap = GoldenManifest.Instance.Snapshot(snapshotPath);
-        var store = new LocalDatastore(TestPaths.GoldenPath("datastore"));
-        var reference = new SnapshotRef(BackupNamespace.Parse(snap.Namespace), snap.BackupType, snap.BackupId,
-            DateTimeOffset.FromUnixTimeSeconds(snap.BackupTime));
-        return await store.OpenSnapshotAsync(reference, default);
-    }
-
-    public static CryptConfig? GoldenKey(string snapshotPath)
-    {
-        var snap = GoldenManifest.Instance.Snapshot(snapshotPath);
-        if (snap.KeyFile is null) return null;
-        return snap.KeyFile.EndsWith("scrypt.key.json", StringComparison.Ordinal)
-            ? FormatsTestSupport.ScryptKey
-            : KeyConfig.Parse(GoldenManifest.Read(snap.KeyFile)).Open(snap.KeyPassword);
-    }
-
     /// <summary>
     /// Restores <paramref name="archive"/> through the real pipeline into the destination <paramref name="create"/>
     /// makes from the index (size, largest chunk), then commits it. Returns the index.
