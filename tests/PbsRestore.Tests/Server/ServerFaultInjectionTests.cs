@@ -19,11 +19,7 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
 
     private async Task<HttpClient> SessionAsync(TestServer server, StrongBox<int>? connections = null)
     {
-        // A stream window larger than any chunk here (1 MiB + header): Kestrel can lose the response that follows one
-        // which spanned several stream windows when that one's late WINDOW_UPDATEs arrive after its end (seen here as
-        // a 60 s hang about once in 15 runs of this class; dotnet/aspnetcore#53736, open). These tests are about
-        // the fault flags, not about that; the restore client recovers from it by its stall timeout.
-        var http = ReaderTestClient.Create(server, store.Query, TestServer.DefaultTokenHeader, connections, streamWindow: 8 << 20);
+        var http = ReaderTestClient.Create(server, store.Query, TestServer.DefaultTokenHeader, connections, ReaderTestClient.WholeChunkWindow);
         http.Timeout = TimeSpan.FromSeconds(60); // a hung response fails in a minute, not five
         await http.GetByteArrayAsync("download?file-name=drive-scsi0.img.fidx");
         return http;

@@ -45,8 +45,7 @@ public sealed class ServerInjectionTests(InjectionDatastoreFixture store) : ICla
 
     private async Task<HttpClient> SessionAsync(TestServer server)
     {
-        // Larger than any chunk here: see ServerFaultInjectionTests.SessionAsync (dotnet/aspnetcore#53736).
-        var http = ReaderTestClient.Create(server, store.Query, TestServer.DefaultTokenHeader, streamWindow: 8 << 20);
+        var http = ReaderTestClient.Create(server, store.Query, TestServer.DefaultTokenHeader, streamWindow: ReaderTestClient.WholeChunkWindow);
         await http.GetByteArrayAsync("download?file-name=drive-scsi0.img.fidx");
         return http;
     }
