@@ -246,8 +246,9 @@ function Invoke-Package {
     Remove-Item -LiteralPath (Join-Path $target 'bin/en-US') -Recurse -Force -ErrorAction SilentlyContinue
     Copy-Item -LiteralPath (Join-Path $Root 'module/en-US') -Destination (Join-Path $target 'en-US') -Recurse
     Copy-Item -LiteralPath (Join-Path $Root 'module/PbsRestore.Format.ps1xml') -Destination $target
+    Copy-Item -LiteralPath (Join-Path $Root 'module/PbsRestore.Types.ps1xml') -Destination $target
     $manifest = Get-Content -LiteralPath (Join-Path $Root 'PbsRestore.psd1') -Raw
-    $manifest = $manifest.Replace("'module/bin/PbsRestore.PowerShell.dll'", "'bin/PbsRestore.PowerShell.dll'").Replace("'module/PbsRestore.Format.ps1xml'", "'PbsRestore.Format.ps1xml'")
+    $manifest = $manifest.Replace("'module/bin/PbsRestore.PowerShell.dll'", "'bin/PbsRestore.PowerShell.dll'").Replace("'module/PbsRestore.Format.ps1xml'", "'PbsRestore.Format.ps1xml'").Replace("'module/PbsRestore.Types.ps1xml'", "'PbsRestore.Types.ps1xml'")
     Set-Content -LiteralPath (Join-Path $target 'PbsRestore.psd1') -Value $manifest -Encoding utf8
     $info = Test-ModuleManifest -Path (Join-Path $target 'PbsRestore.psd1')
     Write-Host "Packaged PbsRestore $($info.Version) (PowerShell $($info.PowerShellVersion)+, $($info.CompatiblePSEditions -join ', ')) with $($info.ExportedCmdlets.Count) cmdlets in $target"

@@ -19,7 +19,8 @@ Describe 'build.ps1 Package' {
 
     It 'holds the binaries, help and formats and nothing from the build tree' {
         foreach ($f in 'bin/PbsRestore.PowerShell.dll', 'bin/deps/PbsRestore.Core.dll', 'bin/deps/ZstdSharp.dll', 'bin/deps/BouncyCastle.Cryptography.dll',
-            'bin/deps/System.IO.Hashing.dll', 'en-US/PbsRestore.PowerShell.dll-Help.xml', 'en-US/about_PbsRestore.help.txt', 'PbsRestore.Format.ps1xml') {
+            'bin/deps/System.IO.Hashing.dll', 'en-US/PbsRestore.PowerShell.dll-Help.xml', 'en-US/about_PbsRestore.help.txt', 'PbsRestore.Format.ps1xml',
+            'PbsRestore.Types.ps1xml') {
             Test-Path -LiteralPath (Join-Path $script:Package $f) | Should -BeTrue -Because $f
         }
         @(Get-ChildItem -LiteralPath $script:Package -Recurse -Include '*.pdb', '*.cs', 'obj').Count | Should -Be 0
