@@ -264,7 +264,7 @@ Describe 'examples/Measure-AndTune.ps1' {
 Describe 'examples: comment-based help' {
     It '<Name> has a synopsis, a description, every parameter documented and examples' -TestCases @(
         @{ Name = 'Restore-LatestVmDisk.ps1' }, @{ Name = 'Restore-VmListInParallel.ps1' },
-        @{ Name = 'Invoke-DisasterRecoveryFromFolder.ps1' }, @{ Name = 'Measure-AndTune.ps1' }) {
+        @{ Name = 'Invoke-DisasterRecoveryFromFolder.ps1' }, @{ Name = 'Measure-AndTune.ps1' }, @{ Name = 'Invoke-RecoveryAcrossHosts.ps1' }) {
         param($Name)
         $path = Join-Path $Examples $Name
         $help = Get-Help $path -Full
