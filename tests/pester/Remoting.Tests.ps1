@@ -242,3 +242,105 @@ Describe 'Restore-PbsImage in a remote session over SSH' {
         }
     }
 }
+
+Describe 'examples/Invoke-RecoveryAcrossHosts.ps1 with two hosts over SSH' {
+    BeforeAll {
+        $script:Runbook = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../examples/Invoke-RecoveryAcrossHosts.ps1'))
+        function script:Invoke-Runbook([hashtable] $Parameters) {
+            # In its own runspace, so the caller's streams (progress included) can be read afterwards.
+            $ps = [powershell]::Create()
+            try {
+                [void]$ps.AddScript({
+                        param($Manifest, $Path, $P)
+                        Import-Module $Manifest
+                        & $Path @P
+                    }).AddArgument($ModuleManifest).AddArgument($Runbook).AddArgument($Parameters)
+                $output = @($ps.Invoke())
+                [pscustomobject]@{
+                    Output      = $output
+                    Progress    = @($ps.Streams.Progress)
+                    Errors      = @($ps.Streams.Error)
+                    Warnings    = @($ps.Streams.Warning | ForEach-Object Message)
+                    Text        = (@($ps.Streams.Information | ForEach-Object { "$($_.MessageData)" }) -join "`n")
+                }
+            } finally { $ps.Dispose() }
+        }
+        $script:Hosts = @{
+            HostName = '127.0.0.1', 'localhost'
+            Repository = $Repo; Fingerprint = $Fp; Credential = $Cred; ModulePath = $ModuleManifest
+        }
+        if ($Sshd) { $Hosts += @{ UserName = $Sshd.UserName; KeyFilePath = $Sshd.KeyFilePath; Port = $Sshd.Port; SshOption = $Sshd.Options } }
+        $script:Csv = Join-Path $TestDrive 'vms.csv'
+        @([pscustomobject]@{ VM = '101'; Namespace = '' }, [pscustomobject]@{ VM = 'ct/200'; Namespace = 'prod/web' }, [pscustomobject]@{ VM = 'vm/100'; Namespace = '' }) |
+            Export-Csv -LiteralPath $script:Csv -NoTypeInformation
+    }
+
+    It '-WhatIf prints the plan: largest first onto the least-loaded host, and restores nothing' {
+        if (Skip-WithoutSsh) { return }
+        $dest = Join-Path $TestDrive 'whatif'
+        $run = Invoke-Runbook ($Hosts + @{ CsvPath = $Csv; Destination = $dest; WhatIf = $true; PassThru = $true })
+        $run.Errors | Should -BeNullOrEmpty
+        $plan = $run.Output
+        @($plan | ForEach-Object { "$($_.Host)=$($_.VM)" }) | Should -Be @('127.0.0.1=vm/100', 'localhost=vm/101', 'localhost=prod/web/ct/200')
+        $plan[0].Bytes | Should -Be (Get-PbsSnapshot -Repository $Repo -Fingerprint $Fp -Credential $Cred -BackupType vm -BackupId 100 -Latest).Size
+        $run.Text | Should -Match 'Plan: 3 VM\(s\), 0[.,]34 GiB onto 2 host\(s\)'
+        $run.Text | Should -Match '127\.0\.0\.1\s+1\s+0[.,]25\s+74\s?%'
+        Test-Path -LiteralPath $dest | Should -BeFalse
+        $run.Progress | Should -BeNullOrEmpty
+    }
+
+    It 'restores three VMs on two hosts bit-exactly, shows their progress here, and gives one results table' {
+        if (Skip-WithoutSsh) { return }
+        $dest = Join-Path $TestDrive 'fanout'
+        $run = Invoke-Runbook ($Hosts + @{ CsvPath = $Csv; Destination = $dest; Keyfile = $DemoKey; KeyPassword = $KeyPassword; ThrottlePerHost = 2; PassThru = $true })
+        $run.Errors | Should -BeNullOrEmpty
+        $rows = $run.Output
+        $rows.Count | Should -Be 3
+        @($rows | ForEach-Object { "$($_.Host)=$($_.VM)=$($_.Status)=$($_.Attempts)" }) | Should -Be @('127.0.0.1=vm/100=OK=1', 'localhost=prod/web/ct/200=OK=1', 'localhost=vm/101=OK=1')
+        @($rows.Archives) | Should -Be @(2, 2, 2)
+        $rows[0].Bytes | Should -Be (268435456 + 384)
+        foreach ($r in $rows) {
+            $r.Seconds | Should -BeGreaterThan 0
+            $r.MBps | Should -Be ([math]::Round($r.Bytes / 1MB / $r.Seconds, 1))
+            foreach ($x in $r.Results) {
+                # Deserialized results from the host, each file checked against the writer's SHA-256.
+                $x.PSObject.TypeNames[0] | Should -Be 'Deserialized.PbsRestore.Restore.RestoreResult'
+                $x.Destination | Should -BeLike "$dest*"
+                Get-Sha256 $x.Destination | Should -BeExactly (Get-DemoSha $x.Snapshot $x.Archive)
+            }
+        }
+        @($rows.Results.Destination | Sort-Object -Unique).Count | Should -Be 6
+        # The hosts' progress reached this runspace, per host and per VM.
+        $activities = @($run.Progress.Activity | Sort-Object -Unique)
+        $activities | Should -Contain '127.0.0.1: vm/100'
+        $activities | Should -Contain 'localhost: vm/101'
+        $activities | Should -Contain 'Host localhost'
+        @($run.Progress | Where-Object { $_.Activity -eq '127.0.0.1: vm/100' -and $_.StatusDescription -match '^Restoring drive-scsi0\.img: .*MiB of 256\.0 MiB' }).Count | Should -BeGreaterThan 0
+        # The module's view for the deserialized results.
+        ($rows[0].Results | Format-Table | Out-String -Width 300) | Should -Match 'Snapshot\s+Archive\s+Format\s+Size\s+Duration\s+MB/s\s+Destination'
+        foreach ($h in 'VM', 'Host', 'Archives', 'MiB', 'Seconds', 'MBps', 'Attempts', 'Status') { $run.Text | Should -Match "\b$h\b" }
+        $run.Text | Should -Match 'Total: 3 of 3 VM\(s\) restored'
+        Test-NoSecret ($run.Text + ($run.Progress | ForEach-Object { "$($_.Activity) $($_.StatusDescription)" }) + ($rows | Format-List * | Out-String))
+    }
+
+    It 'retries a failed VM on the same host with -Resume, then reports it with its error id, and the others still restore' {
+        if (Skip-WithoutSsh) { return }
+        $dest = Join-Path $TestDrive 'retry'
+        # No key: the encrypted VM fails on its host, the first run and the retry.
+        $run = Invoke-Runbook ($Hosts + @{ VmId = '100', '101'; Destination = $dest; ThrottlePerHost = 1; PassThru = $true })
+        $rows = $run.Output
+        @($rows | ForEach-Object { "$($_.Host)=$($_.VM)=$($_.Status)=$($_.Attempts)" }) | Should -Be @('127.0.0.1=vm/100=OK=1', 'localhost=vm/101=Failed=2')
+        $rows[0].Results[0].Destination | Should -Not -BeNullOrEmpty
+        Get-Sha256 ($rows[0].Results | Where-Object Archive -EQ 'drive-scsi0.img').Destination | Should -BeExactly (Get-DemoSha 'vm/100/2024-05-02T10:00:00Z' 'drive-scsi0.img')
+        # The error as the host raised it: its id survives the trip.
+        $local = $null
+        try { Restore-PbsImage -Repository $Repo -Fingerprint $Fp -Credential $Cred -Snapshot vm/101 -DestinationFolder (Join-Path $TestDrive 'retry-local') -ErrorAction Stop } catch { $local = $_ }
+        $rows[1].ErrorId | Should -BeExactly $local.FullyQualifiedErrorId
+        $rows[1].Error | Should -BeExactly $local.Exception.Message
+        @($run.Warnings | Where-Object { $_ -match '^vm/101 failed on localhost \(attempt 1\): .* - retrying there with -Resume$' }).Count | Should -Be 1
+        @($run.Errors).Count | Should -Be 1
+        "$($run.Errors[0])" | Should -Match '1 VM\(s\) failed: vm/101 on localhost'
+        $run.Text | Should -Match 'Total: 1 of 2 VM\(s\) restored'
+        Test-NoSecret ($run.Text + ($run.Warnings -join "`n") + "$($run.Errors)")
+    }
+}

@@ -115,7 +115,8 @@ function Start-TestSshd {
     # Our own known_hosts with our host key: the client checks it strictly and never writes to ~/.ssh.
     $knownHosts = Join-Path $Folder 'known_hosts'
     $pub = (Get-Content -LiteralPath "$hostKey.pub" -Raw).Trim() -split ' '
-    [System.IO.File]::WriteAllText($knownHosts, "[127.0.0.1]:$port $($pub[0]) $($pub[1])`n")
+    # Both names, so that two "hosts" can be 127.0.0.1 and localhost.
+    [System.IO.File]::WriteAllText($knownHosts, "[127.0.0.1]:$port $($pub[0]) $($pub[1])`n[localhost]:$port $($pub[0]) $($pub[1])`n")
     [pscustomobject]@{
         HostName    = '127.0.0.1'
         Port        = $port
