@@ -98,7 +98,9 @@
     Replace files that exist on the hosts (first attempt only).
 
 .PARAMETER PassThru
-    Output the results rows (and the plan with -WhatIf) as objects.
+    Output the results rows (and the plan with -WhatIf) as objects: VM, Host, Snapshot, Archives, Bytes, Seconds,
+    MBps, Attempts, Status, ErrorId, Error, Results (the hosts' RestoreResult objects, deserialized), Started and
+    Finished (UTC, the last attempt).
 
 .PARAMETER WhatIf
     Print the plan (which VM goes to which host, each host's share) and restore nothing.
@@ -236,7 +238,8 @@ end {
     # --- 3. sessions, one per restore slot, and the remote restore -----------------------------------------
     $slots = [System.Collections.Generic.List[object]]::new()
     $results = [System.Collections.Generic.List[object]]::new()
-    $clock = [Diagnostics.Stopwatch]::StartNew()
+    $setup = [Diagnostics.Stopwatch]::StartNew()
+    $clock = [Diagnostics.Stopwatch]::new()   # the restores, from when every session is open
     try {
         foreach ($h in $go) {
             $n = [math]::Min($ThrottlePerHost, $h.Queue.Count)
@@ -254,9 +257,12 @@ end {
                     if ($SshOption) { $p.Options = $SshOption }
                     New-PSSession @p
                 }
-                $slots.Add([pscustomobject]@{ Id = 100 + $slots.Count; Host = $h; Session = $session; Job = $null; Vm = $null; Attempt = 0; Seen = 0; Started = $null })
+                $slots.Add([pscustomobject]@{ Id = 100 + $slots.Count; Host = $h; Session = $session; Job = $null; Vm = $null; Attempt = 0; Seen = 0; Started = $null; StartedAt = $null })
             }
         }
+        $setup.Stop()
+        Write-Host ("{0} session(s) to {1} host(s) opened in {2:N1} s." -f $slots.Count, $go.Count, $setup.Elapsed.TotalSeconds)
+        $clock.Start()
         $retries = @{}
         foreach ($h in $go) { $retries[$h.Label] = [System.Collections.Generic.Queue[object]]::new() }
         $attempts = @{}
@@ -291,7 +297,7 @@ end {
                     if ($t.Force) { $r.Force = $true }
                     Restore-PbsImage @r
                 }
-                $slot.Vm = $vm; $slot.Attempt = $attempts[$vm.VM]; $slot.Seen = 0; $slot.Started = $clock.Elapsed
+                $slot.Vm = $vm; $slot.Attempt = $attempts[$vm.VM]; $slot.Seen = 0; $slot.Started = $clock.Elapsed; $slot.StartedAt = [DateTime]::UtcNow
             }
             $running = @($slots | Where-Object Job)
             if ($running.Count -eq 0) { break }
@@ -337,7 +343,7 @@ end {
                         Attempts = $slot.Attempt; Status = if ($failure) { 'Failed' } else { 'OK' }
                         ErrorId = if ($failure) { $failure.FullyQualifiedErrorId } else { $null }
                         Error = if ($failure) { $failure.Exception.Message } else { $null }
-                        Results = $out
+                        Results = $out; Started = $slot.StartedAt; Finished = [DateTime]::UtcNow
                     })
             }
         }
@@ -351,7 +357,7 @@ end {
     $clock.Stop()
     foreach ($u in $unresolved) {
         $results.Add([pscustomobject]@{ VM = $u.VM; Host = $null; Snapshot = $null; Archives = 0; Bytes = [long]0; Seconds = 0; MBps = 0
-                Attempts = 0; Status = 'Failed'; ErrorId = 'NotFound'; Error = $u.Error; Results = @() })
+                Attempts = 0; Status = 'Failed'; ErrorId = 'NotFound'; Error = $u.Error; Results = @(); Started = $null; Finished = $null })
     }
 
     # --- 5. the results table and the summary ---------------------------------------------------------------
@@ -368,7 +374,7 @@ end {
     $okAll = @($rows | Where-Object Status -EQ 'OK')
     $totalBytes = [long](($okAll | Measure-Object Bytes -Sum).Sum)
     Write-Host ($summary | Format-Table -AutoSize | Out-String).TrimEnd()
-    Write-Host ("Total: {0} of {1} VM(s) restored, {2:N1} MiB in {3:N1} s wall-clock = {4:N1} MB/s over {5} host(s)." -f
+    Write-Host ("Total: {0} of {1} VM(s) restored, {2:N1} MiB in {3:N1} s wall-clock (sessions open) = {4:N1} MB/s over {5} host(s)." -f
         $okAll.Count, $rows.Count, ($totalBytes / 1MB), $wall, ($(if ($wall -gt 0) { $totalBytes / 1MB / $wall } else { 0 })), $go.Count)
     Write-Host '(MB = 2^20 bytes; a VM''s Seconds: its last attempt, from its start on a session to its end.)'
     if ($PassThru) { $rows }
