@@ -257,6 +257,8 @@ end {
                     if ($SshOption) { $p.Options = $SshOption }
                     New-PSSession @p
                 }
+                # The module is loaded once per session, now: a host without it fails here, before any restore starts.
+                Invoke-Command -Session $session -ErrorAction Stop -ScriptBlock { Import-Module $using:ModulePath }
                 $slots.Add([pscustomobject]@{ Id = 100 + $slots.Count; Host = $h; Session = $session; Job = $null; Vm = $null; Attempt = 0; Seen = 0; Started = $null; StartedAt = $null })
             }
         }
@@ -288,7 +290,6 @@ end {
                 $slot.Job = Invoke-Command -Session $slot.Session -AsJob -ScriptBlock {
                     $t = $using:task
                     $ErrorActionPreference = 'Stop'
-                    if (-not (Get-Module PbsRestore)) { Import-Module $t.ModulePath }
                     $r = @{ Repository = $t.Repository; Snapshot = $t.Snapshot; DestinationFolder = $t.Destination }
                     foreach ($name in 'Fingerprint', 'Credential', 'Namespace', 'Archive', 'Keyfile', 'KeyPassword', 'Connections') {
                         if ($t.$name) { $r[$name] = $t.$name }
