@@ -18,7 +18,7 @@
                        is full, as when each host's NIC is the limit)
         slow server    --chunk-latency-ms with --max-parallel-reads (the server's disks answer slowly and serve
                        only so many reads at once)
-    Every restored disk is checked by SHA-256. MB/s = all bytes / the restore phase (first VM started to last VM
+    Every restored disk is checked by SHA-256. MB/s (the median of -Repeat runs) = all bytes / the restore phase (first VM started to last VM
     finished, from the runbook's rows); Setup is the rest of the runbook's wall-clock time (listing, opening the
     sessions and importing the module there). Prints a table and the command that made it.
 
@@ -38,6 +38,9 @@
 .PARAMETER Scenario
     Which scenarios to run (default all).
 
+.PARAMETER Repeat
+    Runs of each config per scenario (default 1); the table shows the median and the range (MB/s).
+
 .PARAMETER Work
     The working folder (default artifacts/fanout); the datastore is kept there for the next run.
 
@@ -52,6 +55,7 @@ param(
     [int] $LatencyMs = 500,
     [int] $ParallelReads = 2,
     [string[]] $Scenario = @('unlimited', 'server link', 'host link', 'slow server'),
+    [ValidateRange(1, 20)] [int] $Repeat = 1,
     [string] $Work,
     [switch] $PassThru
 )
@@ -106,8 +110,9 @@ try {
         $s = $scenarios[$name]
         $server = Start-TestServer -Datastore @{ fan = $ds } -Token "${tokenId}:$secret" -ExtraArgument $s.Args -LogFolder (Join-Path $Work 'server')
         try {
-            $base = $null
-            foreach ($c in $configs) {
+            $runs = @{}
+            # Rounds go through the three configs in turn, so a busy spell of the machine hits them alike.
+            foreach ($round in 1..$Repeat) { foreach ($c in $configs) {
                 $dest = Join-Path $Work 'restored'
                 if (Test-Path -LiteralPath $dest) { Remove-Item -LiteralPath $dest -Recurse -Force }
                 $p = @{
@@ -129,22 +134,30 @@ try {
                 $bytes = [long](($result | Measure-Object Bytes -Sum).Sum)
                 $phase = (($result | Measure-Object Finished -Maximum).Maximum - ($result | Measure-Object Started -Minimum).Minimum).TotalSeconds
                 $mbps = $bytes / 1MB / $phase
-                if ($null -eq $base) { $base = $mbps }
+                if (-not $runs[$c.Name]) { $runs[$c.Name] = [Collections.Generic.List[object]]::new() }
+                $runs[$c.Name].Add([pscustomobject]@{ Bytes = $bytes; Phase = $phase; Setup = $clock.Elapsed.TotalSeconds - $phase; MBps = $mbps })
+                Write-Host ("{0,-12} {1,-12} round {5}: {2,6:N1} s {3,7:N1} MB/s (runbook {4:N1} s)" -f $name, $c.Name, $phase, $mbps, $clock.Elapsed.TotalSeconds, $round)
+            } }
+            $median = { param($values) $v = @($values | Sort-Object); $v[[int][math]::Floor(($v.Count - 1) / 2)] }
+            $base = & $median $runs[$configs[0].Name].MBps
+            foreach ($c in $configs) {
+                $r = $runs[$c.Name]
+                $m = & $median $r.MBps
                 $rows.Add([pscustomobject]@{
-                        Scenario = $name; Limit = $s.Note; Config = $c.Name; MiB = [math]::Round($bytes / 1MB)
-                        Seconds = [math]::Round($phase, 1); Setup = [math]::Round($clock.Elapsed.TotalSeconds - $phase, 1); MBps = [math]::Round($mbps, 1)
-                        VsOneHost = '{0:N2}x' -f ($mbps / $base); Verified = 'SHA-256 OK'
+                        Scenario = $name; Limit = $s.Note; Config = $c.Name; MiB = [math]::Round($r[0].Bytes / 1MB)
+                        Seconds = [math]::Round((& $median $r.Phase), 1); Setup = [math]::Round((& $median $r.Setup), 1); MBps = [math]::Round($m, 1)
+                        Range = if ($r.Count -gt 1) { '{0:N1}-{1:N1}' -f @(($r.MBps | Measure-Object -Minimum).Minimum, ($r.MBps | Measure-Object -Maximum).Maximum) } else { '-' }
+                        VsOneHost = '{0:N2}x' -f ($m / $base); Verified = 'SHA-256 OK'
                     })
-                Write-Host ("{0,-12} {1,-12} {2,6:N1} s {3,7:N1} MB/s (runbook {4:N1} s)" -f $name, $c.Name, $phase, $mbps, $clock.Elapsed.TotalSeconds)
             }
         } finally { Stop-TestServer $server }
     }
 } finally {
     Stop-TestSshd $sshd
 }
-$rows | Format-Table Scenario, Config, MiB, Seconds, MBps, VsOneHost, Setup, Verified, Limit -AutoSize | Out-String -Width 220 | Write-Host
+$rows | Format-Table Scenario, Config, MiB, Seconds, MBps, Range, VsOneHost, Setup, Verified, Limit -AutoSize | Out-String -Width 220 | Write-Host
 $cores = [Environment]::ProcessorCount
 $load = if (Test-Path /proc/loadavg) { (Get-Content /proc/loadavg).Split(' ')[0..2] -join ' ' } else { '?' }
 Write-Host "Machine: $cores cores, load average $load at the end; MB = 2^20 bytes; all sessions on this machine."
-Write-Host "Command: dotnet pwsh ./bench/Measure-FanOut.ps1 -SizeMiB $($SizeMiB -join ',') -Mbit $Mbit -LatencyMs $LatencyMs -ParallelReads $ParallelReads -Scenario '$($Scenario -join ',')'"
+Write-Host "Command: dotnet pwsh ./bench/Measure-FanOut.ps1 -SizeMiB $($SizeMiB -join ',') -Mbit $Mbit -LatencyMs $LatencyMs -ParallelReads $ParallelReads -Repeat $Repeat -Scenario '$($Scenario -join ',')'"
 if ($PassThru) { $rows }
