@@ -21,12 +21,18 @@ function Install-OpenSshServer {
     if (-not (Get-Command apt-get -CommandType Application -ErrorAction SilentlyContinue)) { throw 'sshd not found and apt-get is not available' }
     # Another apt-get may hold the lock (DPkg::Lock::Timeout waits for it); an old package list needs an update.
     $apt = @('install', '-y', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=300', 'openssh-server', 'openssh-client')
+    # Only the binaries are wanted, not a system sshd on port 22: containers usually forbid service starts
+    # (policy-rc.d); elsewhere invoke-rc.d starts nothing for runlevel 1.
+    $saved = $env:DEBIAN_FRONTEND, $env:RUNLEVEL
     $env:DEBIAN_FRONTEND = 'noninteractive'
-    & apt-get @apt *> $null
-    if ($LASTEXITCODE -ne 0) {
-        & apt-get update -o DPkg::Lock::Timeout=300 *> $null
+    $env:RUNLEVEL = '1'
+    try {
         & apt-get @apt *> $null
-    }
+        if ($LASTEXITCODE -ne 0) {
+            & apt-get update -o DPkg::Lock::Timeout=300 *> $null
+            & apt-get @apt *> $null
+        }
+    } finally { $env:DEBIAN_FRONTEND, $env:RUNLEVEL = $saved }
     if (-not (Get-SshdPath)) { throw "apt-get install openssh-server failed (exit code $LASTEXITCODE)" }
 }
 
