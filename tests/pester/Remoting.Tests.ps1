@@ -246,15 +246,15 @@ Describe 'Restore-PbsImage in a remote session over SSH' {
 Describe 'examples/Invoke-RecoveryAcrossHosts.ps1 with two hosts over SSH' {
     BeforeAll {
         $script:Runbook = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../examples/Invoke-RecoveryAcrossHosts.ps1'))
-        function script:Invoke-Runbook([hashtable] $Parameters) {
+        function script:Invoke-Runbook([hashtable] $Parameters, [object[]] $Pipe) {
             # In its own runspace, so the caller's streams (progress included) can be read afterwards.
             $ps = [powershell]::Create()
             try {
                 [void]$ps.AddScript({
-                        param($Manifest, $Path, $P)
+                        param($Manifest, $Path, $P, $Pipe)
                         Import-Module $Manifest
-                        & $Path @P
-                    }).AddArgument($ModuleManifest).AddArgument($Runbook).AddArgument($Parameters)
+                        if ($Pipe) { $Pipe | & $Path @P } else { & $Path @P }
+                    }).AddArgument($ModuleManifest).AddArgument($Runbook).AddArgument($Parameters).AddArgument($Pipe)
                 $output = @($ps.Invoke())
                 [pscustomobject]@{
                     Output      = $output
@@ -287,6 +287,13 @@ Describe 'examples/Invoke-RecoveryAcrossHosts.ps1 with two hosts over SSH' {
         $run.Text | Should -Match '127\.0\.0\.1\s+1\s+0[.,]25\s+74\s?%'
         Test-Path -LiteralPath $dest | Should -BeFalse
         $run.Progress | Should -BeNullOrEmpty
+
+        # The same from snapshot objects piped in (Get-PbsSnapshot), with an archive filter: only the disks count.
+        $piped = @(Get-PbsSnapshot -Repository $Repo -Fingerprint $Fp -Credential $Cred | Group-Object BackupType, BackupId | ForEach-Object { $_.Group | Sort-Object BackupTime | Select-Object -Last 1 })
+        $run = Invoke-Runbook ($Hosts + @{ Destination = $dest; Archive = 'drive-*'; WhatIf = $true; PassThru = $true }) $piped
+        $run.Errors | Should -BeNullOrEmpty
+        @($run.Output | ForEach-Object { "$($_.Host)=$($_.VM)=$($_.Bytes)" }) | Should -Be @('127.0.0.1=vm/100=268435456', 'localhost=vm/101=67108864', 'localhost=prod/web/ct/200=0')
+        Test-Path -LiteralPath $dest | Should -BeFalse
     }
 
     It 'restores three VMs on two hosts bit-exactly, shows their progress here, and gives one results table' {
