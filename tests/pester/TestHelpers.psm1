@@ -215,4 +215,25 @@ function Assert-Restored {
     Test-Path -LiteralPath (Get-PartialPath $Destination) | Should -BeFalse -Because 'the .partial file must be renamed into place'
 }
 
+# Resume journals (<dest>.partial.journal) of a restore in progress, for the Ctrl+C / kill -9 / -Resume tests.
+function Get-JournalRecords([string] $Path) {
+    # Finished-chunk records in a resume journal (checkpoint markers not counted).
+    $bytes = [IO.File]::ReadAllBytes($Path)
+    $start = 12 + [BitConverter]::ToInt32($bytes, 8)
+    $count = 0
+    for ($at = $start; $at + 4 -le $bytes.Length; $at += 4) {
+        if ([BitConverter]::ToUInt32($bytes, $at) -ne [uint32]::MaxValue) { $count++ }
+    }
+    $count
+}
+
+function Wait-Journal([string] $Path, [int] $AtLeast, [int] $TimeoutSeconds = 60) {
+    $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
+    while ([DateTime]::UtcNow -lt $deadline) {
+        if ((Test-Path -LiteralPath $Path) -and (Get-JournalRecords $Path) -ge $AtLeast) { return }
+        Start-Sleep -Milliseconds 50
+    }
+    throw "the journal $Path did not reach $AtLeast records in $TimeoutSeconds s"
+}
+
 Export-ModuleMember -Function *

@@ -77,9 +77,12 @@ public sealed class LocalDatastore : ISnapshotSource
                     var reference = new SnapshotRef(ns, type, id, time);
                     var manifestPath = System.IO.Path.Combine(dir, FileFormats.ManifestBlobName);
                     if (!File.Exists(manifestPath)) continue; // a backup still running or aborted: not a snapshot yet
-                    var manifest = ReadManifest(await ReadLimitedAsync(manifestPath, BackupManifest.MaxJsonSize + 1024, ct), manifestPath);
+                    byte[] rawManifest = await ReadLimitedAsync(manifestPath, BackupManifest.MaxJsonSize + 1024, ct);
+                    var manifest = ReadManifest(rawManifest, manifestPath);
                     var files = manifest.Files.Select(f => new SnapshotFile(f.FileName, f.Size, f.CryptMode)).ToList();
-                    result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner));
+                    // Size as the server lists it: the manifest's files plus index.json.blob itself.
+                    result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner,
+                        size: files.Sum(f => f.Size) + rawManifest.Length));
                 }
             }
         }
