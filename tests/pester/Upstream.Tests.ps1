@@ -69,7 +69,7 @@ BeforeAll {
 
         function script:Get-SourceSha([string] $Relative) { Get-Sha256 (Join-Path $script:Data $Relative) }
         function script:KeyArgs($Snap) { if ($Snap.encrypted) { @{ Keyfile = $script:Key; KeyPassword = $script:KeyPassword } } else { @{} } }
-        function script:Keys($Snapshots) { @($Snapshots | ForEach-Object { '{0}|{1}' -f $_.Namespace, $_.Snapshot } | Sort-Object) }
+        function script:Keys($Snapshots) { @($Snapshots | Where-Object { $null -ne $_ } | ForEach-Object { '{0}|{1}' -f $_.Namespace, $_.Snapshot } | Sort-Object) }
         # What the genuine client writes for an archive restored to stdout (the reference for pxar streams).
         function script:Get-GenuineSha([string] $Spec, [string] $Archive, $Snap) {
             $out = Join-Path $TestDrive ("genuine-{0}.bin" -f [guid]::NewGuid().ToString('N').Substring(0, 8))
@@ -117,8 +117,11 @@ Describe 'Genuine PBS server: connect' -Skip:([bool]$script:UpstreamSkip) {
         $c.AuthId | Should -BeExactly $script:Peer.tokenid
         $c.Fingerprint | Should -BeExactly $script:Fp
         @(Get-PbsDatastore -ErrorAction Stop).Name | Should -Be @($script:Store)
-        @(Get-PbsNamespace -ErrorAction Stop | ForEach-Object { "$_" }) | Should -Be @('', 'prod', 'prod/web')
-        @(Get-PbsNamespace -Namespace prod -MaxDepth 0 -ErrorAction Stop | ForEach-Object { "$_" }) | Should -Be @('prod')
+        $ns = @(Get-PbsNamespace -ErrorAction Stop)
+        @($ns | ForEach-Object { "$($_.Namespace)|$($_.Depth)" }) | Should -Be @('|0', 'prod|1', 'prod/web|2')
+        @((Get-PbsNamespace -Namespace prod -MaxDepth 0 -ErrorAction Stop).Namespace) | Should -Be @('prod')
+        $local = @(Get-PbsNamespace -Datastore $env:PBS_UPSTREAM_DATASTORE -ErrorAction Stop)
+        @($local | ForEach-Object { "$($_.Namespace)|$($_.Depth)" }) | Should -Be @($ns | ForEach-Object { "$($_.Namespace)|$($_.Depth)" })
     }
 
     It 'with user and password (a ticket)' {
@@ -154,7 +157,7 @@ Describe 'Genuine PBS server: Get-PbsSnapshot' -Skip:([bool]$script:UpstreamSkip
         $remote = @(Get-PbsSnapshot @script:Token -MaxDepth 0 -ErrorAction Stop)
         $folder = @(Get-PbsSnapshot -Datastore $env:PBS_UPSTREAM_DATASTORE -MaxDepth 0 -ErrorAction Stop)
         $wire = (Invoke-RestMethod -Uri "$($script:Peer.url)/api2/json/admin/datastore/$($script:Store)/snapshots" -SkipCertificateCheck `
-                -Headers @{ Authorization = "PBSAPIToken=$($script:Peer.tokenid):$($script:Peer.secret)" }).data
+                -SkipHeaderValidation -Headers @{ Authorization = "PBSAPIToken=$($script:Peer.tokenid):$($script:Peer.secret)" }).data
         $remote.Count | Should -Be @($wire).Count
         foreach ($w in $wire) {
             $r = @($remote | Where-Object { $_.BackupType -eq $w.'backup-type' -and $_.BackupId -eq $w.'backup-id' -and $_.Ref.BackupTimeEpoch -eq $w.'backup-time' })
@@ -298,13 +301,17 @@ Describe 'Genuine PBS server: completers' -Skip:([bool]$script:UpstreamSkip) {
 
     It 'completes namespaces, backup ids, snapshots and archives from the server' {
         Complete "Get-PbsSnapshot $script:Src -Namespace " | Should -Be @('prod', 'prod/web')
-        Complete "Get-PbsSnapshot $script:Src -BackupId " | Sort-Object | Should -Be @('100', '101', '300', '301', 'files')
+        Complete "Get-PbsSnapshot $script:Src -BackupId " | Sort-Object | Should -Be @($script:Expected.snapshots.id | Sort-Object -Unique)
         $vm100 = @($script:Expected.snapshots | Where-Object { $_.type -eq 'vm' -and $_.id -eq '100' } | ForEach-Object { "vm/100/$($_.time)" })
         Complete "Restore-PbsImage $script:Src -Snapshot vm/100" | Should -Be $vm100
         Complete "Restore-PbsImage $script:Src -Snapshot $($vm100[0]) -Archive " | Sort-Object | Should -Be @('drive-scsi0.img', 'qemu-server.conf')
         Complete "Restore-PbsImage $script:Src -Snapshot ct/300 -Archive " | Sort-Object | Should -Be @('catalog.pcat1', 'root.pxar')
         Complete "Restore-PbsImage $script:Src -Namespace prod -Snapshot " | Should -Be @(@($script:Expected.snapshots | Where-Object namespace -EQ 'prod' | ForEach-Object { "vm/200/$($_.time)" }))
-        Complete "Get-PbsSnapshot $script:Src -Store " | Should -Be @($script:Store)
+        $null = Connect-PbsServer @script:Token -ErrorAction Stop
+        try {
+            Complete 'Get-PbsSnapshot -Store ' | Should -Be @($script:Store)
+            Complete 'Restore-PbsImage -Namespace prod -Snapshot vm/2' | Should -Be @(@($script:Expected.snapshots | Where-Object namespace -EQ 'prod' | ForEach-Object { "vm/200/$($_.time)" }))
+        } finally { Disconnect-PbsServer }
     }
 
     It 'offers nothing (and no error) with a wrong fingerprint' {
