@@ -48,7 +48,9 @@ public static class Json
 }
 
 /// <summary>An error with the HTTP status to answer and a message for the client.</summary>
-public sealed class HttpError(int status, string message) : Exception(message)
+public sealed class HttpError(int status, string message, bool contentType = true) : Exception(message)
 {
     public int Status { get; } = status;
+    /// <summary>Whether the answer has a content type: upstream's parameter errors on the reader's HTTP/2 have none.</summary>
+    public bool ContentType { get; } = contentType;
 }

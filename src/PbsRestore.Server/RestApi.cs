@@ -112,7 +112,7 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         }
         catch (HttpError e)
         {
-            await Json.WriteErrorAsync(context, e.Status, e.Message);
+            await Json.WriteErrorAsync(context, e.Status, e.Message, e.ContentType);
         }
         catch (PbsException e) when (e.Kind is PbsErrorKind.InvalidArgument or PbsErrorKind.NotFound)
         {
