@@ -130,8 +130,8 @@ public sealed class Authenticator
             return false;
         }
         long age = Now - t;
-        if (age < -AllowedSkewSeconds) { error = "authentication failed - ticket is from the future"; return false; }
-        if (age > _lifetime) { error = "authentication failed - ticket expired"; return false; }
+        if (age < -AllowedSkewSeconds) { error = "authentication failed - invalid ticket - timestamp newer than expected"; return false; }
+        if (age > _lifetime) { error = "authentication failed - invalid ticket - expired"; return false; }
         return true;
     }
 
@@ -146,11 +146,11 @@ public sealed class Authenticator
         int lastColon = data.LastIndexOf(':');
         if (lastColon <= 4) return AuthResult.Fail("authentication failed - invalid ticket");
         string userId = data[4..lastColon];
-        // Upstream decodes the signature first (base64), then verifies it.
+        // Upstream's order (PBS 3.2.4): the signature decoded (base64), then the ticket's age, then the signature verified.
         if (signature.Length == 0 || !signature.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '+' or '/' or '='))
             return AuthResult.Fail("authentication failed - ticket with bad signature: invalid base64");
-        if (!SignatureMatches(data, signature)) return AuthResult.Fail("authentication failed - ticket with invalid signature");
         if (!TimeValid(data[(lastColon + 1)..], out var error)) return AuthResult.Fail(error!);
+        if (!SignatureMatches(data, signature)) return AuthResult.Fail("authentication failed - ticket with invalid signature");
         if (!_passwordHashes.ContainsKey(userId)) return AuthResult.Fail("authentication failed - invalid credentials");
         return AuthResult.Success(userId);
     }
