@@ -236,4 +236,29 @@ function Wait-Journal([string] $Path, [int] $AtLeast, [int] $TimeoutSeconds = 60
     throw "the journal $Path did not reach $AtLeast records in $TimeoutSeconds s"
 }
 
+# Disk images read back by qemu-img (Debian qemu-utils), an implementation we did not write.
+function ConvertFrom-DiskImage([string] $Path, [string] $Format) {
+    # qemu-img check (VHDX only: qemu has no checker for VHD), then qemu's own raw conversion. Format: vhdx or vpc (VHD).
+    $qemuImg = (Get-Command qemu-img -ErrorAction SilentlyContinue).Source
+    if (-not $qemuImg) { throw 'qemu-img not found: install qemu-utils (build.ps1 Test does when it runs as root)' }
+    if ($Format -eq 'vhdx') {
+        $check = & $qemuImg check -f vhdx $Path 2>&1
+        if ($LASTEXITCODE -ne 0) { throw "qemu-img check failed: $check" }
+    }
+    $raw = "$Path.qemu.raw"
+    & $qemuImg convert -f $Format -O raw $Path $raw 2>&1 | Out-Null
+    if ($LASTEXITCODE -ne 0) { throw "qemu-img convert -f $Format failed" }
+    $raw
+}
+
+function Assert-Image([string] $Raw, [long] $Size, [string] $Sha256) {
+    # The image's bytes first, then only zeros (VHDX rounds the size to 512 bytes, VHD to 1 MiB).
+    $bytes = [IO.File]::ReadAllBytes($Raw)
+    $bytes.LongLength | Should -BeGreaterOrEqual $Size
+    $sha = [Security.Cryptography.SHA256]::Create()
+    [Convert]::ToHexStringLower($sha.ComputeHash($bytes, 0, $Size)) | Should -Be $Sha256
+    $pad = $bytes.LongLength - $Size
+    [Convert]::ToHexStringLower($sha.ComputeHash($bytes, $Size, $pad)) | Should -Be ([Convert]::ToHexStringLower($sha.ComputeHash([byte[]]::new($pad)))) -Because 'the padding reads as zeros'
+}
+
 Export-ModuleMember -Function *

@@ -203,9 +203,7 @@ Describe 'Genuine PBS server: Restore-PbsImage' -Skip:([bool]$script:UpstreamSki
         $dest = Join-Path $dir "disk.$($Format.ToLowerInvariant())"
         $r = Restore-PbsImage @script:Token -Snapshot "vm/100/$($snap.time)" -Archive drive-scsi0.img -Destination $dest -Format $Format -ErrorAction Stop
         "$($r.Format)" | Should -Be $Format
-        & qemu-img convert -O raw $dest (Join-Path $dir 'back.raw')
-        $LASTEXITCODE | Should -Be 0
-        Get-Sha256 (Join-Path $dir 'back.raw') | Should -BeExactly $arch.sha256
+        Assert-Image (ConvertFrom-DiskImage $dest $(if ($Format -eq 'Vhd') { 'vpc' } else { 'vhdx' })) ([long]$arch.size) $arch.sha256
     }
 
     It '-DestinationFolder: every archive of the encrypted vm/101, named by archive' {
