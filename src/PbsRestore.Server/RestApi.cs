@@ -100,11 +100,11 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
                     return;
                 case ["admin", "datastore", var store, "groups"]:
                     OnlyParameters(q, "ns");
-                    await GroupsAsync(context, datastores.Get(store), store, q["ns"]);
+                    await GroupsAsync(context, datastores.Get(store), q["ns"]);
                     return;
                 case ["admin", "datastore", var store, "snapshots"]:
                     OnlyParameters(q, "ns", "backup-type", "backup-id");
-                    await SnapshotsAsync(context, datastores.Get(store), store, q["ns"], q["backup-type"], q["backup-id"]);
+                    await SnapshotsAsync(context, datastores.Get(store), q["ns"], q["backup-type"], q["backup-id"]);
                     return;
                 default:
                     throw new HttpError(404, $"Path '{path}' not found.");
@@ -195,13 +195,6 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
     /// </summary>
     internal const string Enoent = "ENOENT: No such file or directory";
 
-    private static string NamespaceDir(LocalDatastore store, BackupNamespace ns)
-    {
-        string dir = store.Location;
-        foreach (var c in ns.Components) dir = Path.Combine(dir, "ns", c);
-        return dir;
-    }
-
     private static async Task NamespacesAsync(HttpContext context, LocalDatastore store, string? parentText, string? maxDepthText)
     {
         var parent = ParseNs(parentText, "parent");
@@ -209,7 +202,7 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         if (!string.IsNullOrEmpty(maxDepthText) && (!int.TryParse(maxDepthText, out maxDepth) || maxDepth < 0 || maxDepth > BackupNamespace.MaxDepth))
             throw new HttpError(400, $"parameter verification failed - 'max-depth': value must be between 0 and {BackupNamespace.MaxDepth}.");
         // Upstream lists a parent that does not exist as itself, with nothing below it (PBS 3.2.4).
-        var list = Directory.Exists(NamespaceDir(store, parent))
+        var list = store.GetNamespaceDirectory(parent) is not null
             ? await store.ListNamespacesAsync(parent, maxDepth, context.RequestAborted)
             : [parent];
         await Json.WriteDataAsync(context, w =>
@@ -232,8 +225,8 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
 
     private static async Task<List<WireSnapshot>> LoadSnapshotsAsync(LocalDatastore store, BackupNamespace ns, string? type, string? id, CancellationToken ct)
     {
-        string nsDir = NamespaceDir(store, ns);
-        if (!Directory.Exists(nsDir) || (type is not null && id is null && !Directory.Exists(Path.Combine(nsDir, type))))
+        string? nsDir = store.GetNamespaceDirectory(ns);
+        if (nsDir is null || (type is not null && id is null && !Directory.Exists(Path.Combine(nsDir, type))))
             throw new HttpError(400, Enoent);
         var infos = await store.ListSnapshotsAsync(ns, type, id, ct);
         var result = new List<WireSnapshot>(infos.Count);
@@ -279,7 +272,7 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         return result;
     }
 
-    private static async Task SnapshotsAsync(HttpContext context, LocalDatastore store, string storeName, string? nsText, string? typeText, string? id)
+    private static async Task SnapshotsAsync(HttpContext context, LocalDatastore store, string? nsText, string? typeText, string? id)
     {
         var ns = ParseNs(nsText);
         string? type = ParseType(typeText);
@@ -319,7 +312,7 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         });
     }
 
-    private static async Task GroupsAsync(HttpContext context, LocalDatastore store, string storeName, string? nsText)
+    private static async Task GroupsAsync(HttpContext context, LocalDatastore store, string? nsText)
     {
         var ns = ParseNs(nsText);
         var snapshots = await LoadSnapshotsAsync(store, ns, null, null, context.RequestAborted);

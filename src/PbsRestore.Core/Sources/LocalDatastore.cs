@@ -35,6 +35,9 @@ public sealed class LocalDatastore : ISnapshotSource
         return dir;
     }
 
+    /// <summary>The folder of a namespace (ns/a/ns/b under the datastore), or null when it does not exist.</summary>
+    public string? GetNamespaceDirectory(BackupNamespace ns) => NamespaceDir(ns) is var dir && Directory.Exists(dir) ? dir : null;
+
     public Task<IReadOnlyList<BackupNamespace>> ListNamespacesAsync(BackupNamespace parent, int maxDepth, CancellationToken ct)
     {
         var result = new List<BackupNamespace>();
