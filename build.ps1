@@ -210,7 +210,7 @@ function Get-UpstreamSummary {
     if ($PesterSummary -and $PesterSummary.PSObject.Properties['upstream']) {
         $p += [int]$PesterSummary.upstream.passed; $f += [int]$PesterSummary.upstream.failed; $s += [int]$PesterSummary.upstream.skipped
     }
-    "Genuine-server group: ran against PBS at $env:PBS_UPSTREAM_STATE: $p passed, $f failed, $s skipped"
+    "Genuine-server group: ran against the genuine PBS of $($env:PBS_UPSTREAM_STATE): $p passed, $f failed, $s skipped"
 }
 
 function Invoke-Test {
