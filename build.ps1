@@ -8,6 +8,10 @@
 # Test:  Build, then xunit (dotnet test) and Pester (tests/pester/*.Tests.ps1, in a child pwsh);
 #        results in artifacts/test/; ends with the line `N passed, N failed` (also in
 #        artifacts/test/summary.txt) and exits 1 if anything failed or no test ran.
+#        As root with ../shared/upstream-pbs present, the genuine PBS server is started empty (start.sh --fresh),
+#        filled (make-data.sh artifacts/upstream/data) and stopped after the tests; the tests get
+#        PBS_UPSTREAM_STATE/_DATA/_DATASTORE, or PBS_UPSTREAM_SKIP with the reason (the genuine-server group then
+#        skips visibly). With PBS_UPSTREAM_STATE already set, that running peer is used and left alone.
 # Demo:  Build, then runs examples/demo.ps1 in a child pwsh.
 # Bench: Build (Release), then the restore benchmark (bench/PbsRestore.Bench): datastores under artifacts/bench,
 #        strategies x scenarios, ceilings, memory, sparse; writes bench/RESULTS.md (~10 min; CI never runs it).
@@ -129,12 +133,94 @@ function Install-QemuImg {
     }
 }
 
+function Start-UpstreamPeer {
+    # The genuine-server test group (issue 12): the genuine PBS 3.2.4 from ../shared/upstream-pbs, started empty once
+    # per run, filled by its make-data.sh; the tests read PBS_UPSTREAM_STATE / _DATA / _DATASTORE, or skip visibly
+    # with PBS_UPSTREAM_SKIP. PBS_UPSTREAM_STATE already set means "use that running peer": nothing is started or
+    # stopped (a developer's shared peer stays as it is). Returns $true when this run started the peer (stop it after).
+    if ($env:PBS_UPSTREAM_STATE -or $env:PBS_UPSTREAM_SKIP) {
+        if ($env:PBS_UPSTREAM_SKIP) { Write-Host "Genuine PBS server: PBS_UPSTREAM_SKIP is set: $env:PBS_UPSTREAM_SKIP" }
+        else { Write-Host "Genuine PBS server: using the running peer of PBS_UPSTREAM_STATE=$env:PBS_UPSTREAM_STATE (data $env:PBS_UPSTREAM_DATA); not started or stopped here" }
+        return $false
+    }
+    $scripts = [IO.Path]::GetFullPath((Join-Path $Root '../shared/upstream-pbs'))
+    $start = Join-Path $scripts 'start.sh'
+    $reason = if (-not $IsLinux) { 'not Linux (the genuine server runs on Debian x86_64 only)' }
+        elseif (-not (Test-Path -LiteralPath $start -PathType Leaf)) { "$start not found" }
+        elseif ((& id -u) -ne '0') { 'not root (start.sh needs root for its network namespace and tmpfs)' }
+    $started = $false
+    if (-not $reason) {
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        Write-Host "> $start --fresh"
+        $stderr = Join-Path ([IO.Path]::GetTempPath()) "pbs-upstream-start-$PID.txt"
+        $out = @(& $start --fresh 2> $stderr)
+        $exit = $LASTEXITCODE
+        $started = $true   # even a failed start may have left something for stop.sh
+        if ($exit -ne 0) {
+            $failed = @($out | Where-Object { "$_" -like 'FAILED:*' } | Select-Object -First 1)
+            $reason = if ($failed.Count) { "$($failed[0])".Substring(7).Trim() } else { "start.sh exited with $exit" }
+            Get-Content -LiteralPath $stderr -ErrorAction SilentlyContinue | ForEach-Object { Write-Host "  start.sh: $_" }
+        } else {
+            $startSeconds = $clock.Elapsed.TotalSeconds
+            $state = '/run/pbs-upstream/state.json'
+            $info = Get-Content -LiteralPath $state -Raw | ConvertFrom-Json
+            $data = Join-Path $Root 'artifacts/upstream/data'
+            Write-Host "> $(Join-Path $scripts 'make-data.sh') $data"
+            $made = @(& (Join-Path $scripts 'make-data.sh') $data 2>&1)
+            if ($LASTEXITCODE -ne 0 -or -not (Test-Path -LiteralPath (Join-Path $data 'expected.json'))) {
+                $failed = @($made | Where-Object { "$_" -like 'FAILED:*' } | Select-Object -First 1)
+                $reason = if ($failed.Count) { "make-data.sh: $("$($failed[0])".Substring(7).Trim())" } else { "make-data.sh exited with $LASTEXITCODE" }
+                $made | Select-Object -Last 15 | ForEach-Object { Write-Host "  make-data.sh: $_" }
+            } else {
+                $env:PBS_UPSTREAM_STATE = $state
+                $env:PBS_UPSTREAM_DATA = $data
+                $env:PBS_UPSTREAM_DATASTORE = $info.datastore_path
+                Write-Host ("Genuine PBS server {0} at {1} (started in {2:N1} s, data made in {3:N1} s): the genuine-server tests run" -f
+                    $info.version, $info.url, $startSeconds, ($clock.Elapsed.TotalSeconds - $startSeconds))
+            }
+        }
+        Remove-Item -LiteralPath $stderr -ErrorAction SilentlyContinue
+    }
+    if ($reason) {
+        $env:PBS_UPSTREAM_SKIP = $reason
+        foreach ($n in 'PBS_UPSTREAM_STATE', 'PBS_UPSTREAM_DATA', 'PBS_UPSTREAM_DATASTORE') { [Environment]::SetEnvironmentVariable($n, $null) }
+        Write-Host "Genuine PBS server: not available, the genuine-server tests are SKIPPED: $reason"
+    }
+    $started
+}
+
+function Stop-UpstreamPeer {
+    $stop = [IO.Path]::GetFullPath((Join-Path $Root '../shared/upstream-pbs/stop.sh'))
+    Write-Host "> $stop"
+    & $stop | Out-Host
+}
+
+function Get-UpstreamSummary {
+    # One line for the end of the log: did the genuine-server group run, and how did it do (xunit class names and
+    # Pester files with 'Upstream' in them).
+    param($Trx, $PesterSummary)
+    if ($env:PBS_UPSTREAM_SKIP) { return "Genuine-server group: SKIPPED ($env:PBS_UPSTREAM_SKIP)" }
+    $p = 0; $f = 0; $s = 0
+    if ($Trx) {
+        foreach ($r in $Trx.TestRun.Results.UnitTestResult) {
+            if ($r.testName -notlike '*.Upstream.*') { continue }
+            switch ($r.outcome) { 'Passed' { $p++ } 'NotExecuted' { $s++ } default { $f++ } }
+        }
+    }
+    if ($PesterSummary -and $PesterSummary.PSObject.Properties['upstream']) {
+        $p += [int]$PesterSummary.upstream.passed; $f += [int]$PesterSummary.upstream.failed; $s += [int]$PesterSummary.upstream.skipped
+    }
+    "Genuine-server group: ran against the genuine PBS of $($env:PBS_UPSTREAM_STATE): $p passed, $f failed, $s skipped"
+}
+
 function Invoke-Test {
     Invoke-Package | Out-Null   # builds, and gives tests/pester/Package.Tests.ps1 the packaged module
     Install-QemuImg
 
     if (Test-Path -LiteralPath $TestResults) { Remove-Item -LiteralPath $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null
+    $upstreamStarted = Start-UpstreamPeer
+    try {   # (body not re-indented, to keep the diff small) the peer is stopped whatever the tests do
 
     # --- xunit ---------------------------------------------------------------------------
     $trx = Join-Path $TestResults 'xunit.trx'
@@ -194,6 +280,11 @@ function Invoke-Test {
         Write-Host "Pester: $pesterPassed passed, $pesterFailed failed"
     }
 
+    } finally {
+        if ($upstreamStarted) { Stop-UpstreamPeer }
+    }
+    $upstreamLine = Get-UpstreamSummary -Trx $(if (Test-Path -LiteralPath $trx) { $doc }) -PesterSummary $(if ($pesterFiles.Count -and (Test-Path -LiteralPath $summaryJson)) { $s })
+
     # --- summary -------------------------------------------------------------------------
     $passed = $xunitPassed + $pesterPassed
     $failed = $xunitFailed + $pesterFailed
@@ -205,6 +296,7 @@ function Invoke-Test {
         Write-Host 'Failed:'
         foreach ($f in $failures) { Write-Host "  $f" }
     }
+    Write-Host $upstreamLine
     Write-Host $line
     if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
 }

@@ -17,7 +17,8 @@ namespace PbsRestore.Bench;
 /// a native reference, memory and sparse restores. Writes bench/RESULTS.md. Run: <c>dotnet pwsh ./build.ps1 Bench</c>.
 /// Options: <c>--repeats N</c> (default 2), <c>--cap SECONDS</c> (per run; slower runs are stopped and
 /// extrapolated, default 8), <c>--quick</c> (smaller images, for trying the program out; not for RESULTS.md).
-/// <c>--image-formats</c> alone runs only the Raw / VHDX / VHD comparison (<see cref="ImageFormatsBench"/>).
+/// <c>--image-formats</c> alone runs only the Raw / VHDX / VHD comparison (<see cref="ImageFormatsBench"/>);
+/// <c>--genuine</c> alone only the row against the genuine PBS server (<see cref="GenuineBench"/>).
 /// </summary>
 public static class Program
 {
@@ -30,6 +31,7 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "--probe-memory") return await MemoryProbe.RunChildAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--image-formats") return await ImageFormatsBench.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "--genuine") return await GenuineBench.RunAsync(args[1..]);
         var opts = BenchOptions.Parse(args);
         var bench = new Benchmark(opts);
         try
@@ -112,7 +114,7 @@ internal sealed class Benchmark(BenchOptions o)
     private static readonly Strategy Sequential = new("Sequential", new RestoreOptions { FetchConcurrency = 1, DecodeConcurrency = 1, WriteConcurrency = 1 }, 1);
     private static readonly Strategy UpstreamLike = new("UpstreamLike", new RestoreOptions { FetchConcurrency = 16, DecodeConcurrency = 4, WriteConcurrency = 1 }, 1);
     private static readonly Strategy Ours = new("Ours", new RestoreOptions(), RemoteDatastore.DefaultSessionsPerSnapshot);
-    private static readonly Strategy[] Strategies = [Sequential, UpstreamLike, Ours];
+    internal static readonly Strategy[] Strategies = [Sequential, UpstreamLike, Ours];
 
     private static readonly Scenario[] Scenarios =
     [
@@ -136,6 +138,9 @@ internal sealed class Benchmark(BenchOptions o)
         // ---- strategies × scenarios -------------------------------------------------------------------
         foreach (var sc in Scenarios) await RunScenarioAsync(sc);
 
+        // ---- the genuine PBS server on loopback, when build.ps1 or the caller made one available ---------
+        string? genuine = await GenuineBench.TryRunForReportAsync(o.Repeats, Work);
+
         // ---- decode ceiling and native reference ------------------------------------------------------
         var decode = await DecodeCeilingAsync();
         var native = NativeReference(decode.TextFramesPath, decode.TextPlainBytes);
@@ -145,6 +150,7 @@ internal sealed class Benchmark(BenchOptions o)
         var sparse = await SparseAsync();
 
         WriteReport(decode, native, memory, sparse, total.Elapsed);
+        if (genuine is not null) _md.AppendLine().Append(genuine);
         File.WriteAllText(Path.Combine(o.Root, "bench", o.Quick ? "RESULTS.quick.md" : "RESULTS.md"), _md.ToString());
         Console.Out.WriteLine(_md.ToString());
         Log($"done in {total.Elapsed.TotalSeconds:F0} s; wrote bench/{(o.Quick ? "RESULTS.quick.md" : "RESULTS.md")}");

@@ -52,14 +52,11 @@ public sealed class Authenticator
     /// <summary>Checks the Authorization header (API token) or the ticket cookie (+ CSRF token for writes).</summary>
     public AuthResult Authenticate(HttpRequest request)
     {
+        // Upstream looks only at a PBSAPIToken Authorization header; any other scheme is as if there were none.
         string? authorization = request.Headers.Authorization;
-        if (!string.IsNullOrEmpty(authorization))
-        {
-            if (!authorization.StartsWith("PBSAPIToken", StringComparison.Ordinal) || authorization.Length <= 12
-                || authorization[11] is not ('=' or ' '))
-                return AuthResult.Fail("authentication failed - invalid credentials");
+        if (!string.IsNullOrEmpty(authorization) && authorization.StartsWith("PBSAPIToken", StringComparison.Ordinal)
+            && authorization.Length > 12 && authorization[11] is '=' or ' ')
             return CheckToken(authorization[12..].Trim());
-        }
         string? cookie = request.Cookies[CookieName];
         if (!string.IsNullOrEmpty(cookie))
         {
@@ -86,8 +83,10 @@ public sealed class Authenticator
         string secret = value[(colon + 1)..];
         try { secret = Uri.UnescapeDataString(secret); }
         catch (UriFormatException) { return AuthResult.Fail("authentication failed - invalid credentials"); }
-        if (id.IndexOf('!') <= 0 || !_tokenHashes.TryGetValue(id, out var hash) || !SecretEquals(hash, secret))
-            return AuthResult.Fail("authentication failed - invalid credentials");
+        if (id.IndexOf('!') <= 0) return AuthResult.Fail("authentication failed - invalid credentials");
+        // Upstream's words for a token it does not know (it checks that the token is enabled before its secret).
+        if (!_tokenHashes.TryGetValue(id, out var hash)) return AuthResult.Fail("authentication failed - user account or token disabled or expired.");
+        if (!SecretEquals(hash, secret)) return AuthResult.Fail("authentication failed - invalid credentials");
         return AuthResult.Success(id);
     }
 
@@ -131,8 +130,8 @@ public sealed class Authenticator
             return false;
         }
         long age = Now - t;
-        if (age < -AllowedSkewSeconds) { error = "authentication failed - ticket is from the future"; return false; }
-        if (age > _lifetime) { error = "authentication failed - ticket expired"; return false; }
+        if (age < -AllowedSkewSeconds) { error = "authentication failed - invalid ticket - timestamp newer than expected"; return false; }
+        if (age > _lifetime) { error = "authentication failed - invalid ticket - expired"; return false; }
         return true;
     }
 
@@ -147,8 +146,11 @@ public sealed class Authenticator
         int lastColon = data.LastIndexOf(':');
         if (lastColon <= 4) return AuthResult.Fail("authentication failed - invalid ticket");
         string userId = data[4..lastColon];
-        if (!SignatureMatches(data, signature)) return AuthResult.Fail("authentication failed - invalid ticket");
+        // Upstream's order (PBS 3.2.4): the signature decoded (base64), then the ticket's age, then the signature verified.
+        if (signature.Length == 0 || !signature.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '+' or '/' or '='))
+            return AuthResult.Fail("authentication failed - ticket with bad signature: invalid base64");
         if (!TimeValid(data[(lastColon + 1)..], out var error)) return AuthResult.Fail(error!);
+        if (!SignatureMatches(data, signature)) return AuthResult.Fail("authentication failed - ticket with invalid signature");
         if (!_passwordHashes.ContainsKey(userId)) return AuthResult.Fail("authentication failed - invalid credentials");
         return AuthResult.Success(userId);
     }

@@ -62,7 +62,7 @@ public sealed class ReaderApi(TrafficShaper shaper, FaultInjector faults, ILogge
         catch (HttpError e)
         {
             if (e.Status != 404) log.LogInformation("reader session {Id}: {Path}: {Message}", session.ConnectionId, context.Request.Path, e.Message);
-            await Json.WriteErrorAsync(context, e.Status, e.Message);
+            await Json.WriteErrorAsync(context, e.Status, e.Message, e.ContentType);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
@@ -77,8 +77,9 @@ public sealed class ReaderApi(TrafficShaper shaper, FaultInjector faults, ILogge
     private async Task ChunkAsync(HttpContext context, ReaderSession session)
     {
         string? hex = context.Request.Query["digest"];
+        if (string.IsNullOrEmpty(hex)) throw new HttpError(400, "parameter verification failed - 'digest': parameter is missing and it is not optional.", contentType: false);
         if (!ChunkDigest.TryParse(hex, out var digest))
-            throw new HttpError(400, "parameter verification failed - 'digest': not a 64-digit hex chunk digest.");
+            throw new HttpError(400, "parameter verification failed - 'digest': value does not match the regex pattern", contentType: false);
         hex = digest.ToString();
         if (!session.IsAllowed(digest))
             throw new HttpError(401, $"download chunk {hex} not allowed");
@@ -168,12 +169,13 @@ public sealed class ReaderApi(TrafficShaper shaper, FaultInjector faults, ILogge
     private async Task DownloadAsync(HttpContext context, ReaderSession session)
     {
         string? name = context.Request.Query["file-name"];
-        if (string.IsNullOrEmpty(name)) throw new HttpError(400, "parameter verification failed - 'file-name': parameter is missing.");
+        if (string.IsNullOrEmpty(name)) throw new HttpError(400, "parameter verification failed - 'file-name': parameter is missing and it is not optional.", contentType: false);
         if (!ArchiveNames.IsValidStoredName(name))
-            throw new HttpError(400, $"parameter verification failed - 'file-name': '{name}' is not an archive name.");
+            throw new HttpError(400, "parameter verification failed - 'file-name': value does not match the regex pattern", contentType: false);
         string path = Path.Combine(session.SnapshotDir, name);
+        // Upstream: 404 naming the file's path on the server; we name it relative to the datastore (no server paths out).
         if (!File.Exists(path))
-            throw new HttpError(400, $"unable to open file '{name}' of snapshot '{session.Snapshot}': it does not exist");
+            throw new HttpError(404, $"open file \"{session.Snapshot}/{name}\" failed - not found");
         var kind = ArchiveNames.KindOf(name);
         context.Response.ContentType = "application/octet-stream";
         if (kind is ArchiveKind.FixedIndex or ArchiveKind.DynamicIndex)

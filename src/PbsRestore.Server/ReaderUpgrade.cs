@@ -22,15 +22,18 @@ public sealed class ReaderUpgrade(Datastores datastores, ReaderSessionTransport 
     public async Task HandleAsync(HttpContext context, string authId)
     {
         var q = context.Request.Query;
+        RestApi.OnlyParameters(q, "store", "ns", "backup-type", "backup-id", "backup-time", "debug");
         string storeName = q["store"].ToString();
-        var store = datastores.Get(storeName);
+        var store = datastores.Get(storeName, $"no permissions on /datastore/{storeName}");
         var ns = RestApi.ParseNs(q["ns"]);
         string? type = RestApi.ParseType(q["backup-type"]);
         if (type is null) throw new HttpError(400, "parameter verification failed - 'backup-type': parameter is missing.");
         string id = q["backup-id"].ToString();
         if (!SnapshotRef.IsValidId(id)) throw new HttpError(400, "parameter verification failed - 'backup-id': missing or invalid.");
         if (!long.TryParse(q["backup-time"], NumberStyles.None, CultureInfo.InvariantCulture, out long time) || time > 253402300799)
-            throw new HttpError(400, "parameter verification failed - 'backup-time': missing or invalid.");
+            throw new HttpError(400, string.IsNullOrEmpty(q["backup-time"])
+                ? "parameter verification failed - 'backup-time': parameter is missing and it is not optional."
+                : "parameter verification failed - 'backup-time': missing or invalid.");
         bool debug = q["debug"] is var d && (d == "1" || string.Equals(d, "true", StringComparison.OrdinalIgnoreCase));
 
         var upgrade = context.Features.Get<IHttpUpgradeFeature>();
@@ -41,8 +44,9 @@ public sealed class ReaderUpgrade(Datastores datastores, ReaderSessionTransport 
 
         var snapshot = new SnapshotRef(ns, type, id, DateTimeOffset.FromUnixTimeSeconds(time));
         string where = (ns.IsRoot ? "" : $"ns/{string.Join("/ns/", ns.Components)}/") + snapshot.Path;
+        // Upstream's words (PBS 3.2.4): the snapshot path without its namespace.
         string dir = store.GetSnapshotDirectory(snapshot)
-                     ?? throw new HttpError(400, $"snapshot '{where}' does not exist in datastore '{storeName}'");
+                     ?? throw new HttpError(400, $"snapshot {snapshot.Path} does not exist.");
         if (!File.Exists(Path.Combine(dir, Formats.FileFormats.ManifestBlobName)))
             throw new HttpError(400, $"snapshot '{where}' in datastore '{storeName}' is not finished (no manifest)");
 

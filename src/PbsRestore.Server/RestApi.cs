@@ -16,8 +16,16 @@ public sealed class Datastores(IReadOnlyList<(string Name, LocalDatastore Store)
         if (string.IsNullOrEmpty(name)) throw new HttpError(400, "parameter verification failed - 'store': parameter is missing.");
         foreach (var (n, s) in stores)
             if (n == name) return s;
-        // Upstream answers an unknown store from its config lookup with a plain error (400).
-        throw new HttpError(400, $"datastore '{name}' does not exist");
+        // Upstream checks privileges on /datastore/{name} first: for an id with privileges only on the stores that exist
+        // (every id here) an unknown store is a permission error, worded per endpoint (seen on PBS 3.2.4).
+        throw new HttpError(403, $"permission check failed - missing Datastore.Audit|Datastore.Backup on /datastore/{name}");
+    }
+
+    /// <summary>The store for the namespace listing and the reader, whose unknown-store answers are 400s of their own.</summary>
+    public LocalDatastore Get(string? name, string unknownMessage)
+    {
+        try { return Get(name); }
+        catch (HttpError e) when (e.Status == 403) { throw new HttpError(400, unknownMessage); }
     }
 }
 
@@ -50,7 +58,8 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
             if (!who.Ok)
             {
                 log.LogInformation("{Method} {Path}: {Error}", context.Request.Method, path, who.Error);
-                throw new HttpError(401, who.Error!);
+                await Json.WriteErrorAsync(context, 401, who.Error!, contentType: false);
+                return;
             }
             if (!HttpMethods.IsGet(context.Request.Method))
                 throw new HttpError(405, $"Method '{context.Request.Method}' not allowed on '{path}'.");
@@ -86,13 +95,16 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
                     });
                     return;
                 case ["admin", "datastore", var store, "namespace"]:
-                    await NamespacesAsync(context, datastores.Get(store), store, q["parent"], q["max-depth"]);
+                    OnlyParameters(q, "parent", "max-depth");
+                    await NamespacesAsync(context, datastores.Get(store, $"no such datastore '{store}'"), q["parent"], q["max-depth"]);
                     return;
                 case ["admin", "datastore", var store, "groups"]:
-                    await GroupsAsync(context, datastores.Get(store), store, q["ns"], q["backup-type"]);
+                    OnlyParameters(q, "ns");
+                    await GroupsAsync(context, datastores.Get(store), q["ns"]);
                     return;
                 case ["admin", "datastore", var store, "snapshots"]:
-                    await SnapshotsAsync(context, datastores.Get(store), store, q["ns"], q["backup-type"], q["backup-id"]);
+                    OnlyParameters(q, "ns", "backup-type", "backup-id");
+                    await SnapshotsAsync(context, datastores.Get(store), q["ns"], q["backup-type"], q["backup-id"]);
                     return;
                 default:
                     throw new HttpError(404, $"Path '{path}' not found.");
@@ -100,7 +112,7 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         }
         catch (HttpError e)
         {
-            await Json.WriteErrorAsync(context, e.Status, e.Message);
+            await Json.WriteErrorAsync(context, e.Status, e.Message, e.ContentType);
         }
         catch (PbsException e) when (e.Kind is PbsErrorKind.InvalidArgument or PbsErrorKind.NotFound)
         {
@@ -153,10 +165,21 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         });
     }
 
+    /// <summary>Upstream's schemas refuse parameters they do not name.</summary>
+    internal static void OnlyParameters(IQueryCollection q, params string[] allowed)
+    {
+        foreach (var key in q.Keys)
+            if (Array.IndexOf(allowed, key) < 0)
+                throw new HttpError(400, $"parameter verification failed - '{key}': schema does not allow additional properties.");
+    }
+
     internal static BackupNamespace ParseNs(string? text, string param = "ns")
     {
+        // Upstream's pattern: components joined by single slashes, no leading or trailing slash.
+        if (!string.IsNullOrEmpty(text) && (text.StartsWith('/') || text.EndsWith('/') || text.Contains("//", StringComparison.Ordinal)))
+            throw new HttpError(400, $"parameter verification failed - '{param}': value does not match the regex pattern");
         try { return BackupNamespace.Parse(text); }
-        catch (PbsException e) { throw new HttpError(400, $"parameter verification failed - '{param}': {e.Message}"); }
+        catch (PbsException) { throw new HttpError(400, $"parameter verification failed - '{param}': value does not match the regex pattern"); }
     }
 
     internal static string? ParseType(string? type)
@@ -166,30 +189,29 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         return type;
     }
 
-    private static void CheckNamespaceExists(LocalDatastore store, string storeName, BackupNamespace ns)
-    {
-        if (ns.IsRoot) return;
-        string dir = store.Location;
-        foreach (var c in ns.Components) dir = Path.Combine(dir, "ns", c);
-        if (!Directory.Exists(dir)) throw new HttpError(400, $"namespace '{ns}' does not exist in datastore '{storeName}'");
-    }
+    /// <summary>
+    /// Upstream lists a namespace by opening its folder (and, with a type filter, the type's folder): one that is not
+    /// there is the OS error, 400 "ENOENT: No such file or directory", whether the namespace or only the type is missing.
+    /// </summary>
+    internal const string Enoent = "ENOENT: No such file or directory";
 
-    private static async Task NamespacesAsync(HttpContext context, LocalDatastore store, string storeName, string? parentText, string? maxDepthText)
+    private static async Task NamespacesAsync(HttpContext context, LocalDatastore store, string? parentText, string? maxDepthText)
     {
         var parent = ParseNs(parentText, "parent");
         int maxDepth = BackupNamespace.MaxDepth;
         if (!string.IsNullOrEmpty(maxDepthText) && (!int.TryParse(maxDepthText, out maxDepth) || maxDepth < 0 || maxDepth > BackupNamespace.MaxDepth))
             throw new HttpError(400, $"parameter verification failed - 'max-depth': value must be between 0 and {BackupNamespace.MaxDepth}.");
-        CheckNamespaceExists(store, storeName, parent);
-        var list = await store.ListNamespacesAsync(parent, maxDepth, context.RequestAborted);
+        // Upstream lists a parent that does not exist as itself, with nothing below it (PBS 3.2.4).
+        var list = store.GetNamespaceDirectory(parent) is not null
+            ? await store.ListNamespacesAsync(parent, maxDepth, context.RequestAborted)
+            : [parent];
         await Json.WriteDataAsync(context, w =>
         {
             w.WriteStartArray();
             foreach (var ns in list)
             {
                 w.WriteStartObject();
-                w.WriteString("ns", ns.ToString());
-                w.WriteNull("comment");
+                w.WriteString("ns", ns.ToString()); // upstream leaves "comment" out when there is none
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -201,9 +223,11 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
 
     private sealed record WireSnapshot(SnapshotInfo Info, List<WireFile> Files, long Size, bool Protected, string? Comment, string? VerificationJson);
 
-    private static async Task<List<WireSnapshot>> LoadSnapshotsAsync(LocalDatastore store, string storeName, BackupNamespace ns, string? type, string? id, CancellationToken ct)
+    private static async Task<List<WireSnapshot>> LoadSnapshotsAsync(LocalDatastore store, BackupNamespace ns, string? type, string? id, CancellationToken ct)
     {
-        CheckNamespaceExists(store, storeName, ns);
+        string? nsDir = store.GetNamespaceDirectory(ns);
+        if (nsDir is null || (type is not null && id is null && !Directory.Exists(Path.Combine(nsDir, type))))
+            throw new HttpError(400, Enoent);
         var infos = await store.ListSnapshotsAsync(ns, type, id, ct);
         var result = new List<WireSnapshot>(infos.Count);
         foreach (var info in infos)
@@ -248,11 +272,11 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         return result;
     }
 
-    private static async Task SnapshotsAsync(HttpContext context, LocalDatastore store, string storeName, string? nsText, string? typeText, string? id)
+    private static async Task SnapshotsAsync(HttpContext context, LocalDatastore store, string? nsText, string? typeText, string? id)
     {
         var ns = ParseNs(nsText);
         string? type = ParseType(typeText);
-        var snapshots = await LoadSnapshotsAsync(store, storeName, ns, type, string.IsNullOrEmpty(id) ? null : id, context.RequestAborted);
+        var snapshots = await LoadSnapshotsAsync(store, ns, type, string.IsNullOrEmpty(id) ? null : id, context.RequestAborted);
         await Json.WriteDataAsync(context, w =>
         {
             w.WriteStartArray();
@@ -288,11 +312,10 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         });
     }
 
-    private static async Task GroupsAsync(HttpContext context, LocalDatastore store, string storeName, string? nsText, string? typeText)
+    private static async Task GroupsAsync(HttpContext context, LocalDatastore store, string? nsText)
     {
         var ns = ParseNs(nsText);
-        string? type = ParseType(typeText);
-        var snapshots = await LoadSnapshotsAsync(store, storeName, ns, type, null, context.RequestAborted);
+        var snapshots = await LoadSnapshotsAsync(store, ns, null, null, context.RequestAborted);
         var groups = snapshots.GroupBy(s => (s.Info.BackupType, s.Info.BackupId))
             .OrderBy(g => g.Key.BackupType, StringComparer.Ordinal).ThenBy(g => g.Key.BackupId, StringComparer.Ordinal);
         await Json.WriteDataAsync(context, w =>

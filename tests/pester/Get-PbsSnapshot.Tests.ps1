@@ -85,8 +85,8 @@ Describe 'Get-PbsSnapshot on the golden datastore' {
             }
         }
 
-        It 'has Size = sum of the file sizes, Owner and Location' {
-            $sum = 0L
+        It 'has Size = sum of the file sizes and the manifest file (as PBS lists it), Owner and Location' {
+            $sum = [long]$Expected.manifest.encoded_size
             foreach ($a in $Expected.archives) { $sum += if ($a.type -eq 'blob') { [long]$a.encoded_size } else { [long]$a.size } }
             $script:S.Size | Should -Be $sum
             $script:S.Owner | Should -BeExactly $Expected.group_owner_file.content.Trim()

@@ -29,7 +29,14 @@ $failures = @(
     $result.FailedBlocks | ForEach-Object { "$($_.Path -join ' '): block failed" }
     $result.FailedContainers | ForEach-Object { "$($_.Item): file failed to run" }
 )
+# The genuine-server group (files named *Upstream*), counted apart so build.ps1 can say whether it ran.
+$upstream = @($result.Tests | Where-Object { $_.ScriptBlock.File -like '*Upstream*' })
 [ordered]@{
+    upstream = [ordered]@{
+        passed  = @($upstream | Where-Object Result -EQ 'Passed').Count
+        failed  = @($upstream | Where-Object Result -EQ 'Failed').Count
+        skipped = @($upstream | Where-Object Result -In 'Skipped', 'NotRun').Count
+    }
     passed   = $result.PassedCount
     failed   = $failed
     skipped  = $result.SkippedCount

@@ -7,33 +7,11 @@ BeforeDiscovery {
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot ../../PbsRestore.psd1) -Force
     Import-Module (Join-Path $PSScriptRoot TestHelpers.psm1) -Force
-    $script:QemuImg = (Get-Command qemu-img -ErrorAction SilentlyContinue).Source
     $script:Datastore = Get-GoldenDatastore
     $snapshot = Get-GoldenSnapshot vm 100
     $script:Scsi0 = Get-GoldenArchive $snapshot 'drive-scsi0.img.fidx'
 
-    function ConvertFrom-DiskImage([string] $Path, [string] $Format) {
-        # qemu-img check (VHDX only: qemu has no checker for VHD), then qemu's own raw conversion.
-        if (-not $script:QemuImg) { throw 'qemu-img not found: install qemu-utils (build.ps1 Test does when it runs as root)' }
-        if ($Format -eq 'vhdx') {
-            $check = & $script:QemuImg check -f vhdx $Path 2>&1
-            if ($LASTEXITCODE -ne 0) { throw "qemu-img check failed: $check" }
-        }
-        $raw = "$Path.qemu.raw"
-        & $script:QemuImg convert -f $Format -O raw $Path $raw 2>&1 | Out-Null
-        if ($LASTEXITCODE -ne 0) { throw "qemu-img convert -f $Format failed" }
-        $raw
-    }
-
-    function Assert-Image([string] $Raw, [long] $Size, [string] $Sha256) {
-        # The image's bytes first, then only zeros (VHDX rounds the size to 512 bytes, VHD to 1 MiB).
-        $bytes = [IO.File]::ReadAllBytes($Raw)
-        $bytes.LongLength | Should -BeGreaterOrEqual $Size
-        $sha = [Security.Cryptography.SHA256]::Create()
-        [Convert]::ToHexStringLower($sha.ComputeHash($bytes, 0, $Size)) | Should -Be $Sha256
-        $pad = $bytes.LongLength - $Size
-        [Convert]::ToHexStringLower($sha.ComputeHash($bytes, $Size, $pad)) | Should -Be ([Convert]::ToHexStringLower($sha.ComputeHash([byte[]]::new($pad)))) -Because 'the padding reads as zeros'
-    }
+    # ConvertFrom-DiskImage and Assert-Image: TestHelpers.psm1.
 }
 
 Describe 'Restore-PbsImage -Format' {

@@ -27,26 +27,7 @@ BeforeAll {
         Snapshot = 'vm/500'; Archive = 'drive-scsi0.img'
     }
 
-    function Get-JournalRecords([string] $Path) {
-        # Finished-chunk records in a resume journal (checkpoint markers not counted).
-        $bytes = [IO.File]::ReadAllBytes($Path)
-        $start = 12 + [BitConverter]::ToInt32($bytes, 8)
-        $count = 0
-        for ($at = $start; $at + 4 -le $bytes.Length; $at += 4) {
-            if ([BitConverter]::ToUInt32($bytes, $at) -ne [uint32]::MaxValue) { $count++ }
-        }
-        $count
-    }
-
-    function Wait-Journal([string] $Path, [int] $AtLeast, [int] $TimeoutSeconds = 60) {
-        $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
-        while ([DateTime]::UtcNow -lt $deadline) {
-            if ((Test-Path -LiteralPath $Path) -and (Get-JournalRecords $Path) -ge $AtLeast) { return }
-            Start-Sleep -Milliseconds 50
-        }
-        throw "the journal $Path did not reach $AtLeast records in $TimeoutSeconds s"
-    }
-
+    # Get-JournalRecords and Wait-Journal: TestHelpers.psm1.
     function Start-BackgroundRestore([hashtable] $Common, [string] $Dest) {
         # Restore-PbsImage in another runspace (as a console would run it), so the test can stop it like Ctrl+C does.
         $ps = [powershell]::Create()

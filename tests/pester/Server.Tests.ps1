@@ -102,17 +102,7 @@ BeforeAll {
         $n
     }
 
-    # Runs a command, returning its errors (non-terminating and terminating) instead of failing.
-    function script:Get-Errors {
-        param([Parameter(Mandatory)] [scriptblock] $Command)
-        $ErrorActionPreference = 'Continue'
-        try {
-            $all = @(& $Command 2>&1)
-        } catch {
-            return @($_)
-        }
-        @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
-    }
+    # Get-Errors (ServerHelpers.psm1) runs a command and returns its errors instead of failing.
 }
 
 AfterAll {

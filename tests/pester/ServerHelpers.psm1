@@ -145,5 +145,22 @@ function New-PbsCredential {
     [System.Management.Automation.PSCredential]::new($AuthId, (ConvertTo-SecureString -String $Secret -AsPlainText -Force))
 }
 
+function Get-Errors {
+    # Runs a command, returning its errors (non-terminating and terminating) instead of failing. The command runs in
+    # the caller's scope, where preferences are looked up: Continue is set globally for the call, so every
+    # non-terminating error is collected.
+    param([Parameter(Mandatory)] [scriptblock] $Command)
+    $saved = $global:ErrorActionPreference
+    $global:ErrorActionPreference = 'Continue'
+    try {
+        $all = @(& $Command 2>&1)
+    } catch {
+        return @($_)
+    } finally {
+        $global:ErrorActionPreference = $saved
+    }
+    @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+}
+
 Export-ModuleMember -Function Start-TestServer, Stop-TestServer, Get-TestServerLog, Save-PbsEnvironment, Clear-PbsEnvironment,
-    Restore-PbsEnvironment, New-PbsCredential, Get-DotnetPath
+    Restore-PbsEnvironment, New-PbsCredential, Get-DotnetPath, Get-Errors

@@ -215,4 +215,50 @@ function Assert-Restored {
     Test-Path -LiteralPath (Get-PartialPath $Destination) | Should -BeFalse -Because 'the .partial file must be renamed into place'
 }
 
+# Resume journals (<dest>.partial.journal) of a restore in progress, for the Ctrl+C / kill -9 / -Resume tests.
+function Get-JournalRecords([string] $Path) {
+    # Finished-chunk records in a resume journal (checkpoint markers not counted).
+    $bytes = [IO.File]::ReadAllBytes($Path)
+    $start = 12 + [BitConverter]::ToInt32($bytes, 8)
+    $count = 0
+    for ($at = $start; $at + 4 -le $bytes.Length; $at += 4) {
+        if ([BitConverter]::ToUInt32($bytes, $at) -ne [uint32]::MaxValue) { $count++ }
+    }
+    $count
+}
+
+function Wait-Journal([string] $Path, [int] $AtLeast, [int] $TimeoutSeconds = 60) {
+    $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
+    while ([DateTime]::UtcNow -lt $deadline) {
+        if ((Test-Path -LiteralPath $Path) -and (Get-JournalRecords $Path) -ge $AtLeast) { return }
+        Start-Sleep -Milliseconds 50
+    }
+    throw "the journal $Path did not reach $AtLeast records in $TimeoutSeconds s"
+}
+
+# Disk images read back by qemu-img (Debian qemu-utils), an implementation we did not write.
+function ConvertFrom-DiskImage([string] $Path, [string] $Format) {
+    # qemu-img check (VHDX only: qemu has no checker for VHD), then qemu's own raw conversion. Format: vhdx or vpc (VHD).
+    $qemuImg = (Get-Command qemu-img -ErrorAction SilentlyContinue).Source
+    if (-not $qemuImg) { throw 'qemu-img not found: install qemu-utils (build.ps1 Test does when it runs as root)' }
+    if ($Format -eq 'vhdx') {
+        $check = & $qemuImg check -f vhdx $Path 2>&1
+        if ($LASTEXITCODE -ne 0) { throw "qemu-img check failed: $check" }
+    }
+    $raw = "$Path.qemu.raw"
+    & $qemuImg convert -f $Format -O raw $Path $raw 2>&1 | Out-Null
+    if ($LASTEXITCODE -ne 0) { throw "qemu-img convert -f $Format failed" }
+    $raw
+}
+
+function Assert-Image([string] $Raw, [long] $Size, [string] $Sha256) {
+    # The image's bytes first, then only zeros (VHDX rounds the size to 512 bytes, VHD to 1 MiB).
+    $bytes = [IO.File]::ReadAllBytes($Raw)
+    $bytes.LongLength | Should -BeGreaterOrEqual $Size
+    $sha = [Security.Cryptography.SHA256]::Create()
+    [Convert]::ToHexStringLower($sha.ComputeHash($bytes, 0, $Size)) | Should -Be $Sha256
+    $pad = $bytes.LongLength - $Size
+    [Convert]::ToHexStringLower($sha.ComputeHash($bytes, $Size, $pad)) | Should -Be ([Convert]::ToHexStringLower($sha.ComputeHash([byte[]]::new($pad)))) -Because 'the padding reads as zeros'
+}
+
 Export-ModuleMember -Function *

@@ -118,12 +118,15 @@ public sealed class PbsClient : IDisposable
             long time = Long(e, "backup-time") ?? throw new PbsFormatException($"{Where(store)}: a snapshot without backup-time", "ServerAnswerInvalid");
             if (!SnapshotRef.IsValidType(type) || !SnapshotRef.IsValidId(id)) continue; // not something we could open
             var files = new List<SnapshotFile>();
+            long listedSize = 0; // every file with a size, the manifest included: what PBS sums into "size"
             if (e.TryGetProperty("files", out var fs) && fs.ValueKind == JsonValueKind.Array)
                 foreach (var f in fs.EnumerateArray())
                 {
                     string? name = Str(f, "filename");
                     long? size = Long(f, "size");
-                    if (name is null || size is null || name == FileFormats.ManifestBlobName) continue;
+                    if (name is null || size is null) continue;
+                    listedSize += size.Value;
+                    if (name == FileFormats.ManifestBlobName) continue;
                     files.Add(new SnapshotFile(name, size.Value, CryptModeNames.Parse(Str(f, "crypt-mode"))));
                 }
             KeyFingerprint? fp = null;
@@ -133,7 +136,7 @@ public sealed class PbsClient : IDisposable
                 catch (FormatException) { /* a short or odd rendering: the manifest check at restore time still applies */ }
             }
             result.Add(new SnapshotInfo(new SnapshotRef(ns, type, id, DateTimeOffset.FromUnixTimeSeconds(time)), location, files, fp,
-                Str(e, "owner"), Str(e, "comment")));
+                Str(e, "owner"), Str(e, "comment"), size: Long(e, "size") ?? listedSize));
         }
         return result.OrderBy(s => s.BackupType, StringComparer.Ordinal).ThenBy(s => s.BackupId, StringComparer.Ordinal)
             .ThenBy(s => s.Ref.BackupTime).ToList();

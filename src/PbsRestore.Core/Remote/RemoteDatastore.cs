@@ -41,8 +41,22 @@ public sealed class RemoteDatastore : ISnapshotSource, IDisposable
     public Task<IReadOnlyList<BackupNamespace>> ListNamespacesAsync(BackupNamespace parent, int maxDepth, CancellationToken ct) =>
         _client.ListNamespacesAsync(Store, parent, maxDepth, ct);
 
-    public Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(BackupNamespace ns, string? backupType, string? backupId, CancellationToken ct) =>
-        _client.ListSnapshotsAsync(Store, ns, backupType, backupId, ct);
+    public async Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(BackupNamespace ns, string? backupType, string? backupId, CancellationToken ct)
+    {
+        try
+        {
+            return await _client.ListSnapshotsAsync(Store, ns, backupType, backupId, ct).ConfigureAwait(false);
+        }
+        catch (PbsNotFoundException) when (backupType is not null)
+        {
+            // PBS opens the type's folder for a type filter and answers 400 "ENOENT" when the namespace holds no group
+            // of that type, the same answer as for a namespace that does not exist. If the namespace's groups can be
+            // listed (this throws NamespaceNotFound otherwise) and none has that type, nothing matches.
+            var groups = await _client.ListGroupsAsync(Store, ns, ct).ConfigureAwait(false);
+            if (groups.Any(g => g.BackupType == backupType)) throw;
+            return [];
+        }
+    }
 
     /// <summary>Opens the snapshot: connects the first session and downloads the manifest, so a snapshot that does
     /// not exist (or credentials that do not work) fail here, not at the first chunk.</summary>

@@ -35,6 +35,9 @@ public sealed class LocalDatastore : ISnapshotSource
         return dir;
     }
 
+    /// <summary>The folder of a namespace (ns/a/ns/b under the datastore), or null when it does not exist.</summary>
+    public string? GetNamespaceDirectory(BackupNamespace ns) => NamespaceDir(ns) is var dir && Directory.Exists(dir) ? dir : null;
+
     public Task<IReadOnlyList<BackupNamespace>> ListNamespacesAsync(BackupNamespace parent, int maxDepth, CancellationToken ct)
     {
         var result = new List<BackupNamespace>();
@@ -77,9 +80,12 @@ public sealed class LocalDatastore : ISnapshotSource
                     var reference = new SnapshotRef(ns, type, id, time);
                     var manifestPath = System.IO.Path.Combine(dir, FileFormats.ManifestBlobName);
                     if (!File.Exists(manifestPath)) continue; // a backup still running or aborted: not a snapshot yet
-                    var manifest = ReadManifest(await ReadLimitedAsync(manifestPath, BackupManifest.MaxJsonSize + 1024, ct), manifestPath);
+                    byte[] rawManifest = await ReadLimitedAsync(manifestPath, BackupManifest.MaxJsonSize + 1024, ct);
+                    var manifest = ReadManifest(rawManifest, manifestPath);
                     var files = manifest.Files.Select(f => new SnapshotFile(f.FileName, f.Size, f.CryptMode)).ToList();
-                    result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner));
+                    // Size as the server lists it: the manifest's files plus index.json.blob itself.
+                    result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner,
+                        size: files.Sum(f => f.Size) + rawManifest.Length));
                 }
             }
         }

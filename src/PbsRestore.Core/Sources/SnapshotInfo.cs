@@ -17,7 +17,9 @@ public sealed record SnapshotFile(string Name, long Size, CryptMode CryptMode)
 /// </summary>
 public sealed class SnapshotInfo
 {
-    public SnapshotInfo(SnapshotRef reference, string location, IReadOnlyList<SnapshotFile> files, KeyFingerprint? keyFingerprint, string? owner = null, string? comment = null)
+    /// <param name="size">Every file's size as PBS counts it (see <see cref="Size"/>); null = the sum of <paramref name="files"/>.</param>
+    public SnapshotInfo(SnapshotRef reference, string location, IReadOnlyList<SnapshotFile> files, KeyFingerprint? keyFingerprint, string? owner = null, string? comment = null,
+        long? size = null)
     {
         Ref = reference;
         Location = location;
@@ -25,6 +27,7 @@ public sealed class SnapshotInfo
         KeyFingerprint = keyFingerprint?.ToString();
         Owner = owner;
         Comment = comment;
+        Size = size ?? files.Sum(f => f.Size);
     }
 
     public SnapshotRef Ref { get; }
@@ -37,8 +40,11 @@ public sealed class SnapshotInfo
     public string Snapshot => Ref.Path;
     public IReadOnlyList<SnapshotFile> Files { get; }
     public bool Encrypted => Files.Any(f => f.CryptMode == CryptMode.Encrypt);
-    /// <summary>Sum of the files' sizes (for images: their logical size), as PBS reports it.</summary>
-    public long Size => Files.Sum(f => f.Size);
+    /// <summary>
+    /// The snapshot's size as PBS reports it (listing, web UI): the archives' sizes from the manifest (images: their
+    /// logical size) plus the manifest file index.json.blob itself, which <see cref="Files"/> leaves out.
+    /// </summary>
+    public long Size { get; }
     public string? KeyFingerprint { get; }
     public string? Owner { get; }
     public string? Comment { get; }

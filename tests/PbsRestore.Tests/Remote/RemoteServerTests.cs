@@ -76,6 +76,27 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task A_type_filter_over_a_namespace_without_that_type_lists_nothing_instead_of_failing()
+    {
+        // The server answers 400 ENOENT for snapshots?ns=dev&backup-type=ct, as the genuine PBS does (dev holds only vm).
+        using var http = fixture.Server.CreateRestClient(TestServer.DefaultTokenHeader);
+        var raw = await http.GetAsync("/api2/json/admin/datastore/golden/snapshots?ns=dev&backup-type=ct");
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, raw.StatusCode);
+        Assert.Equal("ENOENT: No such file or directory", await raw.Content.ReadAsStringAsync());
+
+        using var client = fixture.TokenClient();
+        using var remote = new RemoteDatastore(client);
+        Assert.Empty(await remote.ListSnapshotsAsync(BackupNamespace.Parse("dev"), "ct", null, default));
+        Assert.Single(await remote.ListSnapshotsAsync(BackupNamespace.Root, "ct", null, default));
+        Assert.Single(await remote.ListSnapshotsAsync(BackupNamespace.Parse("dev"), "vm", null, default));
+        foreach (var type in new[] { null, "ct" })
+        {
+            var e = await Assert.ThrowsAsync<PbsNotFoundException>(() => remote.ListSnapshotsAsync(BackupNamespace.Parse("nosuch"), type, null, default));
+            Assert.Equal("NamespaceNotFound", e.ErrorId);
+        }
+    }
+
+    [Fact]
     public async Task Datastores_and_groups()
     {
         using var client = fixture.TokenClient();

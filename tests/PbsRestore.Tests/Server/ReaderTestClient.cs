@@ -22,8 +22,14 @@ public static class ReaderTestClient
     public sealed record UpgradeAnswer(int Status, string Head, string Body, Stream? Stream);
 
     /// <summary>Opens TLS to the server and sends the upgrade request; on 101 returns the stream, else the status and body.</summary>
-    public static async Task<UpgradeAnswer> UpgradeAsync(TestServer server, string query, string authorization, CancellationToken ct = default)
+    public static Task<UpgradeAnswer> UpgradeAsync(TestServer server, string query, string authorization, CancellationToken ct = default) =>
+        UpgradeAsync(server.Url, server.IsPinned, query, authorization, ct);
+
+    /// <summary>The same for any PBS-like server at <paramref name="url"/> (the genuine one too), pinned by <paramref name="isPinned"/>.</summary>
+    public static async Task<UpgradeAnswer> UpgradeAsync(Uri url, Func<System.Security.Cryptography.X509Certificates.X509Certificate?, bool> isPinned,
+        string query, string authorization, CancellationToken ct = default)
     {
+        var server = (Url: url, Port: url.Port);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
@@ -33,7 +39,7 @@ public static class ReaderTestClient
             {
                 TargetHost = "localhost",
                 ApplicationProtocols = [SslApplicationProtocol.Http11],
-                RemoteCertificateValidationCallback = (_, c, _, _) => server.IsPinned(c),
+                RemoteCertificateValidationCallback = (_, c, _, _) => isPinned(c),
             }, ct);
             string request =
                 $"GET /api2/json/reader?{query} HTTP/1.1\r\n" +
@@ -83,13 +89,19 @@ public static class ReaderTestClient
     public const int WholeChunkWindow = 8 << 20;
 
     /// <summary>An HttpClient whose every connection is a new reader session; <paramref name="connections"/> counts them.</summary>
-    public static HttpClient Create(TestServer server, string query, string authorization, StrongBox<int>? connections = null, int streamWindow = 1 << 20)
+    public static HttpClient Create(TestServer server, string query, string authorization, StrongBox<int>? connections = null, int streamWindow = 1 << 20) =>
+        Create(server.Url, server.IsPinned, query, authorization, connections, streamWindow);
+
+    /// <summary>The same for any PBS-like server at <paramref name="url"/> (the genuine one too).</summary>
+    public static HttpClient Create(Uri url, Func<System.Security.Cryptography.X509Certificates.X509Certificate?, bool> isPinned, string query, string authorization,
+        StrongBox<int>? connections = null, int streamWindow = 1 << 20)
     {
+        var server = (Url: url, Port: url.Port);
         var handler = new SocketsHttpHandler
         {
             ConnectCallback = async (_, ct) =>
             {
-                var answer = await UpgradeAsync(server, query, authorization, ct);
+                var answer = await UpgradeAsync(url, isPinned, query, authorization, ct);
                 if (answer.Status != 101) throw new HttpRequestException($"upgrade refused: {answer.Head.Split('\r')[0]} {answer.Body}");
                 if (connections is not null) Interlocked.Increment(ref connections.Value);
                 return answer.Stream!;

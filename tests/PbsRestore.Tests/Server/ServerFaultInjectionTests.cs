@@ -129,9 +129,7 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
             using var response = await http.GetAsync($"chunk?digest={d}");
             Assert.Equal(status, response.StatusCode);
             Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
-            using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-            Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("data").ValueKind);
-            Assert.Contains(d.ToString(), doc.RootElement.GetProperty("message").GetString());
+            Assert.Contains(d.ToString(), await response.Content.ReadAsStringAsync()); // the plain message, as PBS sends errors
         }
         Assert.Equal(OnDisk(store.Digests[2]), await FetchAsync(http, store.Digests[2]));
         Assert.Contains($"chunk {store.Digests[0]}: answering 404", server.StandardError);
@@ -148,7 +146,7 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
             using var response = await http.GetAsync($"chunk?digest={d}");
             pattern.Add((int)response.StatusCode);
             if (response.StatusCode == HttpStatusCode.OK) Assert.Equal(OnDisk(d), await response.Content.ReadAsByteArrayAsync());
-            else Assert.Contains("message", await response.Content.ReadAsStringAsync());
+            else Assert.Contains(d.ToString(), await response.Content.ReadAsStringAsync());
         }
         return pattern;
     }

@@ -31,7 +31,8 @@ public sealed class LocalDatastoreTests : IDisposable
         Assert.Equal(DateTimeKind.Utc, vm101.BackupTime.Kind);
         Assert.Equal("root@pam", vm101.Owner);
         Assert.Equal(["qemu-server.conf.blob", "drive-scsi0.img.fidx"], vm101.Files.Select(f => f.Name));
-        Assert.Equal(2097152 + 356, vm101.Size);
+        // As PBS lists it: the manifest's files plus index.json.blob itself.
+        Assert.Equal(2097152 + 356 + new FileInfo(TestPaths.GoldenPath("datastore/vm/101/2024-05-01T10:05:00Z/index.json.blob")).Length, vm101.Size);
 
         var dev = await Golden().ListSnapshotsAsync(BackupNamespace.Parse("dev"), null, null, default);
         var vm102 = Assert.Single(dev);
