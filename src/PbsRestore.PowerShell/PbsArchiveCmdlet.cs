@@ -113,6 +113,39 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
         }
     }
 
+    /// <summary>
+    /// Asks before an archive is written to <paramref name="destination"/> (Restore-PbsImage, Measure-PbsRestore
+    /// -Destination): ShouldProcess always; for a block device the question names the device, its size and model
+    /// and is asked under default preferences, as a ConfirmImpact High cmdlet would (Clear-Disk, Format-Volume):
+    /// only -Confirm:$false or $ConfirmPreference = 'None' skip it. -Force is the permission to overwrite (checked
+    /// before), never the answer to this question. Refused here (DeviceTooSmall, DeviceInUse, ...) before asking.
+    /// </summary>
+    protected bool ShouldWrite(string destination, ManifestFile entry, string action)
+    {
+        bool device = Destinations.IsDevice(destination) && entry.Kind != ArchiveKind.Blob;
+        if (device)
+        {
+            var info = DeviceDestination.Check(destination, entry.Size);
+            string what = info.Description is { Length: > 0 } d ? $"{d}, {ProgressView.Size(info.Size)}" : ProgressView.Size(info.Size);
+            action = $"overwrite everything on block device {destination} ({what}): {action}";
+        }
+        if (!ShouldProcess(destination, action)) return false;
+        return !device || !DeviceNeedsPrompt() || ShouldContinue($"Are you sure you want to {action}?", $"Overwrite block device {destination}");
+    }
+
+    /// <summary>
+    /// Whether ShouldProcess left the device question unasked: -Confirm was not given (either value decides alone)
+    /// and $ConfirmPreference is High (Low or Medium made ShouldProcess ask already; None means never ask).
+    /// </summary>
+    private bool DeviceNeedsPrompt()
+    {
+        if (MyInvocation.BoundParameters.ContainsKey("Confirm")) return false;
+        var preference = SessionState.PSVariable.GetValue("ConfirmPreference");
+        var level = preference is ConfirmImpact c ? c
+            : Enum.TryParse(preference?.ToString(), ignoreCase: true, out ConfirmImpact parsed) ? parsed : ConfirmImpact.High;
+        return level == ConfirmImpact.High;
+    }
+
     protected override void EndProcessing()
     {
         (_namedSource as IDisposable)?.Dispose();

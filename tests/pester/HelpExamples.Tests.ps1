@@ -567,7 +567,9 @@ BeforeAll {
         'Restore-PbsImage#15'    = @{
             # A loop device over a file of garbage stands in for the physical disk (needs root).
             Allow   = if (-not $script:CanLoop) { 'needs root and a loop device to stand in for a disk' }
-            Replace = @(, @('\\.\PhysicalDrive2', '$PbsTestLoop'))
+            # No host answers prompts here: -Confirm:$false is the runbook's answer to the device question (the prompt
+            # itself is proven in Restore-PbsImage.Device.Tests.ps1).
+            Replace = @(@('\\.\PhysicalDrive2', '$PbsTestLoop'), @('-Force', '-Force -Confirm:$false'))
             Setup   = if ($script:HelpLoop) { "`$PbsTestLoop = '$($script:HelpLoop)'" }
             Check   = {
                 param($r)

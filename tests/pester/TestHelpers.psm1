@@ -215,4 +215,34 @@ function Assert-Restored {
     Test-Path -LiteralPath (Get-PartialPath $Destination) | Should -BeFalse -Because 'the .partial file must be renamed into place'
 }
 
+function New-RecordingRunspace {
+    # A runspace whose host records and answers prompts (RecordingHost.cs): proves that a cmdlet asks (ShouldContinue,
+    # a password read with ReadLineAsSecureString) instead of trusting $ConfirmPreference arithmetic. The module is
+    # imported; run commands with Invoke-InRecordingRunspace. Returns the runspace and the host's recorder (.UI).
+    if (-not ('PbsRestoreTests.RecordingHost' -as [type])) {
+        Add-Type -Path (Join-Path $PSScriptRoot 'RecordingHost.cs')
+    }
+    $hostObject = [PbsRestoreTests.RecordingHost]::new()
+    $rs = [runspacefactory]::CreateRunspace($hostObject)
+    $rs.Open()
+    $ps = [powershell]::Create(); $ps.Runspace = $rs
+    [void]$ps.AddCommand('Import-Module').AddArgument([IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../PbsRestore.psd1'))).Invoke()
+    $ps.Dispose()
+    [pscustomobject]@{ Runspace = $rs; UI = $hostObject.Recorder }
+}
+
+function Invoke-InRecordingRunspace {
+    # Runs a script block's text in a recording runspace; returns Output, Errors (error records) and Thrown (a
+    # terminating error's exception, or $null).
+    param([Parameter(Mandatory)] $Recording, [Parameter(Mandatory)] [string] $Script, [hashtable] $Variables = @{})
+    $ps = [powershell]::Create(); $ps.Runspace = $Recording.Runspace
+    foreach ($k in $Variables.Keys) { $Recording.Runspace.SessionStateProxy.SetVariable($k, $Variables[$k]) }
+    [void]$ps.AddScript($Script)
+    $thrown = $null; $out = @()
+    try { $out = @($ps.Invoke()) } catch { $thrown = $_.Exception }
+    $result = [pscustomobject]@{ Output = $out; Errors = @($ps.Streams.Error); Thrown = $thrown }
+    $ps.Dispose()
+    $result
+}
+
 Export-ModuleMember -Function *

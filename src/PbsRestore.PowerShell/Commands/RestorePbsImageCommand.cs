@@ -115,14 +115,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                                  "Windows (Mount-DiskImage, Hyper-V) goes by the extension.");
             }
             if (image && canResume) action += ", continuing the interrupted restore";
-            if (onDevice && opened.Entry.Kind != ArchiveKind.Blob)
-            {
-                // Say what will be overwritten: the device, its size and model (refused here if it is too small or in use).
-                var device = DeviceDestination.Check(destination, opened.Entry.Size);
-                string what = device.Description is { Length: > 0 } d ? $"{d}, {ProgressView.Size(device.Size)}" : ProgressView.Size(device.Size);
-                action = $"overwrite everything on block device {destination} ({what}): {action}";
-            }
-            if (!ShouldProcess(destination, action))
+            if (!ShouldWrite(destination, opened.Entry, action))
                 return;
             if (resumable)
                 WriteVerbose(canResume
