@@ -611,6 +611,37 @@ Describe 'PbsRestore cmdlets over the wire' {
             Get-ErrorIdOf $errs[0] | Should -BeExactly 'NotConnected'
         }
 
+        # Issue 11, item 3: what was listed through a connection dies with it. The objects from Get-PbsSnapshot keep
+        # the source that listed them (to restore from the same place); after Disconnect that source refuses
+        # everything with NotConnected, and the connection no longer holds the secret (HoldsSecret, internal, reads
+        # the connection's settings and every client's authenticator, whose secret char array is zeroed: see
+        # PbsAuthTests.Revoke_zeroes_the_secret).
+        It 'objects listed through a connection (<Kind>) fail with NotConnected after Disconnect-PbsServer; the secret is gone' -ForEach @(
+            @{ Kind = 'API token'; Repo = 'TokenRepo'; Cred = 'TokenCred' }
+            @{ Kind = 'user password'; Repo = 'UserRepo'; Cred = 'UserCred' }
+        ) {
+            $c = Connect-PbsServer -Repository (Get-Variable -Scope Script -Name $Repo -ValueOnly) -Fingerprint $script:Fp `
+                -Credential (Get-Variable -Scope Script -Name $Cred -ValueOnly) -ErrorAction Stop
+            $s = @(Get-PbsSnapshot -ErrorAction Stop | Where-Object { $_.BackupId -eq '100' })[0]
+            $other = @(Get-PbsSnapshot -Store other -ErrorAction Stop | Where-Object { $_.BackupId -eq '100' })[0]
+            $holds = [PbsRestore.PowerShell.PbsServerConnection].GetProperty('HoldsSecret', [Reflection.BindingFlags]'NonPublic,Instance')
+            $holds.GetValue($c) | Should -BeTrue
+            Disconnect-PbsServer -ErrorAction Stop
+            $holds.GetValue($c) | Should -BeFalse
+            $dest = Join-Path (New-OutputFolder $TestDrive) 'stale.img'
+            foreach ($run in @(
+                    @{ Cmd = 'RestorePbsImageCommand'; Run = { $s | Restore-PbsImage -Archive drive-scsi0.img -Destination $dest } }
+                    @{ Cmd = 'RestorePbsImageCommand'; Run = { $other | Restore-PbsImage -Archive drive-scsi0.img -Destination $dest } }
+                    @{ Cmd = 'MeasurePbsRestoreCommand'; Run = { $s | Measure-PbsRestore -Archive drive-scsi0.img } }
+                    @{ Cmd = 'TestPbsSnapshotCommand'; Run = { $s | Test-PbsSnapshot } })) {
+                $errs = Get-Errors $run.Run
+                $errs.Count | Should -Be 1 -Because $run.Cmd
+                $errs[0].FullyQualifiedErrorId | Should -BeExactly "NotConnected,PbsRestore.PowerShell.Commands.$($run.Cmd)"
+                $errs[0].Exception.Message | Should -BeLike "*connection to 127.0.0.1:$($script:Port) was closed by Disconnect-PbsServer*"
+            }
+            Assert-NothingWritten $dest
+        }
+
         It 'a second Connect-PbsServer replaces (and closes) the previous default' {
             $a = Connect-PbsServer -Repository $script:TokenRepo -Fingerprint $script:Fp -Credential $script:TokenCred -ErrorAction Stop
             $b = Connect-PbsServer -Repository $script:HostRepo -Fingerprint $script:Fp -Credential $script:UserCred -ErrorAction Stop

@@ -159,7 +159,20 @@ public sealed class PbsClient : IDisposable
 
     public override string ToString() => $"PbsClient {Repository}";
 
-    public void Dispose() => _rest.Dispose();
+    /// <summary>
+    /// Closes the client for good: the secret is zeroed and dropped, open connections are closed, and every later
+    /// call (listing, opening a snapshot, a reader session reconnecting) fails with NotConnected and <paramref name="reason"/>.
+    /// </summary>
+    public void Close(string reason)
+    {
+        _auth.Revoke(reason);
+        _rest.Dispose();
+    }
+
+    /// <summary>Whether the client still holds its password or token secret (false once closed).</summary>
+    public bool HoldsSecret => _auth.HoldsSecret;
+
+    public void Dispose() => Close($"the connection to {Repository.Authority} was closed");
 
     private sealed class NamespaceOrder : IComparer<BackupNamespace>
     {
