@@ -171,6 +171,43 @@ Restore-PbsImage -Repository '$($script:Repository)' -Fingerprint '$($script:Ser
         Test-Path -LiteralPath $journal | Should -BeTrue
     }
 
+    # Issue 11, item 4: a plain re-run must not silently throw the interrupted restore away.
+    It 'a re-run without -Resume or -Force refuses to delete the interrupted restore; -Force starts over' {
+        $dest = Join-Path $TestDrive 'rerun.img'
+        Stop-RestoreMidway $dest 3
+        $partialSha = Get-Sha256 "$dest.partial"
+        $journalSha = Get-Sha256 "$dest.partial.journal"
+        { Restore-PbsImage @script:Common -Destination $dest -ErrorAction Stop } |
+            Should -Throw -ErrorId 'InterruptedRestoreExists,PbsRestore.PowerShell.Commands.RestorePbsImageCommand' `
+                -ExpectedMessage "an interrupted restore of this archive exists; add -Resume to continue it or -Force to start over ('$dest.partial' and its journal)"
+        # Refused before anything was touched (and before a -Confirm prompt would be shown).
+        Get-Sha256 "$dest.partial" | Should -Be $partialSha
+        Get-Sha256 "$dest.partial.journal" | Should -Be $journalSha
+        Test-Path -LiteralPath $dest | Should -BeFalse
+        $r = Restore-PbsImage @script:Common -Destination $dest -Force -ErrorAction Stop
+        $r.ChunksResumed | Should -Be 0
+        Get-Sha256 $dest | Should -Be $script:Image.sha256
+        Test-Path -LiteralPath "$dest.partial.journal" | Should -BeFalse
+    }
+
+    It 'Ctrl+C leaves one line on the host saying how to resume' {
+        $dest = Join-Path $TestDrive 'told.img'
+        $rec = New-RecordingRunspace
+        try {
+            $ps = [powershell]::Create(); $ps.Runspace = $rec.Runspace
+            [void]$ps.AddScript({ param($Common, $Dest) Restore-PbsImage @Common -Destination $Dest }).AddArgument($script:Common).AddArgument($dest)
+            $async = $ps.BeginInvoke()
+            Wait-Journal "$dest.partial.journal" 3
+            $ps.Stop()
+            $async.IsCompleted | Should -BeTrue
+            $ps.Dispose()
+            $lines = @($rec.UI.Written | Where-Object { $_ -like '*-Resume*' })
+            $lines | Should -HaveCount 1
+            $lines[0] | Should -BeExactly "Restore stopped. What was restored is kept in '$dest.partial'. Run the same command again with -Resume to continue."
+        } finally { $rec.Runspace.Dispose() }
+        Test-Path -LiteralPath "$dest.partial" | Should -BeTrue
+    }
+
     It '-Resume with nothing to resume starts a new restore' {
         $dest = Join-Path $TestDrive 'fresh.img'
         $r = Restore-PbsImage @script:Common -Destination $dest -Resume -ErrorAction Stop

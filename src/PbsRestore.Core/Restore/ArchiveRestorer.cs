@@ -83,7 +83,7 @@ public sealed class ArchiveRestorer
     {
         var clock = Stopwatch.StartNew();
         destination = Path.GetFullPath(destination);
-        Destinations.CheckWritable(destination, options.Force);
+        Destinations.CheckWritable(destination, options.Force, options.Resume);
         var manifest = await ReadManifestAsync(ct).ConfigureAwait(false);
         var entry = ResolveArchive(manifest, archive);
         CheckKey(manifest, entry);
@@ -208,7 +208,7 @@ public sealed class ArchiveRestorer
     private static PbsException ResumeMismatch(string destination, JournalIdentity journal, string wanted) =>
         new("ResumeMismatch", PbsErrorKind.InvalidArgument,
             $"cannot resume the restore into '{destination}': its journal is for {Describe(journal)}, not {wanted}; " +
-            "restore without -Resume to start over, or name the snapshot the interrupted run restored");
+            "restore with -Force instead of -Resume to start over, or name the snapshot the interrupted run restored");
 
     /// <summary>A partial file or journal that cannot be used says how to go on.</summary>
     private static T WithStartOverHint<T>(Func<T> open)
@@ -219,7 +219,7 @@ public sealed class ArchiveRestorer
         }
         catch (PbsException e) when (e.ErrorId is "ResumeStateMismatch" or "ResumeJournalInvalid" or "PartialFileNotFound")
         {
-            throw new PbsException(e.ErrorId, e.Kind, $"{e.Message}; restore without -Resume to start over", e);
+            throw new PbsException(e.ErrorId, e.Kind, $"{e.Message}; restore with -Force instead of -Resume to start over", e);
         }
     }
 
@@ -312,7 +312,7 @@ public sealed class ArchiveRestorer
             file.Commit(options.Force);
         }
         counters.AddDone(plain.Length, 1);
-        // A journal of an earlier, interrupted image restore to this name (without -Resume it was started over).
+        // A journal of an earlier, interrupted image restore to this name (started over with -Force).
         if (File.Exists(Destinations.JournalPathFor(destination))) File.Delete(Destinations.JournalPathFor(destination));
         return Result(entry, destination, counters, clock);
     }

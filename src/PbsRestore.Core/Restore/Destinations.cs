@@ -33,10 +33,12 @@ public static class Destinations
 
     /// <summary>
     /// Checks that <paramref name="destination"/> may be written: a file as <see cref="DestinationFile.CheckWritable"/>
-    /// does; a device only with <paramref name="force"/>, since its content is overwritten.
+    /// does; a device only with <paramref name="force"/>, since its content is overwritten. Without
+    /// <paramref name="resume"/>, an interrupted restore there is refused too (<see cref="CheckNotInterrupted"/>).
     /// </summary>
-    public static void CheckWritable(string destination, bool force)
+    public static void CheckWritable(string destination, bool force, bool resume = false)
     {
+        CheckNotInterrupted(destination, force, resume);
         if (!IsDevice(destination))
         {
             DestinationFile.CheckWritable(destination, force);
@@ -58,6 +60,19 @@ public static class Destinations
             "PbsRestore", "journals");
         string name = string.Concat(Path.GetFullPath(destination).Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_'));
         return Path.Combine(folder, name + ".journal");
+    }
+
+    /// <summary>
+    /// Refuses to start a new restore where an interrupted one left its partial file and journal, unless
+    /// <paramref name="resume"/> (continue it) or <paramref name="force"/> (start over, deleting them): a plain re-run
+    /// must not silently throw away hours of restored data.
+    /// </summary>
+    public static void CheckNotInterrupted(string destination, bool force, bool resume)
+    {
+        if (resume || force || !CanResume(destination)) return;
+        string kept = IsDevice(destination) ? $"journal '{JournalPathFor(destination)}'" : $"'{DestinationFile.PartialPathFor(destination)}' and its journal";
+        throw new PbsException("InterruptedRestoreExists", PbsErrorKind.ResourceExists,
+            $"an interrupted restore of this archive exists; add -Resume to continue it or -Force to start over ({kept})");
     }
 
     /// <summary>Whether an interrupted restore to <paramref name="destination"/> left something to resume.</summary>

@@ -94,7 +94,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         var opened = Run(async ct =>
         {
             var o = await OpenArchiveAsync(source, ct).ConfigureAwait(false);
-            Destinations.CheckWritable(destination, Force);
+            Destinations.CheckWritable(destination, Force, Resume);
             return o;
         });
         try
@@ -170,7 +170,11 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                 }
             }
             foreach (var e in entries)
-                DestinationFile.CheckWritable(SnapshotRestorer.PathFor(target, e, options.Format), Force, folderMustExist: false);
+            {
+                string path = SnapshotRestorer.PathFor(target, e, options.Format);
+                Destinations.CheckNotInterrupted(path, Force, Resume);
+                DestinationFile.CheckWritable(path, Force, folderMustExist: false);
+            }
             string list = string.Join(", ", entries.Select(e => ArchiveNames.DisplayName(e.FileName)));
             if (!ShouldProcess(target, $"restore {entries.Count} archive(s) of snapshot {reader.Snapshot} ({list}, {ProgressView.Size(entries.Sum(e => e.Size))})"))
                 return;
