@@ -416,6 +416,40 @@ Describe 'PbsRestore cmdlets over the wire' {
                 Get-Variable -Name DefaultPbsServer -Scope Global -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
             }
 
+            # Issue 11, items 6 and 7.
+            It 'a user without a realm (<Where>) is named as such, not as a repository syntax error' -ForEach @(
+                @{ Where = '-Credential root'; Run = { Connect-PbsServer -Repository $script:HostRepo -Fingerprint $script:Fp -Credential (New-PbsCredential 'root' 'pw-1234') } }
+                @{ Where = 'root@host:store'; Run = { Connect-PbsServer -Repository "root@127.0.0.1:$($script:Port):golden" -Fingerprint $script:Fp -Credential (New-PbsCredential 'root' 'pw-1234') } }
+                @{ Where = 'Get-PbsSnapshot -Credential root'; Run = { Get-PbsSnapshot -Repository $script:HostRepo -Fingerprint $script:Fp -Credential (New-PbsCredential 'root' 'pw-1234') } }
+            ) {
+                $errs = Get-Errors $Run
+                $errs.Count | Should -Be 1
+                Get-ErrorIdOf $errs[0] | Should -BeExactly 'UserWithoutRealm'
+                $errs[0].Exception.Message | Should -BeExactly "user 'root' has no realm: use root@pam or root@pbs"
+            }
+
+            It 'a token id without a realm keeps its token name in the advice' {
+                $errs = Get-Errors { Connect-PbsServer -Repository $script:HostRepo -Fingerprint $script:Fp -Credential (New-PbsCredential 'tester!pester' 'pw-1234') }
+                $errs[0].Exception.Message | Should -BeExactly "user 'tester!pester' has no realm: use tester@pam!pester or tester@pbs!pester"
+            }
+
+            It 'Connect-PbsServer to a datastore that does not exist: DatastoreNotFound naming those that do, no session default' {
+                $errs = Get-Errors { Connect-PbsServer -Repository "$($script:TokenId)@127.0.0.1:$($script:Port):gloden" -Fingerprint $script:Fp -Credential $script:TokenCred }
+                $errs.Count | Should -Be 1
+                $errs[0].FullyQualifiedErrorId | Should -BeExactly 'DatastoreNotFound,PbsRestore.PowerShell.Commands.ConnectPbsServerCommand'
+                $errs[0].Exception.Message | Should -BeExactly "datastore 'gloden' does not exist on 127.0.0.1:$($script:Port); datastores there: golden, other"
+                Get-Variable -Name DefaultPbsServer -Scope Global -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            }
+
+            It 'Connect-PbsServer warns when the datastore name looks like a port' {
+                $all = @(Connect-PbsServer -Repository "$($script:TokenId)@127.0.0.1:$($script:Port):8007" -Fingerprint $script:Fp -Credential $script:TokenCred -ErrorAction Continue 3>&1 2>&1)
+                $warnings = @($all | Where-Object { $_ -is [System.Management.Automation.WarningRecord] })
+                $warnings | Should -HaveCount 1
+                $warnings[0].Message | Should -BeLike "The datastore name '8007' looks like a port number*host:port:datastore*"
+                $errs = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+                Get-ErrorIdOf $errs[0] | Should -BeExactly 'DatastoreNotFound'
+            }
+
             It '-Credential wins over a wrong PBS_PASSWORD' {
                 $env:PBS_PASSWORD = 'wrong-token-secret-1234'
                 $dest = Join-Path (New-OutputFolder $TestDrive) 'x.img'

@@ -66,6 +66,19 @@ public sealed class PbsClient : IDisposable
         else await ListDatastoresAsync(ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Checks that the repository's datastore exists (among those this user may see); DatastoreNotFound names the
+    /// ones that do, so a typo ('gloden') or a port taken for a datastore ('host:8007') shows at once.
+    /// </summary>
+    public async Task CheckDatastoreAsync(CancellationToken ct)
+    {
+        var stores = await ListDatastoresAsync(ct).ConfigureAwait(false);
+        if (stores.Any(s => s.Name == Repository.Store)) return;
+        throw new PbsNotFoundException("DatastoreNotFound", stores.Count == 0
+            ? $"datastore '{Repository.Store}' does not exist on {Repository.Authority}, or {Repository.AuthId} may not see it (it sees no datastore)"
+            : $"datastore '{Repository.Store}' does not exist on {Repository.Authority}; datastores there: {string.Join(", ", stores.Select(s => s.Name))}");
+    }
+
     public async Task<IReadOnlyList<DatastoreListItem>> ListDatastoresAsync(CancellationToken ct)
     {
         var data = await _rest.GetDataAsync("admin/datastore", _auth, $"listing the datastores of {Repository.Authority}", "DatastoreNotFound", ct).ConfigureAwait(false);
