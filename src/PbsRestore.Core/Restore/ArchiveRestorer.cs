@@ -110,6 +110,7 @@ public sealed class ArchiveRestorer
             return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
         }
 
+        Destinations.CheckResumeSupported(destination, format, options.Resume);
         var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
         var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, Destinations.FormatName(destination, format));
         var (target, journal, finished) = OpenTarget(destination, plan, identity, format, encrypted, options);
@@ -123,7 +124,7 @@ public sealed class ArchiveRestorer
                 target.Commit(options.Force);
                 journal.Delete();
             }
-            catch (Exception e) when (IsResumable(e))
+            catch (Exception e) when (IsResumable(e) && Destinations.IsResumable(format))
             {
                 // Keep what is done; the journal already names it. (No flush here: Ctrl+C must stop at once, and
                 // the kernel has every write; a resume checks the records the last checkpoint did not cover.)

@@ -45,9 +45,9 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
     [Parameter]
     public SwitchParameter Resume { get; set; }
 
-    /// <summary>Raw, Vhdx (dynamic, for Hyper-V and Mount-DiskImage) or Vhd (fixed, for Azure); by default from the destination's extension (.vhdx, .vhd), else Raw.</summary>
+    /// <summary>Raw, Vhdx (dynamic, for Hyper-V and Mount-DiskImage), Vhd (fixed, for Azure) or Vmdk (monolithic sparse, for VMware); by default from the destination's extension (.vhdx, .vhd, .vmdk), else Raw.</summary>
     [Parameter]
-    [ValidateSet("Raw", "Vhdx", "Vhd")]
+    [ValidateSet("Raw", "Vhdx", "Vhd", "Vmdk")]
     public string? Format { get; set; }
 
     /// <summary>Chunk reads in flight; automatic when omitted (grows while throughput rises). PBS_RESTORE_FETCH_CONCURRENCY also sets it.</summary>
@@ -108,11 +108,14 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             if (image && !onDevice)
             {
                 var format = Destinations.FormatFor(destination, options.Format);
+                Destinations.CheckResumeSupported(destination, format, Resume);
                 if (format != ImageFormat.Raw) action += $" as {format.ToString().ToUpperInvariant()}";
                 var byName = Destinations.FormatFor(destination, null);
                 if (options.Format is { } asked && asked != byName)
                     WriteWarning($"'{Path.GetFileName(destination)}' is named like a {byName} file but is written as {asked}; " +
-                                 "Windows (Mount-DiskImage, Hyper-V) goes by the extension.");
+                                 (byName == ImageFormat.Vmdk || asked == ImageFormat.Vmdk
+                                     ? "VMware tools go by the content and the extension: name it to match, or leave out -Format."
+                                     : "Windows (Mount-DiskImage, Hyper-V) goes by the extension."));
             }
             if (image && canResume) action += ", continuing the interrupted restore";
             if (!ShouldWrite(destination, opened.Entry, action))
