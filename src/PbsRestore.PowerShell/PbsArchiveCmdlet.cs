@@ -52,14 +52,42 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
     protected override void BeginProcessing()
     {
         if (Keyfile is null) return;
+        string path = ResolvePath(Keyfile);
         try
         {
             // Opened once for the whole pipeline; a wrong password fails here, before anything is written.
-            Crypt = KeyLoader.Open(ResolvePath(Keyfile), KeyPassword);
+            try
+            {
+                Crypt = KeyLoader.Open(path, KeyPassword);
+            }
+            catch (PbsKeyException e) when (e.ErrorId == "KeyPasswordRequired" && PromptForKeyPassword(path) is { } typed)
+            {
+                using (typed) Crypt = KeyLoader.Open(path, typed);
+            }
         }
         catch (PbsException e)
         {
             ThrowTerminatingError(ToErrorRecord(e, Keyfile));
+        }
+    }
+
+    /// <summary>
+    /// Asks for the key file's password when neither -KeyPassword nor PBS_ENCRYPTION_PASSWORD gave one, so that the
+    /// user need not type the command again. Null when the host cannot ask (pwsh -NonInteractive, a job, a runspace
+    /// without a UI): then the KeyPasswordRequired error stands.
+    /// </summary>
+    private SecureString? PromptForKeyPassword(string keyfile)
+    {
+        try
+        {
+            if (Host?.UI is not { } ui) return null;
+            ui.Write($"Password for key file '{keyfile}': ");
+            var typed = ui.ReadLineAsSecureString();
+            return typed is { Length: > 0 } ? typed : null;
+        }
+        catch (Exception e) when (e is PSInvalidOperationException or System.Management.Automation.Host.HostException or NotImplementedException or InvalidOperationException)
+        {
+            return null;
         }
     }
 
