@@ -180,6 +180,25 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
         _namedSource = null;
     }
 
+    /// <summary>
+    /// What an error is about, for its TargetObject: the destination for destination, device and resume errors (and
+    /// file system errors), the archive for data errors, the key file for key errors, else the snapshot.
+    /// </summary>
+    protected object? FailureTarget(Exception e, string? destination)
+    {
+        string? id = (e as PbsException)?.ErrorId;
+        if (destination is not null && (e is IOException or UnauthorizedAccessException ||
+            id is not null && (id.StartsWith("Destination", StringComparison.Ordinal) || id.StartsWith("Device", StringComparison.Ordinal) ||
+                               id.StartsWith("Resume", StringComparison.Ordinal) || id is "InterruptedRestoreExists" or "FormatNotSupported")))
+            return destination;
+        if (id is not null && id.StartsWith("Key", StringComparison.Ordinal) && Keyfile is not null)
+            return Keyfile;
+        if (ArchiveName is { Length: > 0 } archive &&
+            (e is PbsException { Kind: PbsErrorKind.Integrity or PbsErrorKind.InvalidData } || id is "ArchiveNotFound" or "ArchiveNotAnIndex" or "ChunkMissing"))
+            return archive;
+        return Snapshot;
+    }
+
     protected static bool IsFailure(Exception e) =>
         e is PbsException or IOException or UnauthorizedAccessException or OperationCanceledException or ArgumentException or HttpRequestException;
 }

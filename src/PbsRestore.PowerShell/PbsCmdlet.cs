@@ -63,6 +63,8 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
                 _ => ErrorCategory.WriteError,
             };
             var record = new ErrorRecord(e, p.ErrorId, category, target);
+            if (ErrorAdvice.For(p.ErrorId) is { } action)
+                record.ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = action };
             AddResumeAdvice(record, e);
             return record;
         }

@@ -414,6 +414,35 @@ Describe 'PbsRestore cmdlets over the wire' {
                 $errs.Count | Should -Be 1
                 $errs[0].FullyQualifiedErrorId | Should -BeExactly 'AuthenticationFailed,PbsRestore.PowerShell.Commands.ConnectPbsServerCommand'
                 Get-Variable -Name DefaultPbsServer -Scope Global -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+                # Issue 11, item 12: the server's own "authentication failed - ..." is not prefixed with the same words.
+                $errs[0].Exception.Message | Should -BeLike '*authentication failed*'
+                $errs[0].Exception.Message | Should -Not -BeLike '*authentication failed*authentication failed*'
+                $errs[0].TargetObject | Should -Be $script:TokenRepo
+                $errs[0].ErrorDetails.RecommendedAction | Should -BeLike '*user or API token id*secret*'
+            }
+
+            # Issue 11, item 12: a server that accepts the connection and never answers. A loopback listener that
+            # never reads: the kernel completes the TCP handshake, the TLS ClientHello gets no answer.
+            It 'a server that never answers fails with ConnectionTimeout after PBS_RESTORE_TIMEOUT seconds' {
+                $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+                $listener.Start()
+                $saved = $env:PBS_RESTORE_TIMEOUT
+                try {
+                    $env:PBS_RESTORE_TIMEOUT = '2'
+                    $port = $listener.LocalEndpoint.Port
+                    $clock = [Diagnostics.Stopwatch]::StartNew()
+                    $errs = Get-Errors { Connect-PbsServer -Repository "$($script:TokenId)@127.0.0.1:$($port):golden" -Fingerprint $script:Fp -Credential $script:TokenCred }
+                    $clock.Stop()
+                    $errs.Count | Should -Be 1
+                    $errs[0].FullyQualifiedErrorId | Should -BeExactly 'ConnectionTimeout,PbsRestore.PowerShell.Commands.ConnectPbsServerCommand'
+                    $errs[0].Exception.Message | Should -BeLike "*127.0.0.1:$port*2 s*PBS_RESTORE_TIMEOUT*"
+                    $errs[0].ErrorDetails.RecommendedAction | Should -BeLike '*PBS_RESTORE_TIMEOUT*'
+                    $clock.Elapsed.TotalSeconds | Should -BeGreaterOrEqual 1.5
+                    $clock.Elapsed.TotalSeconds | Should -BeLessThan 15
+                } finally {
+                    $env:PBS_RESTORE_TIMEOUT = $saved
+                    $listener.Stop()
+                }
             }
 
             # Issue 11, items 6 and 7.

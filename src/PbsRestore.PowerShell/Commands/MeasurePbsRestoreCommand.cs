@@ -41,10 +41,11 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
 
     protected override void ProcessRecord()
     {
+        string? destination = null;
         try
         {
             var source = SourceForSnapshot();
-            string? destination = Destination is null ? null : ResolvePath(Destination);
+            destination = Destination is null ? null : ResolvePath(Destination);
             var runs = FetchConcurrency is { Length: > 0 } f ? f.Select(x => (int?)x).ToArray() : [null];
             var opened = Run(async ct =>
             {
@@ -103,7 +104,7 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
         }
         catch (Exception e) when (IsFailure(e))
         {
-            WriteFailure(e, Snapshot);
+            WriteFailure(e, FailureTarget(e, destination));
         }
     }
 }

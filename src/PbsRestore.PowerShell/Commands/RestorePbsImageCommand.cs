@@ -72,8 +72,10 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             Format = Format is null ? null : Enum.Parse<ImageFormat>(Format, ignoreCase: true),
             MaxBytesPerSecond = MyInvocation.BoundParameters.ContainsKey(nameof(MaxBandwidth)) ? (long)(MaxBandwidth * 1e6) : null,
         };
+        string? target = null;
         try
         {
+            target = Destination is not null ? ResolvePath(Destination) : DestinationFolder is not null ? ResolvePath(DestinationFolder) : null;
             if ((Destination is null) == (DestinationFolder is null))
                 throw new PbsException("DestinationRequired", PbsErrorKind.InvalidArgument, "give either -Destination (one archive) or -DestinationFolder (a whole snapshot)");
             if (Destination is not null && Archive is null)
@@ -84,7 +86,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         }
         catch (Exception e) when (IsFailure(e))
         {
-            WriteFailure(e, Snapshot);
+            WriteFailure(e, FailureTarget(e, target));
         }
     }
 
