@@ -579,6 +579,15 @@ BeforeAll {
                 [Convert]::ToHexStringLower([Security.Cryptography.SHA256]::Create().ComputeHash([IO.File]::ReadAllBytes($raw), 0, $size)) | Should -Be $script:Sha.Vm100Scsi0
             }
         }
+        'Restore-PbsImage#17'    = @{
+            # The fixture datastore is intact: the restore is bit-exact and there is nothing in BadRanges
+            # (damaged chunks are in Restore-PbsImage.BadInput.Tests.ps1).
+            Check = {
+                param($r)
+                Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0
+                @($r.Output) | Should -HaveCount 0 -Because 'the example formats the (empty) BadRanges'
+            }
+        }
         'Restore-PbsImage#15'    = @{
             # A loop device over a file of garbage stands in for the physical disk (needs root).
             Allow   = if (-not $script:CanLoop) { 'needs root and a loop device to stand in for a disk' }

@@ -114,13 +114,20 @@ public sealed class ArchiveRestorer
         var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
         var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, Destinations.FormatName(destination, format));
         var (target, journal, finished) = OpenTarget(destination, plan, identity, format, encrypted, options);
+        var bad = options.SkipBadChunks ? new System.Collections.Concurrent.ConcurrentBag<BadRange>() : null;
         await using (target)
         using (journal)
         {
             try
             {
                 await RestorePipeline.RunAsync(plan.Without(finished), _reader.Chunks, _crypt, encrypted, target, options, counters, ct, metrics,
-                    journal: journal).ConfigureAwait(false);
+                    onChunkError: bad is null ? null : e => RecordBadRange(bad, e), journal: journal).ConfigureAwait(false);
+                if (bad is { IsEmpty: false } && !target.ZerosAreHoles)
+                {
+                    // A device keeps its old bytes where nothing is written: the ranges given up on become zeros.
+                    var zero = new byte[bad.Max(b => b.Length)];
+                    foreach (var b in bad) target.Write(b.Offset, zero.AsSpan(0, b.Length));
+                }
                 target.Commit(options.Force);
                 journal.Delete();
             }
@@ -145,7 +152,22 @@ public sealed class ArchiveRestorer
                 throw;
             }
         }
-        return Result(entry, destination, counters, clock) with { Format = identity.Format };
+        return Result(entry, destination, counters, clock) with
+        {
+            Format = identity.Format,
+            BadRanges = bad is null ? [] : bad.OrderBy(b => b.Offset).ToList(),
+        };
+    }
+
+    /// <summary>
+    /// -SkipBadChunks: a chunk that is missing or failed its checks on every read becomes zeros at each of its
+    /// offsets; anything else (a lost connection, a full disk, cancellation) still ends the restore.
+    /// </summary>
+    private static bool RecordBadRange(System.Collections.Concurrent.ConcurrentBag<BadRange> bad, ChunkException e)
+    {
+        if (e.Kind is not (PbsErrorKind.Integrity or PbsErrorKind.InvalidData or PbsErrorKind.NotFound)) return false;
+        foreach (long offset in e.Offsets) bad.Add(new BadRange(offset, e.Length, e.Digest, e.ErrorId));
+        return true;
     }
 
     /// <summary>

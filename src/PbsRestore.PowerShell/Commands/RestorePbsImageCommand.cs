@@ -50,6 +50,13 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
     [ValidateSet("Raw", "Vhdx", "Vhd", "Vmdk")]
     public string? Format { get; set; }
 
+    /// <summary>
+    /// Disaster-recovery mode: restore everything readable; a chunk that is missing or damaged in the datastore (after
+    /// every reread) is written as zeros, reported in the result's BadRanges and by a warning, instead of failing.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter SkipBadChunks { get; set; }
+
     /// <summary>Chunk reads in flight; automatic when omitted (grows while throughput rises). PBS_RESTORE_FETCH_CONCURRENCY also sets it.</summary>
     [Parameter]
     [ValidateRange(1, 256)]
@@ -69,6 +76,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         {
             Force = Force,
             Resume = Resume,
+            SkipBadChunks = SkipBadChunks,
             Format = Format is null ? null : Enum.Parse<ImageFormat>(Format, ignoreCase: true),
             MaxBytesPerSecond = MyInvocation.BoundParameters.ContainsKey(nameof(MaxBandwidth)) ? (long)(MaxBandwidth * 1e6) : null,
         };
@@ -140,6 +148,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                 WriteVerbose($"{name}: fetch concurrency ended at {metrics.FetchConcurrency}, chunk latency p50 {metrics.LatencyPercentile(0.5):F1} ms" +
                              (result.ChunksResumed > 0 ? $"; {result.ChunksResumed} chunks kept from the interrupted run, {result.ChunksFetched} fetched" : "") +
                              (result.Rereads > 0 ? $"; {result.Rereads} damaged copies read again" : "") + ".");
+                WarnBadRanges(result);
                 WriteObject(result);
             }
             finally
@@ -199,7 +208,11 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                     parent.Update(total.Snapshot());
                     foreach (var c in children.Values) c.View.Update(c.Counters);
                 });
-                foreach (var r in results) WriteObject(r);
+                foreach (var r in results)
+                {
+                    WarnBadRanges(r);
+                    WriteObject(r);
+                }
             }
             finally
             {
@@ -211,6 +224,16 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         {
             reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
+    }
+
+    /// <summary>-SkipBadChunks: a restore that gave up on some chunks says so, once per archive.</summary>
+    private void WarnBadRanges(RestoreResult result)
+    {
+        if (result.BadRanges.Count == 0) return;
+        var first = result.BadRanges[0];
+        WriteWarning($"{result.Archive}: {result.BadRanges.Count} range(s), {ProgressView.Size(result.BadRanges.Sum(b => (long)b.Length))}, " +
+                     $"could not be read and were restored as zeros in '{result.Destination}'; the first at offset {first.Offset} " +
+                     $"(chunk {first.Digest}, {first.Reason}). The result's BadRanges lists them all.");
     }
 
     /// <summary>Sums the archives' counters for the parent progress record.</summary>
