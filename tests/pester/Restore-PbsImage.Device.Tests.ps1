@@ -90,6 +90,24 @@ Describe 'Restore-PbsImage onto a block device' -Skip:(-not $script:CanLoop) {
             Should -Throw -ErrorId 'DeviceTooSmall,PbsRestore.PowerShell.Commands.RestorePbsImageCommand' -ExpectedMessage '*8*MiB*24*MiB*'
     }
 
+    It '-SkipBadChunks writes zeros over the old garbage where a chunk is missing (issue 11, item 17)' {
+        # A device keeps its old bytes where nothing is written: the range given up on must be zeroed explicitly.
+        $store = Copy-GoldenDatastore -Parent (Join-Path $TestDrive "skip-$([guid]::NewGuid().ToString('N').Substring(0, 6))")
+        $scsi0 = Get-GoldenArchive (Get-GoldenSnapshot vm 100) 'drive-scsi0.img.fidx'
+        $chunk = @($scsi0.chunks | Where-Object { -not $_.is_zero -and [long]$_.offset -gt 0 })[0]
+        Remove-Item -LiteralPath (Get-CopyPath $store $chunk.path)
+        $loop = New-GarbageLoop 4MB
+        $r = Restore-PbsImage -Datastore $store -Snapshot vm/100/2024-05-01T10:00:00Z -Archive drive-scsi0.img -Destination $loop.Device `
+            -Force -Confirm:$false -SkipBadChunks -WarningAction SilentlyContinue -ErrorAction Stop
+        # The chunk is used at several offsets (deduplicated): each of them is a bad range, and each is zeroed.
+        $uses = @($scsi0.chunks | Where-Object digest -EQ $chunk.digest)
+        $uses.Count | Should -BeGreaterThan 1
+        @($r.BadRanges.Offset) | Should -Be @($uses | ForEach-Object { [long]$_.offset })
+        $expected = [IO.File]::ReadAllBytes((Get-GoldenPath $scsi0.plaintext_path))
+        foreach ($u in $uses) { [Array]::Clear($expected, [int]$u.offset, [int]$u.length) }
+        Get-PrefixSha256 $loop.Device $expected.Length | Should -Be ([Convert]::ToHexStringLower([Security.Cryptography.SHA256]::HashData($expected)))
+    }
+
     It 'refuses -Format Vhdx for a device' {
         $loop = New-GarbageLoop 32MB
         { Restore-PbsImage @script:Common -Destination $loop.Device -Force -Format Vhdx -Confirm:$false -ErrorAction Stop } |
