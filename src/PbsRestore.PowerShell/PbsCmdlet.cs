@@ -93,7 +93,8 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
     /// <summary>
     /// Writes a non-terminating error for one failed item. When the user stopped the pipeline (Ctrl+C) nothing more
     /// may be written to the pipeline, but a stopped restore still leaves one line on how to resume it: straight to
-    /// the host, or, where the host refuses that while stopping, as the terminating error record.
+    /// the host, or, where the host refuses that while stopping, as an error record put first in $Error (a record
+    /// thrown while the pipeline stops is dropped by the engine, so $Error is where it can still be found).
     /// </summary>
     protected void WriteFailure(Exception e, object? target)
     {
@@ -112,11 +113,14 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
                 {
                     told = false;
                 }
-                if (!told)
-                    ThrowTerminatingError(new ErrorRecord(e, "RestoreStopped", ErrorCategory.OperationStopped, target)
+                if (!told && SessionState.PSVariable.GetValue("global:Error") is System.Collections.ArrayList errors)
+                {
+                    var record = new ErrorRecord(e, "RestoreStopped", ErrorCategory.OperationStopped, target)
                     {
                         ErrorDetails = new ErrorDetails(line) { RecommendedAction = advice },
-                    });
+                    };
+                    lock (errors.SyncRoot) errors.Insert(0, record);
+                }
             }
             throw new PipelineStoppedException();
         }

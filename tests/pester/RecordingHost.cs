@@ -77,7 +77,13 @@ namespace PbsRestoreTests
         public override void WriteErrorLine(string value) => Written.Add(value);
         public override void WriteDebugLine(string message) => Written.Add(message);
         public override void WriteVerboseLine(string message) => Written.Add(message);
-        public override void WriteWarningLine(string message) => Written.Add(message);
+        /// <summary>When set, WriteWarningLine throws, as a host may while its pipeline is stopping.</summary>
+        public bool RefuseWarnings { get; set; }
+        public override void WriteWarningLine(string message)
+        {
+            if (RefuseWarnings) throw new PSInvalidOperationException("the recording host refuses to write now");
+            Written.Add(message);
+        }
         public override void WriteProgress(long sourceId, ProgressRecord record) { }
     }
 }

@@ -30,6 +30,7 @@ BeforeAll {
     function Get-JournalRecords([string] $Path) {
         # Finished-chunk records in a resume journal (checkpoint markers not counted).
         $bytes = [IO.File]::ReadAllBytes($Path)
+        if ($bytes.Length -lt 12) { return 0 } # read while the journal was being created
         $start = 12 + [BitConverter]::ToInt32($bytes, 8)
         $count = 0
         for ($at = $start; $at + 4 -le $bytes.Length; $at += 4) {
@@ -190,9 +191,11 @@ Restore-PbsImage -Repository '$($script:Repository)' -Fingerprint '$($script:Ser
         Test-Path -LiteralPath "$dest.partial.journal" | Should -BeFalse
     }
 
-    It 'Ctrl+C leaves one line on the host saying how to resume' {
-        $dest = Join-Path $TestDrive 'told.img'
+    It 'Ctrl+C leaves one line on the host saying how to resume (<_>)' -ForEach @('host writes', 'host refuses') {
+        $refuses = $_ -eq 'host refuses'
+        $dest = Join-Path $TestDrive "told-$($refuses ? 'refused' : 'written').img"
         $rec = New-RecordingRunspace
+        $rec.UI.RefuseWarnings = $refuses
         try {
             $ps = [powershell]::Create(); $ps.Runspace = $rec.Runspace
             [void]$ps.AddScript({ param($Common, $Dest) Restore-PbsImage @Common -Destination $Dest }).AddArgument($script:Common).AddArgument($dest)
@@ -201,9 +204,19 @@ Restore-PbsImage -Repository '$($script:Repository)' -Fingerprint '$($script:Ser
             $ps.Stop()
             $async.IsCompleted | Should -BeTrue
             $ps.Dispose()
+            $line = "Restore stopped. What was restored is kept in '$dest.partial'. Run the same command again with -Resume to continue."
             $lines = @($rec.UI.Written | Where-Object { $_ -like '*-Resume*' })
-            $lines | Should -HaveCount 1
-            $lines[0] | Should -BeExactly "Restore stopped. What was restored is kept in '$dest.partial'. Run the same command again with -Resume to continue."
+            if ($refuses) {
+                # The host would not print it: the record is first in $Error, with the line and the advice.
+                $lines | Should -HaveCount 0
+                $first = @($rec.Runspace.SessionStateProxy.GetVariable('Error'))[0]
+                $first.FullyQualifiedErrorId | Should -BeExactly 'RestoreStopped'
+                $first.ErrorDetails.Message | Should -BeExactly $line
+                $first.ErrorDetails.RecommendedAction | Should -BeLike "*$dest.partial*-Resume*"
+            } else {
+                $lines | Should -HaveCount 1
+                $lines[0] | Should -BeExactly $line
+            }
         } finally { $rec.Runspace.Dispose() }
         Test-Path -LiteralPath "$dest.partial" | Should -BeTrue
     }
