@@ -52,14 +52,42 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
     protected override void BeginProcessing()
     {
         if (Keyfile is null) return;
+        string path = ResolvePath(Keyfile);
         try
         {
             // Opened once for the whole pipeline; a wrong password fails here, before anything is written.
-            Crypt = KeyLoader.Open(ResolvePath(Keyfile), KeyPassword);
+            try
+            {
+                Crypt = KeyLoader.Open(path, KeyPassword);
+            }
+            catch (PbsKeyException e) when (e.ErrorId == "KeyPasswordRequired" && PromptForKeyPassword(path) is { } typed)
+            {
+                using (typed) Crypt = KeyLoader.Open(path, typed);
+            }
         }
         catch (PbsException e)
         {
             ThrowTerminatingError(ToErrorRecord(e, Keyfile));
+        }
+    }
+
+    /// <summary>
+    /// Asks for the key file's password when neither -KeyPassword nor PBS_ENCRYPTION_PASSWORD gave one, so that the
+    /// user need not type the command again. Null when the host cannot ask (pwsh -NonInteractive, a job, a runspace
+    /// without a UI): then the KeyPasswordRequired error stands.
+    /// </summary>
+    private SecureString? PromptForKeyPassword(string keyfile)
+    {
+        try
+        {
+            if (Host?.UI is not { } ui) return null;
+            ui.Write($"Password for key file '{keyfile}': ");
+            var typed = ui.ReadLineAsSecureString();
+            return typed is { Length: > 0 } ? typed : null;
+        }
+        catch (Exception e) when (e is PSInvalidOperationException or System.Management.Automation.Host.HostException or NotImplementedException or InvalidOperationException)
+        {
+            return null;
         }
     }
 
@@ -113,10 +141,62 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
         }
     }
 
+    /// <summary>
+    /// Asks before an archive is written to <paramref name="destination"/> (Restore-PbsImage, Measure-PbsRestore
+    /// -Destination): ShouldProcess always; for a block device the question names the device, its size and model
+    /// and is asked under default preferences, as a ConfirmImpact High cmdlet would (Clear-Disk, Format-Volume):
+    /// only -Confirm:$false or $ConfirmPreference = 'None' skip it. -Force is the permission to overwrite (checked
+    /// before), never the answer to this question. Refused here (DeviceTooSmall, DeviceInUse, ...) before asking.
+    /// </summary>
+    protected bool ShouldWrite(string destination, ManifestFile entry, string action)
+    {
+        bool device = Destinations.IsDevice(destination) && entry.Kind != ArchiveKind.Blob;
+        if (device)
+        {
+            var info = DeviceDestination.Check(destination, entry.Size);
+            string what = info.Description is { Length: > 0 } d ? $"{d}, {ProgressView.Size(info.Size)}" : ProgressView.Size(info.Size);
+            action = $"overwrite everything on block device {destination} ({what}): {action}";
+        }
+        if (!ShouldProcess(destination, action)) return false;
+        return !device || !DeviceNeedsPrompt() || ShouldContinue($"Are you sure you want to {action}?", $"Overwrite block device {destination}");
+    }
+
+    /// <summary>
+    /// Whether ShouldProcess left the device question unasked: -Confirm was not given (either value decides alone)
+    /// and $ConfirmPreference is High (Low or Medium made ShouldProcess ask already; None means never ask).
+    /// </summary>
+    private bool DeviceNeedsPrompt()
+    {
+        if (MyInvocation.BoundParameters.ContainsKey("Confirm")) return false;
+        var preference = SessionState.PSVariable.GetValue("ConfirmPreference");
+        var level = preference is ConfirmImpact c ? c
+            : Enum.TryParse(preference?.ToString(), ignoreCase: true, out ConfirmImpact parsed) ? parsed : ConfirmImpact.High;
+        return level == ConfirmImpact.High;
+    }
+
     protected override void EndProcessing()
     {
         (_namedSource as IDisposable)?.Dispose();
         _namedSource = null;
+    }
+
+    /// <summary>
+    /// What an error is about, for its TargetObject: the destination for destination, device and resume errors (and
+    /// file system errors), the archive for data errors, the key file for key errors, else the snapshot.
+    /// </summary>
+    protected object? FailureTarget(Exception e, string? destination)
+    {
+        string? id = (e as PbsException)?.ErrorId;
+        if (destination is not null && (e is IOException or UnauthorizedAccessException ||
+            id is not null && (id.StartsWith("Destination", StringComparison.Ordinal) || id.StartsWith("Device", StringComparison.Ordinal) ||
+                               id.StartsWith("Resume", StringComparison.Ordinal) || id is "InterruptedRestoreExists" or "FormatNotSupported")))
+            return destination;
+        if (id is not null && id.StartsWith("Key", StringComparison.Ordinal) && Keyfile is not null)
+            return Keyfile;
+        if (ArchiveName is { Length: > 0 } archive &&
+            (e is PbsException { Kind: PbsErrorKind.Integrity or PbsErrorKind.InvalidData } || id is "ArchiveNotFound" or "ArchiveNotAnIndex" or "ChunkMissing"))
+            return archive;
+        return Snapshot;
     }
 
     protected static bool IsFailure(Exception e) =>

@@ -21,9 +21,26 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
     {
         var task = Task.Run(() => work(_cts.Token));
         while (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(250))
-            tick?.Invoke();
-        tick?.Invoke();
+            Tick(tick);
+        Tick(tick);
         return task.GetAwaiter().GetResult();
+    }
+
+    /// <summary>
+    /// Draws progress unless the pipeline is stopping: then WriteProgress throws, and the work's own outcome (a
+    /// cancellation that knows what it kept, for the resume hint) must be awaited instead of abandoned.
+    /// </summary>
+    private void Tick(Action? tick)
+    {
+        if (tick is null || _cts.IsCancellationRequested) return;
+        try
+        {
+            tick();
+        }
+        catch (PipelineStoppedException)
+        {
+            _cts.Cancel();
+        }
     }
 
     /// <summary>Resolves a user path (relative to the current PowerShell location, ~ expanded) to a file-system path.</summary>
@@ -46,6 +63,8 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
                 _ => ErrorCategory.WriteError,
             };
             var record = new ErrorRecord(e, p.ErrorId, category, target);
+            if (ErrorAdvice.For(p.ErrorId) is { } action)
+                record.ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = action };
             AddResumeAdvice(record, e);
             return record;
         }
@@ -63,18 +82,48 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
     /// <summary>A restore that stopped with something worth keeping says so, and how to go on.</summary>
     private static void AddResumeAdvice(ErrorRecord record, Exception e)
     {
-        if (e.Data[ArchiveRestorer.ResumableKey] is string partial)
-            record.ErrorDetails = new ErrorDetails(e.Message)
-            {
-                RecommendedAction = $"What was restored is kept in '{partial}'. Run the same command again with -Resume to continue.",
-            };
+        if (ResumeAdvice(e) is { } advice)
+            record.ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = advice };
     }
 
-    /// <summary>Writes a non-terminating error for one failed item, unless the user stopped the pipeline.</summary>
+    private static string? ResumeAdvice(Exception e) => e.Data[ArchiveRestorer.ResumableKey] is string partial
+        ? $"What was restored is kept in '{partial}'. Run the same command again with -Resume to continue."
+        : null;
+
+    /// <summary>
+    /// Writes a non-terminating error for one failed item. When the user stopped the pipeline (Ctrl+C) nothing more
+    /// may be written to the pipeline, but a stopped restore still leaves one line on how to resume it: straight to
+    /// the host, or, where the host refuses that while stopping, as an error record put first in $Error (a record
+    /// thrown while the pipeline stops is dropped by the engine, so $Error is where it can still be found).
+    /// </summary>
     protected void WriteFailure(Exception e, object? target)
     {
         if (e is OperationCanceledException && StopToken.IsCancellationRequested)
+        {
+            if (ResumeAdvice(e) is { } advice)
+            {
+                string line = "Restore stopped. " + advice;
+                bool told;
+                try
+                {
+                    Host.UI.WriteWarningLine(line);
+                    told = true;
+                }
+                catch (Exception hostRefused) when (hostRefused is not OutOfMemoryException)
+                {
+                    told = false;
+                }
+                if (!told && SessionState.PSVariable.GetValue("global:Error") is System.Collections.ArrayList errors)
+                {
+                    var record = new ErrorRecord(e, "RestoreStopped", ErrorCategory.OperationStopped, target)
+                    {
+                        ErrorDetails = new ErrorDetails(line) { RecommendedAction = advice },
+                    };
+                    lock (errors.SyncRoot) errors.Insert(0, record);
+                }
+            }
             throw new PipelineStoppedException();
+        }
         WriteError(ToErrorRecord(e, target));
     }
 
@@ -110,7 +159,14 @@ internal sealed class ProgressView(PSCmdlet cmdlet, int activityId, string activ
 
     public void Complete()
     {
-        cmdlet.WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed, ParentActivityId = parentId });
+        try
+        {
+            cmdlet.WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed, ParentActivityId = parentId });
+        }
+        catch (PipelineStoppedException)
+        {
+            // Stopping (Ctrl+C): the bar goes with the pipeline, and the failure being unwound must not be replaced.
+        }
     }
 
     public static string Size(long bytes) => bytes switch

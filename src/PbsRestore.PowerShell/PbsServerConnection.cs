@@ -10,7 +10,7 @@ namespace PbsRestore.PowerShell;
 /// </summary>
 public sealed class PbsServerConnection : IDisposable
 {
-    private readonly PbsConnectionSettings _settings;
+    private PbsConnectionSettings _settings;
     private readonly ConcurrentDictionary<string, Lazy<PbsClient>> _clients = new(StringComparer.Ordinal);
 
     internal PbsServerConnection(PbsConnectionSettings settings, PbsClient first)
@@ -45,11 +45,20 @@ public sealed class PbsServerConnection : IDisposable
 
     public override string ToString() => $"{AuthId}@{Server}";
 
+    /// <summary>Whether the connection still holds the password or token secret (false after Disconnect-PbsServer).</summary>
+    internal bool HoldsSecret => _settings.HasSecret || _clients.Values.Any(c => c.IsValueCreated && c.Value.HoldsSecret);
+
+    /// <summary>
+    /// Disconnects: every client of this connection is closed for good, so snapshot objects listed through it fail
+    /// with NotConnected when used later, and the secret is zeroed in the clients and no longer referenced here.
+    /// </summary>
     public void Dispose()
     {
         IsConnected = false;
+        string reason = $"the connection to {Server} was closed by Disconnect-PbsServer";
         foreach (var c in _clients.Values)
-            if (c.IsValueCreated) c.Value.Dispose();
+            if (c.IsValueCreated) c.Value.Close(reason);
         _clients.Clear();
+        _settings = new PbsConnectionSettings(_settings.Repository, _settings.Fingerprint, secret: null);
     }
 }

@@ -89,6 +89,9 @@ public abstract class PbsSourceCmdlet : PbsCmdlet
         var settings = PbsConnectionSettings.Resolve(repository, fingerprint, secret);
         if (credential is not null && !string.IsNullOrEmpty(credential.UserName) && credential.UserName != settings.Repository.AuthId)
         {
+            string user = credential.UserName.Trim();
+            if (!(user.Contains('!') ? user[..user.IndexOf('!')] : user).Contains('@'))
+                throw PbsRepository.NoRealm(user);
             var repo = PbsRepository.Parse($"{credential.UserName}@{settings.Repository.Authority}:{settings.Repository.Store}");
             settings = PbsConnectionSettings.Resolve(repo.ToString(), fingerprint, secret);
         }

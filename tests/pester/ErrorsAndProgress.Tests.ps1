@@ -32,6 +32,38 @@ Describe 'Errors in a pipeline of many snapshots' {
     }
 }
 
+# Issue 11, item 12: the error record names the thing that failed and, where we know it, what to do.
+Describe 'Error records name what failed' {
+    It 'a destination error targets the destination path and recommends -Force' {
+        $dest = Join-Path $TestDrive 'exists.raw'
+        Set-Content -LiteralPath $dest -Value 'keep me'
+        Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -Archive drive-scsi0.img -Destination $dest -ErrorVariable e -ErrorAction SilentlyContinue
+        $e[0].FullyQualifiedErrorId | Should -Be 'DestinationExists,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+        $e[0].TargetObject | Should -Be $dest
+        $e[0].ErrorDetails.RecommendedAction | Should -Be 'Add -Force to replace it, or give another -Destination.'
+    }
+
+    It 'an unknown archive targets the archive name and says how to list them' {
+        Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -Archive drive-nosuch.img -Destination (Join-Path $TestDrive 'y.raw') -ErrorVariable e -ErrorAction SilentlyContinue
+        $e[0].FullyQualifiedErrorId | Should -Be 'ArchiveNotFound,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+        $e[0].TargetObject | Should -Be 'drive-nosuch.img'
+        $e[0].ErrorDetails.RecommendedAction | Should -BeLike '*Get-PbsSnapshot*Archives*'
+    }
+
+    It 'a key file that is not JSON says so, without the JSON parser''s words, and targets the key file' {
+        $key = Join-Path $TestDrive 'not-a-key.txt'
+        Set-Content -LiteralPath $key -Value "# my notes`nnot json"
+        $err = $null
+        try { Restore-PbsImage -Datastore $script:Datastore -Snapshot vm/101 -Archive drive-scsi0.img -Destination (Join-Path $TestDrive 'z.raw') -Keyfile $key -ErrorAction Stop }
+        catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Be 'KeyFileInvalid,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+        $err.Exception.Message | Should -BeExactly "key file '$key' is not a PBS key file: it is not JSON (line 1, byte 1); give the key file that 'proxmox-backup-client key create' writes (a JSON file with kdf, data and fingerprint)"
+        $err.Exception.Message | Should -Not -BeLike '*invalid start of a value*'
+        $err.TargetObject | Should -Be $key
+        $err.ErrorDetails.RecommendedAction | Should -Not -BeNullOrEmpty
+    }
+}
+
 Describe 'Progress' {
     It 'reports percent, MB/s and ETA, and a child record per archive of a whole-snapshot restore' {
         $ps = [powershell]::Create()

@@ -564,10 +564,36 @@ BeforeAll {
                 [Convert]::ToHexStringLower([Security.Cryptography.SHA256]::Create().ComputeHash([IO.File]::ReadAllBytes($raw), 0, $size)) | Should -Be $script:Sha.Vm100Scsi0
             }
         }
+        'Restore-PbsImage#16'    = @{
+            Check = {
+                param($r)
+                $r.Output[0].Format | Should -Be 'Vmdk'
+                $vmdk = Join-Path $script:Restore 'vm-100-disk-0.vmdk'
+                [Text.Encoding]::ASCII.GetString([IO.File]::ReadAllBytes($vmdk), 0, 4) | Should -Be 'KDMV'
+                & qemu-img check -f vmdk $vmdk | Out-Null
+                $LASTEXITCODE | Should -Be 0
+                $raw = Join-Path $script:Scratch 'vmdk.raw'
+                & qemu-img convert -f vmdk -O raw $vmdk $raw
+                $LASTEXITCODE | Should -Be 0
+                $size = (Get-GoldenArchive (Get-GoldenSnapshot vm 100) 'drive-scsi0.img.fidx').size
+                [Convert]::ToHexStringLower([Security.Cryptography.SHA256]::Create().ComputeHash([IO.File]::ReadAllBytes($raw), 0, $size)) | Should -Be $script:Sha.Vm100Scsi0
+            }
+        }
+        'Restore-PbsImage#17'    = @{
+            # The fixture datastore is intact: the restore is bit-exact and there is nothing in BadRanges
+            # (damaged chunks are in Restore-PbsImage.BadInput.Tests.ps1).
+            Check = {
+                param($r)
+                Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0
+                @($r.Output) | Should -HaveCount 0 -Because 'the example formats the (empty) BadRanges'
+            }
+        }
         'Restore-PbsImage#15'    = @{
             # A loop device over a file of garbage stands in for the physical disk (needs root).
             Allow   = if (-not $script:CanLoop) { 'needs root and a loop device to stand in for a disk' }
-            Replace = @(, @('\\.\PhysicalDrive2', '$PbsTestLoop'))
+            # No host answers prompts here: -Confirm:$false is the runbook's answer to the device question (the prompt
+            # itself is proven in Restore-PbsImage.Device.Tests.ps1).
+            Replace = @(@('\\.\PhysicalDrive2', '$PbsTestLoop'), @('-Force', '-Force -Confirm:$false'))
             Setup   = if ($script:HelpLoop) { "`$PbsTestLoop = '$($script:HelpLoop)'" }
             Check   = {
                 param($r)

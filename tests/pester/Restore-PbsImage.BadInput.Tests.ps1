@@ -5,6 +5,7 @@
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot '../../PbsRestore.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'ServerHelpers.psm1') -Force   # Start-TestServer, for -SkipBadChunks over the wire
     $script:Cmd = 'PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
     $script:GetCmd = 'PbsRestore.PowerShell.Commands.GetPbsSnapshotCommand'
     $script:GoldenFingerprint = Get-TreeFingerprint (Get-GoldenRoot)
@@ -38,6 +39,14 @@ BeforeAll {
     function script:Invoke-Restore {
         param($Case, [string] $Snapshot = $script:Spec100, [string] $Archive = 'drive-scsi0.img')
         Restore-PbsImage -Datastore $Case.Datastore -Snapshot $Snapshot -Archive $Archive -Destination $Case.Destination -ErrorAction Stop
+    }
+
+    # The expected image with the given chunk ranges zeroed: what -SkipBadChunks must hand back.
+    function script:Get-ZeroedSha256 {
+        param([object[]] $Chunks)
+        $bytes = [IO.File]::ReadAllBytes((Get-GoldenPath $script:Vm100Scsi0.plaintext_path))
+        foreach ($c in $Chunks) { [Array]::Clear($bytes, [int]$c.offset, [int]$c.length) }
+        [Convert]::ToHexStringLower([Security.Cryptography.SHA256]::HashData($bytes))
     }
 }
 
@@ -277,5 +286,70 @@ Describe 'Restore-PbsImage on bad input' {
 
     It 'left the golden fixture unchanged' {
         Get-TreeFingerprint (Get-GoldenRoot) | Should -Be $script:GoldenFingerprint
+    }
+}
+
+# Issue 11, item 17: -SkipBadChunks (DR mode) restores everything readable, zeros where a chunk is gone for good,
+# and says where; the default stays all or nothing (the cases above).
+Describe 'Restore-PbsImage -SkipBadChunks' {
+    It 'a damaged and a missing chunk become zeros, listed in BadRanges (offset, length, digest) with one warning' {
+        $case = New-Case
+        $damaged = Select-Chunk 'compressed'
+        $missing = Select-Chunk 'compressed' -Skip 1
+        $file = Get-CopyPath $case.Datastore $damaged.path
+        $bytes = [IO.File]::ReadAllBytes($file)
+        $bytes[20] = $bytes[20] -bxor 0x01
+        [IO.File]::WriteAllBytes($file, $bytes)
+        Remove-Item -LiteralPath (Get-CopyPath $case.Datastore $missing.path)
+
+        $r = Restore-PbsImage -Datastore $case.Datastore -Snapshot $script:Spec100 -Archive drive-scsi0.img -Destination $case.Destination `
+            -SkipBadChunks -WarningVariable w -WarningAction SilentlyContinue -ErrorAction Stop
+        $expected = @($damaged, $missing) | Sort-Object { [long]$_.offset }
+        $r.BadRanges | Should -HaveCount 2
+        for ($i = 0; $i -lt 2; $i++) {
+            $r.BadRanges[$i].Offset | Should -Be ([long]$expected[$i].offset)
+            $r.BadRanges[$i].Length | Should -Be ([int]$expected[$i].length)
+            $r.BadRanges[$i].Digest | Should -Be $expected[$i].digest
+        }
+        ($r.BadRanges | Where-Object Digest -EQ $damaged.digest).Reason | Should -Be 'BlobCrcMismatch'
+        ($r.BadRanges | Where-Object Digest -EQ $missing.digest).Reason | Should -Be 'ChunkMissing'
+        @($w) | Should -HaveCount 1
+        "$($w[0])" | Should -BeLike "drive-scsi0.img: 2 range(s)*restored as zeros*offset $($expected[0].offset)*BadRanges*"
+        Get-Sha256 $case.Destination | Should -Be (Get-ZeroedSha256 $expected)
+    }
+
+    It 'without damage the result has no BadRanges and no warning' {
+        $case = New-Case
+        $r = Restore-PbsImage -Datastore $case.Datastore -Snapshot $script:Spec100 -Archive drive-scsi0.img -Destination $case.Destination `
+            -SkipBadChunks -WarningVariable w -ErrorAction Stop
+        $r.BadRanges | Should -HaveCount 0
+        @($w) | Should -HaveCount 0
+        Get-Sha256 $case.Destination | Should -Be $script:Vm100Scsi0.plaintext_sha256
+    }
+
+    It 'over the wire: a chunk the server corrupts on every send (--corrupt-chunk) is reread, then given up as zeros' {
+        $chunk = Select-Chunk 'compressed' -Skip 2
+        $server = Start-TestServer -Datastore @{ golden = (Get-GoldenDatastore) } -Token 'dr@pbs!skip:skip-S3cret-1' `
+            -ExtraArgument @('--corrupt-chunk', $chunk.digest) -LogFolder (Join-Path $TestDrive 'corrupt-server')
+        try {
+            $out = New-OutputFolder $TestDrive 'wire'
+            $dest = Join-Path $out 'restored.img'
+            $r = Restore-PbsImage -Repository "dr@pbs!skip@127.0.0.1:$($server.Port):golden" -Fingerprint $server.Fingerprint `
+                -Credential (New-PbsCredential 'dr@pbs!skip' 'skip-S3cret-1') -Snapshot $script:Spec100 -Archive drive-scsi0.img `
+                -Destination $dest -SkipBadChunks -WarningAction SilentlyContinue -ErrorAction Stop
+            $r.BadRanges | Should -HaveCount 1
+            $r.BadRanges[0].Digest | Should -Be $chunk.digest
+            $r.BadRanges[0].Offset | Should -Be ([long]$chunk.offset)
+            $r.Rereads | Should -BeGreaterThan 0
+            Get-Sha256 $dest | Should -Be (Get-ZeroedSha256 @($chunk))
+            # Without -SkipBadChunks the same restore fails, naming the chunk, and leaves nothing.
+            $dest2 = Join-Path (New-OutputFolder $TestDrive 'strict') 'strict.img'
+            { Restore-PbsImage -Repository "dr@pbs!skip@127.0.0.1:$($server.Port):golden" -Fingerprint $server.Fingerprint `
+                -Credential (New-PbsCredential 'dr@pbs!skip' 'skip-S3cret-1') -Snapshot $script:Spec100 -Archive drive-scsi0.img `
+                -Destination $dest2 -ErrorAction Stop } | Should -Throw -ExpectedMessage "*$($chunk.digest)*"
+            Assert-NothingWritten $dest2
+        } finally {
+            Stop-TestServer $server
+        }
     }
 }

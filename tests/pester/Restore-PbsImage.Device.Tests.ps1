@@ -77,7 +77,7 @@ Describe 'Restore-PbsImage onto a block device' -Skip:(-not $script:CanLoop) {
 
     It 'restores bit-exactly with -Force, zero regions written over the old garbage' {
         $loop = New-GarbageLoop 32MB
-        $r = Restore-PbsImage @script:Common -Destination $loop.Device -Force -ErrorAction Stop
+        $r = Restore-PbsImage @script:Common -Destination $loop.Device -Force -Confirm:$false -ErrorAction Stop
         $r.Format | Should -Be 'Device'
         $r.ZeroChunks | Should -BeGreaterThan 0
         Get-PrefixSha256 $loop.Device 24MB | Should -Be $script:Image.sha256
@@ -90,9 +90,97 @@ Describe 'Restore-PbsImage onto a block device' -Skip:(-not $script:CanLoop) {
             Should -Throw -ErrorId 'DeviceTooSmall,PbsRestore.PowerShell.Commands.RestorePbsImageCommand' -ExpectedMessage '*8*MiB*24*MiB*'
     }
 
+    It '-SkipBadChunks writes zeros over the old garbage where a chunk is missing (issue 11, item 17)' {
+        # A device keeps its old bytes where nothing is written: the range given up on must be zeroed explicitly.
+        $store = Copy-GoldenDatastore -Parent (Join-Path $TestDrive "skip-$([guid]::NewGuid().ToString('N').Substring(0, 6))")
+        $scsi0 = Get-GoldenArchive (Get-GoldenSnapshot vm 100) 'drive-scsi0.img.fidx'
+        $chunk = @($scsi0.chunks | Where-Object { -not $_.is_zero -and [long]$_.offset -gt 0 })[0]
+        Remove-Item -LiteralPath (Get-CopyPath $store $chunk.path)
+        $loop = New-GarbageLoop 4MB
+        $r = Restore-PbsImage -Datastore $store -Snapshot vm/100/2024-05-01T10:00:00Z -Archive drive-scsi0.img -Destination $loop.Device `
+            -Force -Confirm:$false -SkipBadChunks -WarningAction SilentlyContinue -ErrorAction Stop
+        # The chunk is used at several offsets (deduplicated): each of them is a bad range, and each is zeroed.
+        $uses = @($scsi0.chunks | Where-Object digest -EQ $chunk.digest)
+        $uses.Count | Should -BeGreaterThan 1
+        @($r.BadRanges.Offset) | Should -Be @($uses | ForEach-Object { [long]$_.offset })
+        $expected = [IO.File]::ReadAllBytes((Get-GoldenPath $scsi0.plaintext_path))
+        foreach ($u in $uses) { [Array]::Clear($expected, [int]$u.offset, [int]$u.length) }
+        Get-PrefixSha256 $loop.Device $expected.Length | Should -Be ([Convert]::ToHexStringLower([Security.Cryptography.SHA256]::HashData($expected)))
+    }
+
     It 'refuses -Format Vhdx for a device' {
         $loop = New-GarbageLoop 32MB
-        { Restore-PbsImage @script:Common -Destination $loop.Device -Force -Format Vhdx -ErrorAction Stop } |
+        { Restore-PbsImage @script:Common -Destination $loop.Device -Force -Format Vhdx -Confirm:$false -ErrorAction Stop } |
             Should -Throw -ErrorId 'FormatNotSupported,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+    }
+}
+
+# The question before a device is overwritten (issue 11, item 2). A runspace whose host records every
+# PromptForChoice and answers it (RecordingHost.cs) proves that the prompt appears under default preferences
+# ($ConfirmPreference = High), what it names, and that No leaves the device as it was.
+Describe 'Overwriting a block device asks first' -Skip:(-not $script:CanLoop) {
+    BeforeAll {
+        $script:Rec = New-RecordingRunspace
+        $script:RestoreCmd = 'Restore-PbsImage -Datastore $ds -Snapshot vm/600 -Archive drive-scsi0.img -Destination $dev -Force'
+        function Invoke-Recorded([string] $Script, $Loop, [string] $Answer) {
+            $script:Rec.UI.Choices.Clear()
+            $script:Rec.UI.ChoiceAnswer = $Answer
+            Invoke-InRecordingRunspace $script:Rec $Script @{ ds = $script:Store; dev = $Loop.Device }
+        }
+    }
+    AfterAll { $script:Rec.Runspace.Dispose() }
+
+    It 'asks under default preferences, naming the device, its size and what backs it; No writes nothing' {
+        $loop = New-GarbageLoop 32MB
+        $before = Get-Sha256 $loop.File
+        $r = Invoke-Recorded $script:RestoreCmd $loop 'No'
+        $r.Thrown | Should -BeNullOrEmpty
+        $r.Errors | Should -HaveCount 0
+        $r.Output | Should -HaveCount 0
+        $script:Rec.UI.Choices | Should -HaveCount 1
+        $script:Rec.UI.Choices[0] | Should -BeLike "Overwrite block device $($loop.Device) | *overwrite everything on block device $($loop.Device)*backing file $($loop.File)*32.0 MiB*drive-scsi0.img*"
+        Get-Sha256 $loop.File | Should -Be $before
+    }
+
+    It 'restores bit-exactly when the answer is Yes' {
+        $loop = New-GarbageLoop 32MB
+        $r = Invoke-Recorded $script:RestoreCmd $loop 'Yes'
+        $r.Errors | Should -HaveCount 0
+        $script:Rec.UI.Choices | Should -HaveCount 1
+        $r.Output[0].Format | Should -Be 'Device'
+        Get-PrefixSha256 $loop.Device 24MB | Should -Be $script:Image.sha256
+    }
+
+    It '-Confirm:$false and $ConfirmPreference = None skip the question' {
+        foreach ($cmd in "$($script:RestoreCmd) -Confirm:`$false", "& { `$ConfirmPreference = 'None'; $($script:RestoreCmd) }") {
+            $loop = New-GarbageLoop 32MB
+            $r = Invoke-Recorded $cmd $loop 'No'
+            $r.Errors | Should -HaveCount 0
+            $script:Rec.UI.Choices | Should -HaveCount 0
+            Get-PrefixSha256 $loop.Device 24MB | Should -Be $script:Image.sha256
+        }
+    }
+
+    It '-Confirm asks once (ShouldProcess), not twice' {
+        $loop = New-GarbageLoop 32MB
+        $before = Get-Sha256 $loop.File
+        $r = Invoke-Recorded "$($script:RestoreCmd) -Confirm" $loop 'No'
+        $script:Rec.UI.Choices | Should -HaveCount 1
+        $script:Rec.UI.Choices[0] | Should -BeLike "*overwrite everything on block device $($loop.Device)*"
+        Get-Sha256 $loop.File | Should -Be $before
+    }
+
+    It 'Measure-PbsRestore -Destination asks the same question and needs -Force' {
+        $loop = New-GarbageLoop 32MB
+        $before = Get-Sha256 $loop.File
+        $r = Invoke-Recorded 'Measure-PbsRestore -Datastore $ds -Snapshot vm/600 -Archive drive-scsi0.img -Destination $dev' $loop 'No'
+        (Get-ErrorIdOf $r.Errors[0]) | Should -Be 'DeviceRequiresForce'
+        $script:Rec.UI.Choices | Should -HaveCount 0
+        $r = Invoke-Recorded 'Measure-PbsRestore -Datastore $ds -Snapshot vm/600 -Archive drive-scsi0.img -Destination $dev -Force' $loop 'No'
+        $r.Errors | Should -HaveCount 0
+        $r.Output | Should -HaveCount 0
+        $script:Rec.UI.Choices | Should -HaveCount 1
+        $script:Rec.UI.Choices[0] | Should -BeLike "*overwrite everything on block device $($loop.Device)*measured restore*"
+        Get-Sha256 $loop.File | Should -Be $before
     }
 }

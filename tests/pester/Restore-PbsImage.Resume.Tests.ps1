@@ -28,6 +28,7 @@ BeforeAll {
     }
 
     # Get-JournalRecords and Wait-Journal: TestHelpers.psm1.
+
     function Start-BackgroundRestore([hashtable] $Common, [string] $Dest) {
         # Restore-PbsImage in another runspace (as a console would run it), so the test can stop it like Ctrl+C does.
         $ps = [powershell]::Create()
@@ -150,6 +151,55 @@ Restore-PbsImage -Repository '$($script:Repository)' -Fingerprint '$($script:Ser
         # The refused resume destroyed nothing.
         Test-Path -LiteralPath "$dest.partial" | Should -BeTrue
         Test-Path -LiteralPath $journal | Should -BeTrue
+    }
+
+    # Issue 11, item 4: a plain re-run must not silently throw the interrupted restore away.
+    It 'a re-run without -Resume or -Force refuses to delete the interrupted restore; -Force starts over' {
+        $dest = Join-Path $TestDrive 'rerun.img'
+        Stop-RestoreMidway $dest 3
+        $partialSha = Get-Sha256 "$dest.partial"
+        $journalSha = Get-Sha256 "$dest.partial.journal"
+        { Restore-PbsImage @script:Common -Destination $dest -ErrorAction Stop } |
+            Should -Throw -ErrorId 'InterruptedRestoreExists,PbsRestore.PowerShell.Commands.RestorePbsImageCommand' `
+                -ExpectedMessage "an interrupted restore of this archive exists; add -Resume to continue it or -Force to start over ('$dest.partial' and its journal)"
+        # Refused before anything was touched (and before a -Confirm prompt would be shown).
+        Get-Sha256 "$dest.partial" | Should -Be $partialSha
+        Get-Sha256 "$dest.partial.journal" | Should -Be $journalSha
+        Test-Path -LiteralPath $dest | Should -BeFalse
+        $r = Restore-PbsImage @script:Common -Destination $dest -Force -ErrorAction Stop
+        $r.ChunksResumed | Should -Be 0
+        Get-Sha256 $dest | Should -Be $script:Image.sha256
+        Test-Path -LiteralPath "$dest.partial.journal" | Should -BeFalse
+    }
+
+    It 'Ctrl+C leaves one line on the host saying how to resume (<_>)' -ForEach @('host writes', 'host refuses') {
+        $refuses = $_ -eq 'host refuses'
+        $dest = Join-Path $TestDrive "told-$($refuses ? 'refused' : 'written').img"
+        $rec = New-RecordingRunspace
+        $rec.UI.RefuseWarnings = $refuses
+        try {
+            $ps = [powershell]::Create(); $ps.Runspace = $rec.Runspace
+            [void]$ps.AddScript({ param($Common, $Dest) Restore-PbsImage @Common -Destination $Dest }).AddArgument($script:Common).AddArgument($dest)
+            $async = $ps.BeginInvoke()
+            Wait-Journal "$dest.partial.journal" 3
+            $ps.Stop()
+            $async.IsCompleted | Should -BeTrue
+            $ps.Dispose()
+            $line = "Restore stopped. What was restored is kept in '$dest.partial'. Run the same command again with -Resume to continue."
+            $lines = @($rec.UI.Written | Where-Object { $_ -like '*-Resume*' })
+            if ($refuses) {
+                # The host would not print it: the record is first in $Error, with the line and the advice.
+                $lines | Should -HaveCount 0
+                $first = @($rec.Runspace.SessionStateProxy.GetVariable('Error'))[0]
+                $first.FullyQualifiedErrorId | Should -BeExactly 'RestoreStopped'
+                $first.ErrorDetails.Message | Should -BeExactly $line
+                $first.ErrorDetails.RecommendedAction | Should -BeLike "*$dest.partial*-Resume*"
+            } else {
+                $lines | Should -HaveCount 1
+                $lines[0] | Should -BeExactly $line
+            }
+        } finally { $rec.Runspace.Dispose() }
+        Test-Path -LiteralPath "$dest.partial" | Should -BeTrue
     }
 
     It '-Resume with nothing to resume starts a new restore' {

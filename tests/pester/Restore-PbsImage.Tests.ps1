@@ -393,3 +393,47 @@ Describe 'Restore-PbsImage refusals' {
         }
     }
 }
+
+# Issue 11, item 16: the key password is asked for when it is needed and the host can ask (a recording host answers
+# ReadLineAsSecureString); a host that cannot ask keeps the KeyPasswordRequired error.
+Describe 'Restore-PbsImage asks for the key password' {
+    BeforeAll {
+        $script:SavedKeyPassword = $env:PBS_ENCRYPTION_PASSWORD
+        $env:PBS_ENCRYPTION_PASSWORD = $null
+        $script:Rec = New-RecordingRunspace
+        $script:KeyCmd = 'Restore-PbsImage -Datastore $ds -Snapshot $snap -Archive drive-scsi0.img -Keyfile $key -Destination $dest'
+        function Invoke-KeyRestore([string[]] $Answers) {
+            $script:Rec.UI.Written.Clear(); $script:Rec.UI.SecureAnswers.Clear()
+            foreach ($a in $Answers) { $script:Rec.UI.SecureAnswers.Enqueue($a) }
+            $dest = Join-Path (New-OutputFolder $TestDrive) 'vm-101.raw'
+            $r = Invoke-InRecordingRunspace $script:Rec $script:KeyCmd @{
+                ds = $script:Datastore; snap = (Get-SnapshotSpec $script:Vm101); key = $script:ScryptKey; dest = $dest }
+            $r | Add-Member -NotePropertyName Destination -NotePropertyValue $dest -PassThru
+        }
+    }
+    AfterAll {
+        $script:Rec.Runspace.Dispose()
+        $env:PBS_ENCRYPTION_PASSWORD = $script:SavedKeyPassword
+    }
+
+    It 'asks once, naming the key file, and restores bit-exactly with the typed password' {
+        $r = Invoke-KeyRestore @($script:Vm101.key_password)
+        $r.Thrown | Should -BeNullOrEmpty
+        $r.Errors | Should -HaveCount 0
+        $script:Rec.UI.Written | Should -Contain "Password for key file '$($script:ScryptKey)': "
+        $script:Rec.UI.SecureAnswers.Count | Should -Be 0
+        Get-Sha256 $r.Destination | Should -Be $script:Vm101Scsi0.plaintext_sha256
+    }
+
+    It 'a wrong typed password gives KeyPasswordWrong and writes nothing' {
+        $r = Invoke-KeyRestore @('not-the-password')
+        @($r.Errors)[0].FullyQualifiedErrorId | Should -BeExactly 'KeyPasswordWrong,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+        Assert-NothingWritten $r.Destination
+    }
+
+    It 'a host that cannot ask keeps the KeyPasswordRequired error' {
+        $r = Invoke-KeyRestore @()
+        @($r.Errors)[0].FullyQualifiedErrorId | Should -BeExactly 'KeyPasswordRequired,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
+        Assert-NothingWritten $r.Destination
+    }
+}

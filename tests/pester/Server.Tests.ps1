@@ -404,6 +404,69 @@ Describe 'PbsRestore cmdlets over the wire' {
                 $errs.Count | Should -Be 1
                 $errs[0].FullyQualifiedErrorId | Should -BeExactly 'AuthenticationFailed,PbsRestore.PowerShell.Commands.ConnectPbsServerCommand'
                 Get-Variable -Name DefaultPbsServer -Scope Global -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+                # Issue 11, item 12: the server's own "authentication failed - ..." is not prefixed with the same words.
+                $errs[0].Exception.Message | Should -BeLike '*authentication failed*'
+                $errs[0].Exception.Message | Should -Not -BeLike '*authentication failed*authentication failed*'
+                $errs[0].TargetObject | Should -Be $script:TokenRepo
+                $errs[0].ErrorDetails.RecommendedAction | Should -BeLike '*user or API token id*secret*'
+            }
+
+            # Issue 11, item 12: a server that accepts the connection and never answers. A loopback listener that
+            # never reads: the kernel completes the TCP handshake, the TLS ClientHello gets no answer.
+            It 'a server that never answers fails with ConnectionTimeout after PBS_RESTORE_TIMEOUT seconds' {
+                $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+                $listener.Start()
+                $saved = $env:PBS_RESTORE_TIMEOUT
+                try {
+                    $env:PBS_RESTORE_TIMEOUT = '2'
+                    $port = $listener.LocalEndpoint.Port
+                    $clock = [Diagnostics.Stopwatch]::StartNew()
+                    $errs = Get-Errors { Connect-PbsServer -Repository "$($script:TokenId)@127.0.0.1:$($port):golden" -Fingerprint $script:Fp -Credential $script:TokenCred }
+                    $clock.Stop()
+                    $errs.Count | Should -Be 1
+                    $errs[0].FullyQualifiedErrorId | Should -BeExactly 'ConnectionTimeout,PbsRestore.PowerShell.Commands.ConnectPbsServerCommand'
+                    $errs[0].Exception.Message | Should -BeLike "*127.0.0.1:$port*2 s*PBS_RESTORE_TIMEOUT*"
+                    $errs[0].ErrorDetails.RecommendedAction | Should -BeLike '*PBS_RESTORE_TIMEOUT*'
+                    $clock.Elapsed.TotalSeconds | Should -BeGreaterOrEqual 1.5
+                    $clock.Elapsed.TotalSeconds | Should -BeLessThan 15
+                } finally {
+                    $env:PBS_RESTORE_TIMEOUT = $saved
+                    $listener.Stop()
+                }
+            }
+
+            # Issue 11, items 6 and 7.
+            It 'a user without a realm (<Where>) is named as such, not as a repository syntax error' -ForEach @(
+                @{ Where = '-Credential root'; Run = { Connect-PbsServer -Repository $script:HostRepo -Fingerprint $script:Fp -Credential (New-PbsCredential 'root' 'pw-1234') } }
+                @{ Where = 'root@host:store'; Run = { Connect-PbsServer -Repository "root@127.0.0.1:$($script:Port):golden" -Fingerprint $script:Fp -Credential (New-PbsCredential 'root' 'pw-1234') } }
+                @{ Where = 'Get-PbsSnapshot -Credential root'; Run = { Get-PbsSnapshot -Repository $script:HostRepo -Fingerprint $script:Fp -Credential (New-PbsCredential 'root' 'pw-1234') } }
+            ) {
+                $errs = Get-Errors $Run
+                $errs.Count | Should -Be 1
+                Get-ErrorIdOf $errs[0] | Should -BeExactly 'UserWithoutRealm'
+                $errs[0].Exception.Message | Should -BeExactly "user 'root' has no realm: use root@pam or root@pbs"
+            }
+
+            It 'a token id without a realm keeps its token name in the advice' {
+                $errs = Get-Errors { Connect-PbsServer -Repository $script:HostRepo -Fingerprint $script:Fp -Credential (New-PbsCredential 'tester!pester' 'pw-1234') }
+                $errs[0].Exception.Message | Should -BeExactly "user 'tester!pester' has no realm: use tester@pam!pester or tester@pbs!pester"
+            }
+
+            It 'Connect-PbsServer to a datastore that does not exist: DatastoreNotFound naming those that do, no session default' {
+                $errs = Get-Errors { Connect-PbsServer -Repository "$($script:TokenId)@127.0.0.1:$($script:Port):gloden" -Fingerprint $script:Fp -Credential $script:TokenCred }
+                $errs.Count | Should -Be 1
+                $errs[0].FullyQualifiedErrorId | Should -BeExactly 'DatastoreNotFound,PbsRestore.PowerShell.Commands.ConnectPbsServerCommand'
+                $errs[0].Exception.Message | Should -BeExactly "datastore 'gloden' does not exist on 127.0.0.1:$($script:Port); datastores there: golden, other"
+                Get-Variable -Name DefaultPbsServer -Scope Global -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            }
+
+            It 'Connect-PbsServer warns when the datastore name looks like a port' {
+                $all = @(Connect-PbsServer -Repository "$($script:TokenId)@127.0.0.1:$($script:Port):8007" -Fingerprint $script:Fp -Credential $script:TokenCred -ErrorAction Continue 3>&1 2>&1)
+                $warnings = @($all | Where-Object { $_ -is [System.Management.Automation.WarningRecord] })
+                $warnings | Should -HaveCount 1
+                $warnings[0].Message | Should -BeLike "The datastore name '8007' looks like a port number*host:port:datastore*"
+                $errs = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+                Get-ErrorIdOf $errs[0] | Should -BeExactly 'DatastoreNotFound'
             }
 
             It '-Credential wins over a wrong PBS_PASSWORD' {
@@ -599,6 +662,37 @@ Describe 'PbsRestore cmdlets over the wire' {
             $errs = Get-Errors { Get-PbsSnapshot -Connection $c }
             $errs.Count | Should -Be 1
             Get-ErrorIdOf $errs[0] | Should -BeExactly 'NotConnected'
+        }
+
+        # Issue 11, item 3: what was listed through a connection dies with it. The objects from Get-PbsSnapshot keep
+        # the source that listed them (to restore from the same place); after Disconnect that source refuses
+        # everything with NotConnected, and the connection no longer holds the secret (HoldsSecret, internal, reads
+        # the connection's settings and every client's authenticator, whose secret char array is zeroed: see
+        # PbsAuthTests.Revoke_zeroes_the_secret).
+        It 'objects listed through a connection (<Kind>) fail with NotConnected after Disconnect-PbsServer; the secret is gone' -ForEach @(
+            @{ Kind = 'API token'; Repo = 'TokenRepo'; Cred = 'TokenCred' }
+            @{ Kind = 'user password'; Repo = 'UserRepo'; Cred = 'UserCred' }
+        ) {
+            $c = Connect-PbsServer -Repository (Get-Variable -Scope Script -Name $Repo -ValueOnly) -Fingerprint $script:Fp `
+                -Credential (Get-Variable -Scope Script -Name $Cred -ValueOnly) -ErrorAction Stop
+            $s = @(Get-PbsSnapshot -ErrorAction Stop | Where-Object { $_.BackupId -eq '100' })[0]
+            $other = @(Get-PbsSnapshot -Store other -ErrorAction Stop | Where-Object { $_.BackupId -eq '100' })[0]
+            $holds = [PbsRestore.PowerShell.PbsServerConnection].GetProperty('HoldsSecret', [Reflection.BindingFlags]'NonPublic,Instance')
+            $holds.GetValue($c) | Should -BeTrue
+            Disconnect-PbsServer -ErrorAction Stop
+            $holds.GetValue($c) | Should -BeFalse
+            $dest = Join-Path (New-OutputFolder $TestDrive) 'stale.img'
+            foreach ($run in @(
+                    @{ Cmd = 'RestorePbsImageCommand'; Run = { $s | Restore-PbsImage -Archive drive-scsi0.img -Destination $dest } }
+                    @{ Cmd = 'RestorePbsImageCommand'; Run = { $other | Restore-PbsImage -Archive drive-scsi0.img -Destination $dest } }
+                    @{ Cmd = 'MeasurePbsRestoreCommand'; Run = { $s | Measure-PbsRestore -Archive drive-scsi0.img } }
+                    @{ Cmd = 'TestPbsSnapshotCommand'; Run = { $s | Test-PbsSnapshot } })) {
+                $errs = Get-Errors $run.Run
+                $errs.Count | Should -Be 1 -Because $run.Cmd
+                $errs[0].FullyQualifiedErrorId | Should -BeExactly "NotConnected,PbsRestore.PowerShell.Commands.$($run.Cmd)"
+                $errs[0].Exception.Message | Should -BeLike "*connection to 127.0.0.1:$($script:Port) was closed by Disconnect-PbsServer*"
+            }
+            Assert-NothingWritten $dest
         }
 
         It 'a second Connect-PbsServer replaces (and closes) the previous default' {

@@ -219,6 +219,7 @@ function Assert-Restored {
 function Get-JournalRecords([string] $Path) {
     # Finished-chunk records in a resume journal (checkpoint markers not counted).
     $bytes = [IO.File]::ReadAllBytes($Path)
+    if ($bytes.Length -lt 12) { return 0 } # read while the journal was being created
     $start = 12 + [BitConverter]::ToInt32($bytes, 8)
     $count = 0
     for ($at = $start; $at + 4 -le $bytes.Length; $at += 4) {
@@ -238,10 +239,10 @@ function Wait-Journal([string] $Path, [int] $AtLeast, [int] $TimeoutSeconds = 60
 
 # Disk images read back by qemu-img (Debian qemu-utils), an implementation we did not write.
 function ConvertFrom-DiskImage([string] $Path, [string] $Format) {
-    # qemu-img check (VHDX only: qemu has no checker for VHD), then qemu's own raw conversion. Format: vhdx or vpc (VHD).
+    # qemu-img check (VHDX and VMDK: qemu has no checker for VHD), then qemu's own raw conversion. Format: vhdx, vmdk or vpc (VHD).
     $qemuImg = (Get-Command qemu-img -ErrorAction SilentlyContinue).Source
     if (-not $qemuImg) { throw 'qemu-img not found: install qemu-utils (build.ps1 Test does when it runs as root)' }
-    if ($Format -eq 'vhdx') {
+    if ($Format -in 'vhdx', 'vmdk') {
         $check = & $qemuImg check -f vhdx $Path 2>&1
         if ($LASTEXITCODE -ne 0) { throw "qemu-img check failed: $check" }
     }
@@ -259,6 +260,36 @@ function Assert-Image([string] $Raw, [long] $Size, [string] $Sha256) {
     [Convert]::ToHexStringLower($sha.ComputeHash($bytes, 0, $Size)) | Should -Be $Sha256
     $pad = $bytes.LongLength - $Size
     [Convert]::ToHexStringLower($sha.ComputeHash($bytes, $Size, $pad)) | Should -Be ([Convert]::ToHexStringLower($sha.ComputeHash([byte[]]::new($pad)))) -Because 'the padding reads as zeros'
+}
+
+function New-RecordingRunspace {
+    # A runspace whose host records and answers prompts (RecordingHost.cs): proves that a cmdlet asks (ShouldContinue,
+    # a password read with ReadLineAsSecureString) instead of trusting $ConfirmPreference arithmetic. The module is
+    # imported; run commands with Invoke-InRecordingRunspace. Returns the runspace and the host's recorder (.UI).
+    if (-not ('PbsRestoreTests.RecordingHost' -as [type])) {
+        Add-Type -Path (Join-Path $PSScriptRoot 'RecordingHost.cs')
+    }
+    $hostObject = [PbsRestoreTests.RecordingHost]::new()
+    $rs = [runspacefactory]::CreateRunspace($hostObject)
+    $rs.Open()
+    $ps = [powershell]::Create(); $ps.Runspace = $rs
+    [void]$ps.AddCommand('Import-Module').AddArgument([IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../PbsRestore.psd1'))).Invoke()
+    $ps.Dispose()
+    [pscustomobject]@{ Runspace = $rs; UI = $hostObject.Recorder }
+}
+
+function Invoke-InRecordingRunspace {
+    # Runs a script block's text in a recording runspace; returns Output, Errors (error records) and Thrown (a
+    # terminating error's exception, or $null).
+    param([Parameter(Mandatory)] $Recording, [Parameter(Mandatory)] [string] $Script, [hashtable] $Variables = @{})
+    $ps = [powershell]::Create(); $ps.Runspace = $Recording.Runspace
+    foreach ($k in $Variables.Keys) { $Recording.Runspace.SessionStateProxy.SetVariable($k, $Variables[$k]) }
+    [void]$ps.AddScript($Script)
+    $thrown = $null; $out = @()
+    try { $out = @($ps.Invoke()) } catch { $thrown = $_.Exception }
+    $result = [pscustomobject]@{ Output = $out; Errors = @($ps.Streams.Error); Thrown = $thrown }
+    $ps.Dispose()
+    $result
 }
 
 Export-ModuleMember -Function *

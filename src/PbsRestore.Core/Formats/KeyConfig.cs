@@ -63,7 +63,14 @@ public sealed class KeyConfig
                 node["created"]?.ToString() ?? "", node["modified"]?.ToString() ?? "",
                 fp, node["hint"]?.GetValue<string>());
         }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or ArgumentException)
+        catch (JsonException e)
+        {
+            // Not the parser's own words ("'#' is an invalid start of a value..."): say what the file should be.
+            string at = e.LineNumber is { } line ? $" (line {line + 1}, byte {(e.BytePositionInLine ?? 0) + 1})" : "";
+            throw new PbsKeyException("KeyFileInvalid",
+                $"{where} is not a PBS key file: it is not JSON{at}; give the key file that 'proxmox-backup-client key create' writes (a JSON file with kdf, data and fingerprint)", e);
+        }
+        catch (Exception e) when (e is FormatException or InvalidOperationException or ArgumentException)
         {
             throw new PbsKeyException("KeyFileInvalid", $"{where} is not a valid PBS key file: {e.Message}", e);
         }

@@ -52,6 +52,30 @@ internal abstract class PbsAuth
 
     public abstract string Redact(string text);
 
+    private volatile string? _closedReason;
+
+    /// <summary>
+    /// Ends this authenticator for good: the secret (and a ticket) is zeroed and dropped, and every later request
+    /// of the client, REST or reader, fails with NotConnected and <paramref name="reason"/>.
+    /// </summary>
+    public void Revoke(string reason)
+    {
+        _closedReason = reason;
+        Forget();
+    }
+
+    /// <summary>Whether the secret is still held (false after <see cref="Revoke"/>).</summary>
+    public abstract bool HoldsSecret { get; }
+
+    /// <summary>Zeroes and drops the secret material.</summary>
+    protected abstract void Forget();
+
+    /// <summary>Throws NotConnected once revoked; call before using the secret.</summary>
+    protected void ThrowIfRevoked()
+    {
+        if (_closedReason is { } reason) throw new PbsException("NotConnected", PbsErrorKind.InvalidArgument, reason);
+    }
+
     public override string ToString() => AuthId;
 
     /// <summary>Logs in (password or current ticket) and returns the ticket and CSRF token.</summary>
@@ -87,7 +111,9 @@ internal abstract class PbsAuth
 /// </summary>
 internal sealed class TokenAuth : PbsAuth
 {
-    private readonly string _authId, _secret;
+    private readonly string _authId;
+    // A char array, not a string, so that Revoke can zero it (a string cannot be cleared).
+    private char[] _secret;
 
     public TokenAuth(string authId, string secret)
     {
@@ -95,15 +121,27 @@ internal sealed class TokenAuth : PbsAuth
         if (secret.Any(char.IsControl))
             throw new PbsException("SecretInvalid", PbsErrorKind.InvalidArgument, $"the secret of API token {authId} contains control characters");
         _authId = authId;
-        _secret = secret.Trim();
+        _secret = secret.Trim().ToCharArray();
     }
 
     public override string AuthId => _authId;
 
-    public override ValueTask<AuthHeaders> GetAsync(CancellationToken ct) =>
-        ValueTask.FromResult(new AuthHeaders($"PBSAPIToken={_authId}:{Uri.EscapeDataString(_secret)}", null, null));
+    public override ValueTask<AuthHeaders> GetAsync(CancellationToken ct)
+    {
+        ThrowIfRevoked();
+        return ValueTask.FromResult(new AuthHeaders($"PBSAPIToken={_authId}:{Uri.EscapeDataString(new string(_secret))}", null, null));
+    }
 
-    public override string Redact(string text) => RedactAll(text, _secret);
+    public override string Redact(string text) => RedactAll(text, new string(_secret));
+
+    public override bool HoldsSecret => _secret.Length > 0;
+
+    protected override void Forget()
+    {
+        var secret = _secret;
+        _secret = [];
+        Array.Clear(secret);
+    }
 }
 
 /// <summary>
@@ -115,6 +153,8 @@ internal sealed class TokenAuth : PbsAuth
 /// </summary>
 internal sealed class TicketAuth(string userId, string password, PbsAuth.LoginFunc login, TimeSpan lifetime, TimeProvider? clock = null) : PbsAuth
 {
+    // A char array, not the string, so that Revoke can zero it (a string cannot be cleared).
+    private char[] _password = password.ToCharArray();
     private readonly TimeProvider _clock = clock ?? TimeProvider.System;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private PbsTicket? _ticket;
@@ -131,6 +171,7 @@ internal sealed class TicketAuth(string userId, string password, PbsAuth.LoginFu
 
     public override async ValueTask<AuthHeaders> GetAsync(CancellationToken ct)
     {
+        ThrowIfRevoked();
         var t = Volatile.Read(ref _ticket);
         if (t is null || IsDue(t)) t = await RefreshAsync(t, forcePassword: false, ct).ConfigureAwait(false);
         return Headers(t);
@@ -138,6 +179,7 @@ internal sealed class TicketAuth(string userId, string password, PbsAuth.LoginFu
 
     public override async ValueTask<bool> RecoverAsync(AuthHeaders used, CancellationToken ct)
     {
+        ThrowIfRevoked();
         var t = Volatile.Read(ref _ticket);
         if (t is not null && Headers(t).Cookie != used.Cookie) return true; // someone already got a new one
         await RefreshAsync(t, forcePassword: true, ct).ConfigureAwait(false);
@@ -168,7 +210,8 @@ internal sealed class TicketAuth(string userId, string password, PbsAuth.LoginFu
             }
             if (fresh is null)
             {
-                fresh = await LoginAsync(password, ct).ConfigureAwait(false);
+                ThrowIfRevoked();
+                fresh = await LoginAsync(new string(_password), ct).ConfigureAwait(false);
                 Interlocked.Increment(ref _logins);
             }
             Volatile.Write(ref _ticket, fresh);
@@ -187,5 +230,15 @@ internal sealed class TicketAuth(string userId, string password, PbsAuth.LoginFu
         return new PbsTicket(ticket, csrf, started);
     }
 
-    public override string Redact(string text) => RedactAll(text, password, _ticket?.Value, _ticket?.Csrf);
+    public override string Redact(string text) => RedactAll(text, new string(_password), _ticket?.Value, _ticket?.Csrf);
+
+    public override bool HoldsSecret => _password.Length > 0 || Volatile.Read(ref _ticket) is not null;
+
+    protected override void Forget()
+    {
+        var p = _password;
+        _password = [];
+        Array.Clear(p);
+        Volatile.Write(ref _ticket, null);
+    }
 }

@@ -66,6 +66,19 @@ public sealed class PbsClient : IDisposable
         else await ListDatastoresAsync(ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Checks that the repository's datastore exists (among those this user may see); DatastoreNotFound names the
+    /// ones that do, so a typo ('gloden') or a port taken for a datastore ('host:8007') shows at once.
+    /// </summary>
+    public async Task CheckDatastoreAsync(CancellationToken ct)
+    {
+        var stores = await ListDatastoresAsync(ct).ConfigureAwait(false);
+        if (stores.Any(s => s.Name == Repository.Store)) return;
+        throw new PbsNotFoundException("DatastoreNotFound", stores.Count == 0
+            ? $"datastore '{Repository.Store}' does not exist on {Repository.Authority}, or {Repository.AuthId} may not see it (it sees no datastore)"
+            : $"datastore '{Repository.Store}' does not exist on {Repository.Authority}; datastores there: {string.Join(", ", stores.Select(s => s.Name))}");
+    }
+
     public async Task<IReadOnlyList<DatastoreListItem>> ListDatastoresAsync(CancellationToken ct)
     {
         var data = await _rest.GetDataAsync("admin/datastore", _auth, $"listing the datastores of {Repository.Authority}", "DatastoreNotFound", ct).ConfigureAwait(false);
@@ -162,7 +175,20 @@ public sealed class PbsClient : IDisposable
 
     public override string ToString() => $"PbsClient {Repository}";
 
-    public void Dispose() => _rest.Dispose();
+    /// <summary>
+    /// Closes the client for good: the secret is zeroed and dropped, open connections are closed, and every later
+    /// call (listing, opening a snapshot, a reader session reconnecting) fails with NotConnected and <paramref name="reason"/>.
+    /// </summary>
+    public void Close(string reason)
+    {
+        _auth.Revoke(reason);
+        _rest.Dispose();
+    }
+
+    /// <summary>Whether the client still holds its password or token secret (false once closed).</summary>
+    public bool HoldsSecret => _auth.HoldsSecret;
+
+    public void Dispose() => Close($"the connection to {Repository.Authority} was closed");
 
     private sealed class NamespaceOrder : IComparer<BackupNamespace>
     {

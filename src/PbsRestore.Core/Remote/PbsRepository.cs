@@ -57,9 +57,23 @@ public sealed partial class PbsRepository : IEquatable<PbsRepository>
     public static PbsRepository Parse(string text)
     {
         if (TryParse(text, out var repo, out string? why)) return repo;
+        // user@host:store (a user without its realm) is the likeliest slip; say that rather than "syntax".
+        string trimmed = text?.Trim() ?? "";
+        int at = trimmed.LastIndexOf('@');
+        if (at > 0 && !trimmed[..at].Contains('@') && !trimmed[..at].Any(c => char.IsWhiteSpace(c) || c is ':' or '/'))
+            throw NoRealm(trimmed[..at]);
         throw new PbsException("RepositoryInvalid", PbsErrorKind.InvalidArgument,
             $"'{text}' is not a PBS repository ({why}); expected [[user@realm[!token]@]host[:port]:]datastore, " +
             "e.g. 'root@pam@pbs.example.com:store1' or 'root@pam!restore@[fd00::1]:8007:store1'");
+    }
+
+    /// <summary>UserWithoutRealm for a user name (or token id) given without its realm, e.g. 'root'.</summary>
+    public static PbsException NoRealm(string user)
+    {
+        int bang = user.IndexOf('!');
+        string name = bang < 0 ? user : user[..bang], token = bang < 0 ? "" : user[bang..];
+        return new PbsException("UserWithoutRealm", PbsErrorKind.InvalidArgument,
+            $"user '{user}' has no realm: use {name}@pam{token} or {name}@pbs{token}");
     }
 
     public static bool TryParse(string? text, out PbsRepository repository) => TryParse(text, out repository, out _);

@@ -33,7 +33,7 @@ internal sealed class RestTransport : IDisposable
         _http = new HttpClient(handler)
         {
             BaseAddress = new Uri($"http://{repository.Authority}/"),
-            Timeout = TimeSpan.FromMinutes(5),
+            Timeout = TlsConnector.AnswerTimeout,
         };
         _http.DefaultRequestHeaders.UserAgent.ParseAdd(UserAgent);
     }
@@ -139,6 +139,12 @@ internal static class Transport
     /// Sends and maps transport failures to PbsExceptions: our own (TLS pinning, upgrade refusals) unwrapped,
     /// a broken connection as <paramref name="brokenId"/>, a timeout as ConnectionTimeout.
     /// </summary>
+    /// <summary>Which limit ran out: a connect/handshake timeout surfaces as a TimeoutException inside.</summary>
+    private static string TimeoutText(Exception e) =>
+        e.InnerException is TimeoutException || e.GetBaseException() is TimeoutException
+            ? $"{TlsConnector.ConnectTimeout.TotalSeconds:0} s"
+            : "the request's time limit";
+
     public static async Task<HttpResponseMessage> SendAsync(HttpClient http, HttpRequestMessage request, string what, string authority,
         string brokenId, CancellationToken ct)
     {
@@ -157,7 +163,8 @@ internal static class Transport
         }
         catch (TaskCanceledException e) when (!ct.IsCancellationRequested)
         {
-            throw new PbsException("ConnectionTimeout", PbsErrorKind.Connection, $"{what}: no answer from {authority}", e);
+            throw new PbsException("ConnectionTimeout", PbsErrorKind.Connection,
+                $"{what}: no answer from {authority} within {TimeoutText(e)} (set {TlsConnector.TimeoutVariable} to wait longer)", e);
         }
     }
 }

@@ -46,7 +46,9 @@ internal static class ServerError
         string detail = message.Length > 0 ? message : status.ToString();
         return code switch
         {
-            401 => new PbsException("AuthenticationFailed", PbsErrorKind.Authentication, $"{what}: authentication failed: {detail}"),
+            // Upstream's own 401 text already starts with "authentication failed": do not say it twice.
+            401 => new PbsException("AuthenticationFailed", PbsErrorKind.Authentication,
+                detail.StartsWith("authentication failed", StringComparison.OrdinalIgnoreCase) ? $"{what}: {detail}" : $"{what}: authentication failed: {detail}"),
             403 => new PbsException("PermissionDenied", PbsErrorKind.Authentication, $"{what}: permission denied: {detail}"),
             404 => new PbsNotFoundException(notFoundId, $"{what}: not found: {detail}"),
             400 when SaysNotFound(message) => new PbsNotFoundException(notFoundId, $"{what}: {detail}"),

@@ -13,8 +13,21 @@ namespace PbsRestore.Remote;
 /// </summary>
 internal sealed class TlsConnector(PbsRepository repository, CertificateFingerprint? pin)
 {
-    /// <summary>Connect + TLS handshake (+ upgrade) must finish within this.</summary>
-    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>Seconds to wait for a server (connect + TLS handshake; REST answers get ten times as long), 1..3600.</summary>
+    public const string TimeoutVariable = "PBS_RESTORE_TIMEOUT";
+
+    /// <summary>
+    /// Connect + TLS handshake (+ upgrade) must finish within this: 30 s, or PBS_RESTORE_TIMEOUT seconds, so that a
+    /// server that accepts the connection and never answers fails with ConnectionTimeout instead of hanging.
+    /// </summary>
+    public static TimeSpan ConnectTimeout =>
+        double.TryParse(Environment.GetEnvironmentVariable(TimeoutVariable), System.Globalization.NumberStyles.Float,
+            System.Globalization.CultureInfo.InvariantCulture, out double s) && s is >= 1 and <= 3600
+            ? TimeSpan.FromSeconds(s)
+            : TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a REST request may wait for its answer: ten times <see cref="ConnectTimeout"/> (5 minutes by default).</summary>
+    public static TimeSpan AnswerTimeout => ConnectTimeout * 10;
 
     public async Task<SslStream> ConnectAsync(CancellationToken ct)
     {

@@ -83,7 +83,7 @@ public sealed class ArchiveRestorer
     {
         var clock = Stopwatch.StartNew();
         destination = Path.GetFullPath(destination);
-        Destinations.CheckWritable(destination, options.Force);
+        Destinations.CheckWritable(destination, options.Force, options.Resume);
         var manifest = await ReadManifestAsync(ct).ConfigureAwait(false);
         var entry = ResolveArchive(manifest, archive);
         CheckKey(manifest, entry);
@@ -110,20 +110,28 @@ public sealed class ArchiveRestorer
             return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
         }
 
+        Destinations.CheckResumeSupported(destination, format, options.Resume);
         var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
         var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, Destinations.FormatName(destination, format));
         var (target, journal, finished) = OpenTarget(destination, plan, identity, format, encrypted, options);
+        var bad = options.SkipBadChunks ? new System.Collections.Concurrent.ConcurrentBag<BadRange>() : null;
         await using (target)
         using (journal)
         {
             try
             {
                 await RestorePipeline.RunAsync(plan.Without(finished), _reader.Chunks, _crypt, encrypted, target, options, counters, ct, metrics,
-                    journal: journal).ConfigureAwait(false);
+                    onChunkError: bad is null ? null : e => RecordBadRange(bad, e), journal: journal).ConfigureAwait(false);
+                if (bad is { IsEmpty: false } && !target.ZerosAreHoles)
+                {
+                    // A device keeps its old bytes where nothing is written: the ranges given up on become zeros.
+                    var zero = new byte[bad.Max(b => b.Length)];
+                    foreach (var b in bad) target.Write(b.Offset, zero.AsSpan(0, b.Length));
+                }
                 target.Commit(options.Force);
                 journal.Delete();
             }
-            catch (Exception e) when (IsResumable(e))
+            catch (Exception e) when (IsResumable(e) && Destinations.IsResumable(format))
             {
                 // Keep what is done; the journal already names it. (No flush here: Ctrl+C must stop at once, and
                 // the kernel has every write; a resume checks the records the last checkpoint did not cover.)
@@ -144,7 +152,22 @@ public sealed class ArchiveRestorer
                 throw;
             }
         }
-        return Result(entry, destination, counters, clock) with { Format = identity.Format };
+        return Result(entry, destination, counters, clock) with
+        {
+            Format = identity.Format,
+            BadRanges = bad is null ? [] : bad.OrderBy(b => b.Offset).ToList(),
+        };
+    }
+
+    /// <summary>
+    /// -SkipBadChunks: a chunk that is missing or failed its checks on every read becomes zeros at each of its
+    /// offsets; anything else (a lost connection, a full disk, cancellation) still ends the restore.
+    /// </summary>
+    private static bool RecordBadRange(System.Collections.Concurrent.ConcurrentBag<BadRange> bad, ChunkException e)
+    {
+        if (e.Kind is not (PbsErrorKind.Integrity or PbsErrorKind.InvalidData or PbsErrorKind.NotFound)) return false;
+        foreach (long offset in e.Offsets) bad.Add(new BadRange(offset, e.Length, e.Digest, e.ErrorId));
+        return true;
     }
 
     /// <summary>
@@ -208,7 +231,7 @@ public sealed class ArchiveRestorer
     private static PbsException ResumeMismatch(string destination, JournalIdentity journal, string wanted) =>
         new("ResumeMismatch", PbsErrorKind.InvalidArgument,
             $"cannot resume the restore into '{destination}': its journal is for {Describe(journal)}, not {wanted}; " +
-            "restore without -Resume to start over, or name the snapshot the interrupted run restored");
+            "restore with -Force instead of -Resume to start over, or name the snapshot the interrupted run restored");
 
     /// <summary>A partial file or journal that cannot be used says how to go on.</summary>
     private static T WithStartOverHint<T>(Func<T> open)
@@ -219,7 +242,7 @@ public sealed class ArchiveRestorer
         }
         catch (PbsException e) when (e.ErrorId is "ResumeStateMismatch" or "ResumeJournalInvalid" or "PartialFileNotFound")
         {
-            throw new PbsException(e.ErrorId, e.Kind, $"{e.Message}; restore without -Resume to start over", e);
+            throw new PbsException(e.ErrorId, e.Kind, $"{e.Message}; restore with -Force instead of -Resume to start over", e);
         }
     }
 
@@ -312,7 +335,7 @@ public sealed class ArchiveRestorer
             file.Commit(options.Force);
         }
         counters.AddDone(plain.Length, 1);
-        // A journal of an earlier, interrupted image restore to this name (without -Resume it was started over).
+        // A journal of an earlier, interrupted image restore to this name (started over with -Force).
         if (File.Exists(Destinations.JournalPathFor(destination))) File.Delete(Destinations.JournalPathFor(destination));
         return Result(entry, destination, counters, clock);
     }

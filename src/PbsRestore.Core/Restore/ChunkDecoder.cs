@@ -75,7 +75,14 @@ public sealed class ChunkException : PbsException
         Digest = job.Digest.ToString();
         ChunkIndex = job.FirstIndex;
         Offset = job.Offsets[0];
+        Offsets = job.Offsets;
+        Length = job.Length;
     }
+
+    /// <summary>Every offset of the image where this chunk belongs (a deduplicated chunk has several).</summary>
+    public IReadOnlyList<long> Offsets { get; }
+    /// <summary>The chunk's length in the image.</summary>
+    public int Length { get; }
 
     public string Archive { get; }
     public string Digest { get; }

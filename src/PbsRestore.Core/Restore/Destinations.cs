@@ -11,6 +11,8 @@ public enum ImageFormat
     Vhdx,
     /// <summary>A fixed VHD (Azure): the raw bytes plus a footer.</summary>
     Vhd,
+    /// <summary>A monolithic sparse VMDK (VMware); grains of zeros stay unallocated. Not resumable.</summary>
+    Vmdk,
 }
 
 /// <summary>
@@ -19,12 +21,13 @@ public enum ImageFormat
 /// </summary>
 public static class Destinations
 {
-    /// <summary>The format asked for, else the one the file name implies (.vhdx, .vhd), else raw.</summary>
+    /// <summary>The format asked for, else the one the file name implies (.vhdx, .vhd, .vmdk), else raw.</summary>
     public static ImageFormat FormatFor(string destination, ImageFormat? requested) =>
         requested ?? Path.GetExtension(destination).ToLowerInvariant() switch
         {
             ".vhdx" => ImageFormat.Vhdx,
             ".vhd" => ImageFormat.Vhd,
+            ".vmdk" => ImageFormat.Vmdk,
             _ => ImageFormat.Raw,
         };
 
@@ -33,10 +36,12 @@ public static class Destinations
 
     /// <summary>
     /// Checks that <paramref name="destination"/> may be written: a file as <see cref="DestinationFile.CheckWritable"/>
-    /// does; a device only with <paramref name="force"/>, since its content is overwritten.
+    /// does; a device only with <paramref name="force"/>, since its content is overwritten. Without
+    /// <paramref name="resume"/>, an interrupted restore there is refused too (<see cref="CheckNotInterrupted"/>).
     /// </summary>
-    public static void CheckWritable(string destination, bool force)
+    public static void CheckWritable(string destination, bool force, bool resume = false)
     {
+        CheckNotInterrupted(destination, force, resume);
         if (!IsDevice(destination))
         {
             DestinationFile.CheckWritable(destination, force);
@@ -60,6 +65,19 @@ public static class Destinations
         return Path.Combine(folder, name + ".journal");
     }
 
+    /// <summary>
+    /// Refuses to start a new restore where an interrupted one left its partial file and journal, unless
+    /// <paramref name="resume"/> (continue it) or <paramref name="force"/> (start over, deleting them): a plain re-run
+    /// must not silently throw away hours of restored data.
+    /// </summary>
+    public static void CheckNotInterrupted(string destination, bool force, bool resume)
+    {
+        if (resume || force || !CanResume(destination)) return;
+        string kept = IsDevice(destination) ? $"journal '{JournalPathFor(destination)}'" : $"'{DestinationFile.PartialPathFor(destination)}' and its journal";
+        throw new PbsException("InterruptedRestoreExists", PbsErrorKind.ResourceExists,
+            $"an interrupted restore of this archive exists; add -Resume to continue it or -Force to start over ({kept})");
+    }
+
     /// <summary>Whether an interrupted restore to <paramref name="destination"/> left something to resume.</summary>
     public static bool CanResume(string destination) =>
         File.Exists(JournalPathFor(destination)) && (IsDevice(destination) || File.Exists(DestinationFile.PartialPathFor(destination)));
@@ -76,8 +94,21 @@ public static class Destinations
             ImageFormat.Raw => DestinationFile.Create(destination, size, force),
             ImageFormat.Vhdx => VhdxDestination.Create(destination, size, chunkSize, force),
             ImageFormat.Vhd => VhdDestination.Create(destination, size, force),
+            ImageFormat.Vmdk => VmdkDestination.Create(destination, size, force),
             _ => throw new PbsException("FormatNotSupported", PbsErrorKind.InvalidArgument, $"format {format} is not supported"),
         };
+    }
+
+    /// <summary>Whether a restore in this format can be resumed (a VMDK cannot: its partial file is not kept).</summary>
+    public static bool IsResumable(ImageFormat format) => format != ImageFormat.Vmdk;
+
+    /// <summary>Refuses -Resume for a format that cannot be resumed (ResumeNotSupported), before anything is written.</summary>
+    public static void CheckResumeSupported(string destination, ImageFormat format, bool resume)
+    {
+        if (resume && !IsDevice(destination) && !IsResumable(format))
+            throw new PbsException("ResumeNotSupported", PbsErrorKind.InvalidArgument,
+                $"-Resume is not supported for a {format} destination ('{Path.GetFileName(destination)}'): restore without -Resume " +
+                $"(a stopped {format} restore deletes its partial file and starts over)");
     }
 
     /// <summary>Reopens the partial destination of an interrupted restore.</summary>

@@ -36,6 +36,13 @@ public sealed record RestoreOptions
     /// </summary>
     public bool Resume { get; init; }
 
+    /// <summary>
+    /// Disaster-recovery mode: a chunk that cannot be read or fails its checks after every reread (missing, damaged
+    /// in the datastore) is restored as zeros and reported in <see cref="RestoreResult.BadRanges"/> instead of ending
+    /// the restore. Off by default: a restore is all or nothing.
+    /// </summary>
+    public bool SkipBadChunks { get; init; }
+
     /// <summary>The destination's form; null: from its extension (.vhdx, .vhd), else raw.</summary>
     public ImageFormat? Format { get; init; }
 

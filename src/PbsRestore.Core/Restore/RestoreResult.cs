@@ -26,4 +26,12 @@ public sealed record RestoreResult
     public double MBPerSecond => Duration.TotalSeconds > 0 ? (LogicalBytes - ResumedBytes) / 1e6 / Duration.TotalSeconds : 0;
     /// <summary>Logical bytes kept from an interrupted run (-Resume).</summary>
     public long ResumedBytes { get; init; }
+    /// <summary>Ranges restored as zeros because their chunk could not be read (-SkipBadChunks), by offset; empty otherwise.</summary>
+    public IReadOnlyList<BadRange> BadRanges { get; init; } = [];
+}
+
+/// <summary>A range of the image that -SkipBadChunks restored as zeros: where, how long, which chunk, and why.</summary>
+public sealed record BadRange(long Offset, int Length, string Digest, string Reason)
+{
+    public override string ToString() => $"{Length} bytes at offset {Offset} (chunk {Digest}: {Reason})";
 }

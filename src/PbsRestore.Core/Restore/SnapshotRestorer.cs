@@ -85,13 +85,13 @@ public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
 
     /// <summary>
     /// Where an archive goes in the snapshot's folder: its display name (<c>drive-scsi0.img</c>), or for a disk image
-    /// written as VHDX or VHD that name with the fitting extension (<c>drive-scsi0.vhdx</c>), which Windows goes by.
+    /// written as VHDX, VHD or VMDK that name with the fitting extension (<c>drive-scsi0.vhdx</c>), which Windows goes by.
     /// </summary>
     public static string PathFor(string folder, ManifestFile entry, ImageFormat? format = null)
     {
         string name = ArchiveNames.DisplayName(entry.FileName);
-        if (entry.Kind == ArchiveKind.FixedIndex && format is ImageFormat.Vhdx or ImageFormat.Vhd)
-            name = Path.ChangeExtension(name, format == ImageFormat.Vhdx ? ".vhdx" : ".vhd");
+        if (entry.Kind == ArchiveKind.FixedIndex && format is ImageFormat.Vhdx or ImageFormat.Vhd or ImageFormat.Vmdk)
+            name = Path.ChangeExtension(name, "." + format.ToString().ToLowerInvariant());
         return Path.Combine(folder, name);
     }
 }

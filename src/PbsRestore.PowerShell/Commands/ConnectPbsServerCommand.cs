@@ -32,10 +32,18 @@ public sealed class ConnectPbsServerCommand : PbsCmdlet
         try
         {
             var settings = PbsSourceCmdlet.SettingsFor(Repository, Fingerprint, Credential);
+            if (settings.Repository.Store.All(char.IsAsciiDigit))
+                WriteWarning($"The datastore name '{settings.Repository.Store}' looks like a port number. A repository is " +
+                             "[[user@realm[!token]@]host[:port]:]datastore: to give a port, write host:port:datastore.");
             var client = new PbsClient(settings);
             try
             {
-                Run(async ct => { await client.ConnectAsync(ct).ConfigureAwait(false); return true; });
+                Run(async ct =>
+                {
+                    await client.ConnectAsync(ct).ConfigureAwait(false);
+                    await client.CheckDatastoreAsync(ct).ConfigureAwait(false);
+                    return true;
+                });
             }
             catch
             {

@@ -9,7 +9,7 @@ namespace PbsRestore.PowerShell.Commands;
 /// <summary>
 /// <para type="synopsis">Measures a restore of a snapshot's archive and tells what limits it: network, server, CPU or disk.</para>
 /// </summary>
-[Cmdlet(VerbsDiagnostic.Measure, "PbsRestore", DefaultParameterSetName = ConnectionSet)]
+[Cmdlet(VerbsDiagnostic.Measure, "PbsRestore", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(RestoreMeasurement))]
 public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
 {
@@ -26,24 +26,42 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
     [ValidateRange(1, 256)]
     public int[]? FetchConcurrency { get; set; }
 
-    /// <summary>Write the restored image here (overwritten on each run) instead of discarding it, to include the disk.</summary>
+    /// <summary>
+    /// Write the restored image here instead of discarding it, to include the disk. The rules of Restore-PbsImage
+    /// -Destination apply: an existing file or a block device needs -Force, and the write is confirmed (ShouldProcess).
+    /// Later runs overwrite what the first one wrote.
+    /// </summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
     public string? Destination { get; set; }
 
+    /// <summary>Overwrite an existing -Destination file, or write onto a block device.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
     protected override void ProcessRecord()
     {
+        string? destination = null;
         try
         {
             var source = SourceForSnapshot();
-            string? destination = Destination is null ? null : ResolvePath(Destination);
+            destination = Destination is null ? null : ResolvePath(Destination);
             var runs = FetchConcurrency is { Length: > 0 } f ? f.Select(x => (int?)x).ToArray() : [null];
-            var opened = Run(ct => OpenArchiveAsync(source, ct));
+            var opened = Run(async ct =>
+            {
+                var o = await OpenArchiveAsync(source, ct).ConfigureAwait(false);
+                if (destination is not null) Destinations.CheckWritable(destination, Force);
+                return o;
+            });
             try
             {
                 if (opened.Entry.Kind == ArchiveKind.Blob)
                     throw new PbsException("ArchiveNotAnIndex", PbsErrorKind.InvalidArgument,
                         $"'{opened.Entry.FileName}' is a blob; measure an image or dynamic archive");
+                if (destination is not null &&
+                    !ShouldWrite(destination, opened.Entry, $"write {runs.Length} measured restore(s) of {ArchiveNames.DisplayName(opened.Entry.FileName)} " +
+                                                            $"({ProgressView.Size(opened.Entry.Size)}) of snapshot {opened.Reader.Snapshot}"))
+                    return;
                 double? speedtest = null;
                 if (opened.Reader is RemoteSnapshotReader remote)
                 {
@@ -55,7 +73,7 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
                 string name = ArchiveNames.DisplayName(opened.Entry.FileName);
                 for (int i = 0; i < runs.Length; i++)
                 {
-                    var options = BaseOptions(runs[i], runs[i] is not null) with { Force = true };
+                    var options = BaseOptions(runs[i], runs[i] is not null) with { Force = Force || i > 0 }; // later runs replace the first run's file
                     var counters = new RestoreCounters();
                     var metrics = new RestoreMetrics();
                     var progress = new ProgressView(this, 1,
@@ -86,7 +104,7 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
         }
         catch (Exception e) when (IsFailure(e))
         {
-            WriteFailure(e, Snapshot);
+            WriteFailure(e, FailureTarget(e, destination));
         }
     }
 }

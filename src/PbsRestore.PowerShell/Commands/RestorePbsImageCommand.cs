@@ -45,10 +45,17 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
     [Parameter]
     public SwitchParameter Resume { get; set; }
 
-    /// <summary>Raw, Vhdx (dynamic, for Hyper-V and Mount-DiskImage) or Vhd (fixed, for Azure); by default from the destination's extension (.vhdx, .vhd), else Raw.</summary>
+    /// <summary>Raw, Vhdx (dynamic, for Hyper-V and Mount-DiskImage), Vhd (fixed, for Azure) or Vmdk (monolithic sparse, for VMware); by default from the destination's extension (.vhdx, .vhd, .vmdk), else Raw.</summary>
     [Parameter]
-    [ValidateSet("Raw", "Vhdx", "Vhd")]
+    [ValidateSet("Raw", "Vhdx", "Vhd", "Vmdk")]
     public string? Format { get; set; }
+
+    /// <summary>
+    /// Disaster-recovery mode: restore everything readable; a chunk that is missing or damaged in the datastore (after
+    /// every reread) is written as zeros, reported in the result's BadRanges and by a warning, instead of failing.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter SkipBadChunks { get; set; }
 
     /// <summary>Chunk reads in flight; automatic when omitted (grows while throughput rises). PBS_RESTORE_FETCH_CONCURRENCY also sets it.</summary>
     [Parameter]
@@ -69,11 +76,14 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         {
             Force = Force,
             Resume = Resume,
+            SkipBadChunks = SkipBadChunks,
             Format = Format is null ? null : Enum.Parse<ImageFormat>(Format, ignoreCase: true),
             MaxBytesPerSecond = MyInvocation.BoundParameters.ContainsKey(nameof(MaxBandwidth)) ? (long)(MaxBandwidth * 1e6) : null,
         };
+        string? target = null;
         try
         {
+            target = Destination is not null ? ResolvePath(Destination) : DestinationFolder is not null ? ResolvePath(DestinationFolder) : null;
             if ((Destination is null) == (DestinationFolder is null))
                 throw new PbsException("DestinationRequired", PbsErrorKind.InvalidArgument, "give either -Destination (one archive) or -DestinationFolder (a whole snapshot)");
             if (Destination is not null && Archive is null)
@@ -84,7 +94,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         }
         catch (Exception e) when (IsFailure(e))
         {
-            WriteFailure(e, Snapshot);
+            WriteFailure(e, FailureTarget(e, target));
         }
     }
 
@@ -94,7 +104,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         var opened = Run(async ct =>
         {
             var o = await OpenArchiveAsync(source, ct).ConfigureAwait(false);
-            Destinations.CheckWritable(destination, Force);
+            Destinations.CheckWritable(destination, Force, Resume);
             return o;
         });
         try
@@ -108,21 +118,17 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             if (image && !onDevice)
             {
                 var format = Destinations.FormatFor(destination, options.Format);
+                Destinations.CheckResumeSupported(destination, format, Resume);
                 if (format != ImageFormat.Raw) action += $" as {format.ToString().ToUpperInvariant()}";
                 var byName = Destinations.FormatFor(destination, null);
                 if (options.Format is { } asked && asked != byName)
                     WriteWarning($"'{Path.GetFileName(destination)}' is named like a {byName} file but is written as {asked}; " +
-                                 "Windows (Mount-DiskImage, Hyper-V) goes by the extension.");
+                                 (byName == ImageFormat.Vmdk || asked == ImageFormat.Vmdk
+                                     ? "VMware tools go by the content and the extension: name it to match, or leave out -Format."
+                                     : "Windows (Mount-DiskImage, Hyper-V) goes by the extension."));
             }
             if (image && canResume) action += ", continuing the interrupted restore";
-            if (onDevice && opened.Entry.Kind != ArchiveKind.Blob)
-            {
-                // Say what will be overwritten: the device, its size and model (refused here if it is too small or in use).
-                var device = DeviceDestination.Check(destination, opened.Entry.Size);
-                string what = device.Description is { Length: > 0 } d ? $"{d}, {ProgressView.Size(device.Size)}" : ProgressView.Size(device.Size);
-                action = $"overwrite everything on block device {destination} ({what}): {action}";
-            }
-            if (!ShouldProcess(destination, action))
+            if (!ShouldWrite(destination, opened.Entry, action))
                 return;
             if (resumable)
                 WriteVerbose(canResume
@@ -142,6 +148,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                 WriteVerbose($"{name}: fetch concurrency ended at {metrics.FetchConcurrency}, chunk latency p50 {metrics.LatencyPercentile(0.5):F1} ms" +
                              (result.ChunksResumed > 0 ? $"; {result.ChunksResumed} chunks kept from the interrupted run, {result.ChunksFetched} fetched" : "") +
                              (result.Rereads > 0 ? $"; {result.Rereads} damaged copies read again" : "") + ".");
+                WarnBadRanges(result);
                 WriteObject(result);
             }
             finally
@@ -177,7 +184,11 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                 }
             }
             foreach (var e in entries)
-                DestinationFile.CheckWritable(SnapshotRestorer.PathFor(target, e, options.Format), Force, folderMustExist: false);
+            {
+                string path = SnapshotRestorer.PathFor(target, e, options.Format);
+                Destinations.CheckNotInterrupted(path, Force, Resume);
+                DestinationFile.CheckWritable(path, Force, folderMustExist: false);
+            }
             string list = string.Join(", ", entries.Select(e => ArchiveNames.DisplayName(e.FileName)));
             if (!ShouldProcess(target, $"restore {entries.Count} archive(s) of snapshot {reader.Snapshot} ({list}, {ProgressView.Size(entries.Sum(e => e.Size))})"))
                 return;
@@ -197,7 +208,11 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                     parent.Update(total.Snapshot());
                     foreach (var c in children.Values) c.View.Update(c.Counters);
                 });
-                foreach (var r in results) WriteObject(r);
+                foreach (var r in results)
+                {
+                    WarnBadRanges(r);
+                    WriteObject(r);
+                }
             }
             finally
             {
@@ -209,6 +224,16 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         {
             reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
+    }
+
+    /// <summary>-SkipBadChunks: a restore that gave up on some chunks says so, once per archive.</summary>
+    private void WarnBadRanges(RestoreResult result)
+    {
+        if (result.BadRanges.Count == 0) return;
+        var first = result.BadRanges[0];
+        WriteWarning($"{result.Archive}: {result.BadRanges.Count} range(s), {ProgressView.Size(result.BadRanges.Sum(b => (long)b.Length))}, " +
+                     $"could not be read and were restored as zeros in '{result.Destination}'; the first at offset {first.Offset} " +
+                     $"(chunk {first.Digest}, {first.Reason}). The result's BadRanges lists them all.");
     }
 
     /// <summary>Sums the archives' counters for the parent progress record.</summary>

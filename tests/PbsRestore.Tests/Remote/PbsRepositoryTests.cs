@@ -50,7 +50,6 @@ public sealed class PbsRepositoryTests
     [InlineData("host:")]
     [InlineData("host:99999:store")]
     [InlineData("host:0:store")]
-    [InlineData("root@host:store")]            // user without realm
     [InlineData("root@pam!@host:store")]       // empty token name
     [InlineData("root@pam!a!b@host:store")]
     [InlineData("::1:8007:store")]             // IPv6 needs brackets
@@ -69,6 +68,18 @@ public sealed class PbsRepositoryTests
         var e = Assert.Throws<PbsException>(() => PbsRepository.Parse(text));
         Assert.Equal("RepositoryInvalid", e.ErrorId);
         Assert.Equal(PbsErrorKind.InvalidArgument, e.Kind);
+        Assert.False(PbsRepository.TryParse(text, out _));
+    }
+
+    [Theory]
+    [InlineData("root@host:store", "user 'root' has no realm: use root@pam or root@pbs")]
+    [InlineData("backup!tok@pbs.example.com:8007:store1", "user 'backup!tok' has no realm: use backup@pam!tok or backup@pbs!tok")]
+    public void A_user_without_a_realm_is_named_as_such(string text, string message)
+    {
+        var e = Assert.Throws<PbsException>(() => PbsRepository.Parse(text));
+        Assert.Equal("UserWithoutRealm", e.ErrorId);
+        Assert.Equal(PbsErrorKind.InvalidArgument, e.Kind);
+        Assert.Equal(message, e.Message);
         Assert.False(PbsRepository.TryParse(text, out _));
     }
 }

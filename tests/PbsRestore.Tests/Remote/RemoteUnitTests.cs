@@ -120,6 +120,35 @@ public sealed class RemoteUnitTests
         Assert.DoesNotContain("secret", new AuthHeaders("PBSAPIToken=a:0123-secret-4567", null, null).ToString());
     }
 
+    /// <summary>The char array a token or ticket authenticator keeps its secret in (read by reflection: it is private).</summary>
+    private static char[] SecretArray(PbsAuth auth, string field) =>
+        (char[])auth.GetType().GetField(field, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(auth)!;
+
+    [Fact]
+    public async Task Revoke_zeroes_the_secret_and_every_later_request_fails_with_NotConnected()
+    {
+        var token = new TokenAuth("root@pam!t", "0123-secret-4567");
+        var tokenChars = SecretArray(token, "_secret");
+        Assert.Equal("0123-secret-4567", new string(tokenChars));
+        var ticket = new TicketAuth("root@pam", "pass-word-99", (_, _, _) => Task.FromResult(Ticket("z")), TimeSpan.FromHours(2));
+        var passwordChars = SecretArray(ticket, "_password");
+        await ticket.GetAsync(default); // holds a ticket now too
+        foreach (var auth in new PbsAuth[] { token, ticket })
+        {
+            Assert.True(auth.HoldsSecret);
+            auth.Revoke("the connection to h:8007 was closed by Disconnect-PbsServer");
+            Assert.False(auth.HoldsSecret);
+            var e = await Assert.ThrowsAsync<PbsException>(async () => await auth.GetAsync(default));
+            Assert.Equal("NotConnected", e.ErrorId);
+            Assert.Equal("the connection to h:8007 was closed by Disconnect-PbsServer", e.Message);
+        }
+        // The very arrays that held the secrets are zeroed, not just dropped.
+        Assert.All(tokenChars, c => Assert.Equal('\0', c));
+        Assert.All(passwordChars, c => Assert.Equal('\0', c));
+        Assert.Empty(SecretArray(token, "_secret"));
+        Assert.Empty(SecretArray(ticket, "_password"));
+    }
+
     [Fact]
     public void Missing_secret_is_an_error_naming_the_variable()
     {

@@ -142,6 +142,36 @@ public sealed class RestoreJournalTests : IDisposable
         Assert.True(File.Exists(Destinations.JournalPathFor(dest)));
     }
 
+    [Fact]
+    public async Task A_new_restore_refuses_to_delete_an_interrupted_one_unless_forced()
+    {
+        var (store, snapshot, sha) = Generated();
+        string dest = P("interrupted.img");
+        var partial = new byte[40 * ChunkSize];
+        partial[12345] = 0x5a; // "restored so far"
+        File.WriteAllBytes(DestinationFile.PartialPathFor(dest), partial);
+        using (RestoreJournal.Create(Destinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
+        foreach (string archive in new[] { "drive-scsi0.img", "qemu-server.conf" })
+        {
+            await using var reader = await store.OpenSnapshotAsync(snapshot, default);
+            var e = await Assert.ThrowsAsync<PbsException>(() => new ArchiveRestorer(reader, null).RestoreAsync(archive, dest,
+                new RestoreOptions(), new RestoreCounters(), default));
+            Assert.Equal("InterruptedRestoreExists", e.ErrorId);
+            Assert.StartsWith("an interrupted restore of this archive exists; add -Resume to continue it or -Force to start over", e.Message);
+            Assert.Contains(DestinationFile.PartialPathFor(dest), e.Message);
+            Assert.Equal(partial, File.ReadAllBytes(DestinationFile.PartialPathFor(dest)));
+            Assert.True(File.Exists(Destinations.JournalPathFor(dest)));
+        }
+        await using (var reader = await store.OpenSnapshotAsync(snapshot, default))
+        {
+            var r = await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions { Force = true },
+                new RestoreCounters(), default);
+            Assert.Equal(0, r.ChunksResumed);
+        }
+        Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
+        Assert.False(File.Exists(Destinations.JournalPathFor(dest)));
+    }
+
     [Theory]
     [InlineData("conf.vhdx", null)]
     [InlineData("conf.txt", ImageFormat.Vhd)]
