@@ -18,8 +18,11 @@ internal static class SnapshotResolver
         if (spec.BackupTime is { } time)
             return new SnapshotRef(effectiveNs, spec.BackupType, spec.BackupId, time);
         var all = await source.ListSnapshotsAsync(effectiveNs, spec.BackupType, spec.BackupId, ct).ConfigureAwait(false);
-        return all.OrderBy(s => s.Ref.BackupTime).LastOrDefault()?.Ref
-               ?? throw new PbsNotFoundException("SnapshotNotFound",
-                   $"no snapshot of {spec.BackupType}/{spec.BackupId}" + (effectiveNs.IsRoot ? "" : $" in namespace '{effectiveNs}'") + $" in '{source.Location}'");
+        if (all.OrderBy(s => s.Ref.BackupTime).LastOrDefault() is { } latest) return latest.Ref;
+        // A group missing here may live in another namespace: say where (the usual slip is forgetting -Namespace).
+        var elsewhere = await SnapshotFilter.FindGroupNamespacesAsync(source, spec.BackupType, spec.BackupId, ct).ConfigureAwait(false);
+        throw new PbsNotFoundException("SnapshotNotFound",
+            $"no snapshot of {spec.BackupType}/{spec.BackupId} in " + (effectiveNs.IsRoot ? "the root namespace" : $"namespace '{effectiveNs}'") +
+            $" of '{source.Location}'" + SnapshotFilter.ElsewhereHint(elsewhere, n => n.Equals(effectiveNs)));
     }
 }

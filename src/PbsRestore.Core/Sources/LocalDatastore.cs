@@ -79,7 +79,7 @@ public sealed class LocalDatastore : ISnapshotSource
                     if (!File.Exists(manifestPath)) continue; // a backup still running or aborted: not a snapshot yet
                     var manifest = ReadManifest(await ReadLimitedAsync(manifestPath, BackupManifest.MaxJsonSize + 1024, ct), manifestPath);
                     var files = manifest.Files.Select(f => new SnapshotFile(f.FileName, f.Size, f.CryptMode)).ToList();
-                    result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner));
+                    result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner, manifest.Comment));
                 }
             }
         }
