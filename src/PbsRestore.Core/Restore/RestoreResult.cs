@@ -3,7 +3,10 @@ namespace PbsRestore.Restore;
 /// <summary>What a finished restore reports (Restore-PbsImage's output object).</summary>
 public sealed record RestoreResult
 {
+    /// <summary>type/id/time, as Get-PbsSnapshot's Snapshot (the namespace is separate).</summary>
     public required string Snapshot { get; init; }
+    /// <summary>Namespace of the snapshot, '' for the root (as Get-PbsSnapshot's Namespace).</summary>
+    public string Namespace { get; init; } = "";
     public required string Archive { get; init; }
     public required string Destination { get; init; }
     /// <summary>Logical bytes of the restored archive.</summary>

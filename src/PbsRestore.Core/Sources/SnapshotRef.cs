@@ -61,7 +61,7 @@ public sealed record SnapshotSpec(BackupNamespace? Namespace, string BackupType,
         DateTimeOffset? time = null;
         if (parts.Count == 3)
         {
-            if (SnapshotTime.TryParse(parts[2], out var t)) time = t;
+            if (SnapshotTime.TryParseUserTime(parts[2], out var t)) time = t;
             else throw Invalid(text);
         }
         return new SnapshotSpec(ns, type, parts[1], time);
@@ -103,5 +103,30 @@ public static class SnapshotTime
             return false;
         time = parsed.ToUniversalTime();
         return true;
+    }
+
+    /// <summary>
+    /// A time the user typed: anything <see cref="TryParse"/> reads (UTC with Z, an offset such as +02:00 as PVE
+    /// shows it, epoch seconds), and also a time without zone, '2024-05-01T12:00:00' or '2024-05-01 12:00:00',
+    /// which is local time as everywhere in PowerShell. Snapshot folder names never go through here.
+    /// </summary>
+    public static bool TryParseUserTime(string text, out DateTimeOffset time)
+    {
+        string t = text.Trim();
+        if (TryParse(t, out time)) return true;
+        if (DateTime.TryParseExact(t, ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:mm:ss"], CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeLocal, out var local))
+        {
+            time = new DateTimeOffset(local).ToUniversalTime();
+            return true;
+        }
+        // An offset after a space, as some tools print it: '2024-05-01 12:00:00+02:00'.
+        if (DateTimeOffset.TryParseExact(t, "yyyy-MM-dd HH:mm:ssK", CultureInfo.InvariantCulture, DateTimeStyles.None, out var withOffset)
+            && t.Length > 19)
+        {
+            time = withOffset.ToUniversalTime();
+            return true;
+        }
+        return false;
     }
 }

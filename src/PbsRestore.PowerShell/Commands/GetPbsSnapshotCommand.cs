@@ -47,11 +47,11 @@ public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
 
     /// <summary>Only snapshots taken after this time (a time without offset is local time).</summary>
     [Parameter]
-    public DateTime? After { get; set; }
+    public DateTime After { get; set; }
 
     /// <summary>Only snapshots taken before this time (a time without offset is local time).</summary>
     [Parameter]
-    public DateTime? Before { get; set; }
+    public DateTime Before { get; set; }
 
     /// <summary>Only the N newest snapshots of each group.</summary>
     [Parameter]
@@ -100,8 +100,9 @@ public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
             Ids = Terms(BackupId),
             Names = Terms(Name),
             Specs = (Snapshot ?? []).Select(SnapshotSpec.Parse).ToList(),
-            After = After is { } a ? new DateTimeOffset(a) : null,
-            Before = Before is { } b ? new DateTimeOffset(b) : null,
+            // A DateTime without a kind is local time, as everywhere in PowerShell; DateTimeOffset(DateTime) reads it so.
+            After = MyInvocation.BoundParameters.ContainsKey(nameof(After)) ? new DateTimeOffset(After) : null,
+            Before = MyInvocation.BoundParameters.ContainsKey(nameof(Before)) ? new DateTimeOffset(Before) : null,
             Newest = Latest ? 1 : MyInvocation.BoundParameters.ContainsKey(nameof(Newest)) ? Newest : null,
         };
     }
