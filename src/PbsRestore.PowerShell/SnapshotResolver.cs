@@ -9,10 +9,25 @@ internal static class SnapshotResolver
     /// <summary>Unwraps a pipeline value; returns the SnapshotInfo if it is one.</summary>
     public static SnapshotInfo? AsSnapshotInfo(object? value) => (value is PSObject pso ? pso.BaseObject : value) as SnapshotInfo;
 
+
+    /// <summary>
+    /// What a pipeline object stands for: a snapshot object, else the Snapshot property of any other object (an
+    /// Import-Csv row, a restore result), else the value itself. -Snapshot takes the whole object by value, so
+    /// by-property-name binding never reaches it.
+    /// </summary>
+    public static object Unwrap(object value)
+    {
+        if (AsSnapshotInfo(value) is { } info) return info;
+        var pso = value as PSObject ?? PSObject.AsPSObject(value);
+        if (pso.BaseObject is string) return pso.BaseObject;
+        return pso.Properties["Snapshot"]?.Value is { } inner ? Unwrap(inner) : pso.BaseObject;
+    }
+
     public static async Task<SnapshotRef> ResolveAsync(ISnapshotSource source, object value, BackupNamespace? ns, CancellationToken ct)
     {
+        value = Unwrap(value);
         if (AsSnapshotInfo(value) is { } info) return info.Ref;
-        string text = (value is PSObject p ? p.BaseObject : value)?.ToString() ?? "";
+        string text = value.ToString() ?? "";
         var spec = SnapshotSpec.Parse(text);
         var effectiveNs = spec.Namespace ?? ns ?? BackupNamespace.Root;
         if (spec.BackupTime is { } time)

@@ -8,7 +8,8 @@ namespace PbsRestore.PowerShell.Commands;
 /// <para type="synopsis">Restores an archive of a Proxmox Backup Server snapshot (a disk image, a config blob or a dynamic archive) to a file,
 /// or every archive of a snapshot into a folder.</para>
 /// </summary>
-[Cmdlet(VerbsData.Restore, "PbsImage", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsData.Restore, "PbsImage", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium,
+    HelpUri = HelpLinks.RestorePbsImage)]
 [OutputType(typeof(RestoreResult))]
 public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
 {
@@ -16,15 +17,15 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
     /// The archive: 'drive-scsi0.img' (or 'drive-scsi0.img.fidx'), 'qemu-server.conf', a dynamic archive name.
     /// Required with -Destination; with -DestinationFolder a wildcard filter (all archives when omitted).
     /// </summary>
-    [Parameter(Position = 1)]
+    [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(Completers.ArchiveCompleter))]
     public string? Archive { get; set; }
 
     protected override string? ArchiveName => Archive;
 
-    /// <summary>The file to write (one archive).</summary>
-    [Parameter(Position = 2)]
+    /// <summary>The file to write (one archive); also taken from a Destination property (Import-Csv).</summary>
+    [Parameter(Position = 2, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string? Destination { get; set; }
 
