@@ -221,6 +221,9 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             sum.SetTotals(Math.Max(plannedBytes, parts.Sum(p => p.TotalBytes)), parts.Sum(p => p.ChunksTotal));
             sum.AddDone(parts.Sum(p => p.DoneBytes), parts.Sum(p => p.ChunksDone));
             sum.AddZero(parts.Sum(p => p.ZeroChunks));
+            // Resumed and instant bytes too: the parent bar's MB/s and time left follow the same rules as each archive's.
+            sum.AddResumed(parts.Sum(p => p.ChunksResumed), parts.Sum(p => p.ResumedBytes));
+            sum.AddInstant(parts.Sum(p => p.InstantBytes - p.ResumedBytes));
             return sum;
         }
     }
