@@ -11,6 +11,7 @@ namespace PbsRestore.PowerShell.Commands;
 [Cmdlet(VerbsData.Restore, "PbsImage", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium,
     HelpUri = HelpLinks.RestorePbsImage)]
 [OutputType(typeof(RestoreResult))]
+[OutputType(typeof(RestoreJob))]
 public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
 {
     /// <summary>
@@ -61,10 +62,23 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
     [ValidateRange(0.1, 1_000_000)]
     public double MaxBandwidth { get; set; }
 
+    /// <summary>
+    /// Runs the restores as a PowerShell job (Get-Job, Wait-Job, Receive-Job) and returns the job at once: one
+    /// job for the command, one restore per pipeline input, in this process.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
     private int _nextActivity = 1;
+    private readonly List<System.Collections.Hashtable> _jobRestores = [];
 
     protected override void ProcessRecord()
     {
+        if (AsJob)
+        {
+            _jobRestores.Add(JobParameters());
+            return;
+        }
         bool fetchGiven = MyInvocation.BoundParameters.ContainsKey(nameof(FetchConcurrency));
         var options = BaseOptions(fetchGiven ? FetchConcurrency : null, fetchGiven) with
         {
@@ -87,6 +101,39 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         {
             WriteFailure(e, Snapshot);
         }
+    }
+
+    /// <summary>
+    /// This record's parameters for the job's runspace: paths resolved here (the job has no current location of
+    /// ours), and the session's default connection passed on explicitly (the job has no $DefaultPbsServer).
+    /// </summary>
+    private System.Collections.Hashtable JobParameters()
+    {
+        var p = new System.Collections.Hashtable(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value) in MyInvocation.BoundParameters)
+            if (key != nameof(AsJob)) p[key] = value;
+        p[nameof(Snapshot)] = Snapshot;
+        foreach (var name in new[] { nameof(Destination), nameof(DestinationFolder), nameof(Keyfile), nameof(Datastore) })
+            if (p[name] is string path) p[name] = ResolvePath(path);
+        var info = SnapshotResolver.AsSnapshotInfo(Snapshot);
+        bool remembered = info is not null && (SnapshotSources.Of(info) is not null || Directory.Exists(info.Location));
+        if (ParameterSetName == ConnectionSet && Connection is null && Store is null && !remembered && DefaultConnection is { } c)
+            p[nameof(Connection)] = c;
+        return p;
+    }
+
+    protected override void EndProcessing()
+    {
+        base.EndProcessing();
+        if (!AsJob || _jobRestores.Count == 0) return;
+        // The manifest the user imported (PbsRestore.psd1 beside the module base), else the assembly itself.
+        var info = MyInvocation.MyCommand.Module;
+        string? manifest = info is null ? null : Path.Combine(info.ModuleBase, info.Name + ".psd1");
+        string module = manifest is not null && File.Exists(manifest) ? manifest : typeof(RestorePbsImageCommand).Assembly.Location;
+        var job = new RestoreJob(MyInvocation.Line.Trim(), module, _jobRestores);
+        JobRepository.Add(job);
+        job.Start();
+        WriteObject(job);
     }
 
     private void RestoreOne(Sources.ISnapshotSource source, string destination, RestoreOptions options)
