@@ -208,3 +208,32 @@ Describe 'Get-PbsSnapshot filters on a <Source>' -ForEach $script:SourceCases {
         }
     }
 }
+
+Describe 'Get-PbsSnapshot filters on the genuine PBS 3.2.4' {
+    BeforeAll {
+        $script:UpSkip = if ($env:PBS_UPSTREAM_SKIP) { $env:PBS_UPSTREAM_SKIP } elseif (-not $env:PBS_UPSTREAM_STATE -or -not $env:PBS_UPSTREAM_DATA) { 'PBS_UPSTREAM_STATE / PBS_UPSTREAM_DATA not set' }
+        if (-not $script:UpSkip) {
+            $st = Get-Content -LiteralPath $env:PBS_UPSTREAM_STATE -Raw | ConvertFrom-Json
+            $script:Up = @{ Repository = "$($st.tokenid)@$($st.host):$($st.port):$($st.datastore)"; Fingerprint = $st.fingerprint
+                Credential = [pscredential]::new($st.tokenid, (ConvertTo-SecureString $st.secret -AsPlainText -Force)) }
+            $script:UpExpected = @((Get-Content -LiteralPath (Join-Path $env:PBS_UPSTREAM_DATA 'expected.json') -Raw | ConvertFrom-Json -DateKind String).snapshots)
+        }
+    }
+
+    It '-BackupType VM lists every vm snapshot of every namespace, without an error' {
+        if ($script:UpSkip) { Set-ItResult -Skipped -Because $script:UpSkip; return }
+        $r = @(Get-PbsSnapshot @script:Up -BackupType VM -ErrorAction Stop)
+        @($r | ForEach-Object { "$($_.Namespace)|$($_.BackupType)/$($_.BackupId)/$($_.BackupTime.ToString('yyyy-MM-ddTHH:mm:ssZ'))" } | Sort-Object) |
+            Should -Be @($script:UpExpected | Where-Object type -EQ 'vm' | ForEach-Object { "$($_.namespace)|vm/$($_.id)/$($_.time)" } | Sort-Object)
+    }
+
+    It '-BackupId with a wildcard and an exact miss' {
+        if ($script:UpSkip) { Set-ItResult -Skipped -Because $script:UpSkip; return }
+        $ids = @($script:UpExpected | ForEach-Object id | Sort-Object -Unique)
+        $first = $ids[0]
+        $r = @(Get-PbsSnapshot @script:Up -BackupId "$($first.Substring(0, 1))*", 'no-such-id' -ErrorAction SilentlyContinue -ErrorVariable errs)
+        @($r.BackupId | Sort-Object -Unique) | Should -Be @($ids | Where-Object { $_ -like "$($first.Substring(0, 1))*" })
+        $errs.Count | Should -Be 1
+        ($errs[0].FullyQualifiedErrorId -split ',')[0] | Should -BeExactly 'BackupGroupNotFound'
+    }
+}

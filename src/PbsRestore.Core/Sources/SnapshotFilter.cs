@@ -10,7 +10,8 @@ public sealed record FilterTerm(string Text, Func<string, bool> Matches, bool Is
 /// <summary>
 /// Selects snapshots from a listing the same way whatever the source (a folder or a server): type, ids, snapshot
 /// specs, name (the snapshot comment), time window and the newest N of each group. Sources are asked only for
-/// what they filter reliably (<see cref="SourceType"/>, <see cref="SourceId"/>); everything else happens here.
+/// what they filter reliably (<see cref="SourceId"/>); everything else happens here. Types are filtered here too:
+/// PBS 3.2.4 answers a type filter for a namespace without a group of that type with HTTP 400 (ENOENT).
 /// </summary>
 public sealed record SnapshotFilter
 {
@@ -34,9 +35,6 @@ public sealed record SnapshotFilter
 
     /// <summary>Only the N newest snapshots of each group (after every other filter).</summary>
     public int? Newest { get; init; }
-
-    /// <summary>The type to pass to a source's listing: the filter's, or the one all specs agree on.</summary>
-    public string? SourceType => BackupType ?? (Specs.Count > 0 && Specs.All(s => s.BackupType == Specs[0].BackupType) ? Specs[0].BackupType : null);
 
     /// <summary>The id to pass to a source's listing: set only when exactly one exact id is asked for.</summary>
     public string? SourceId =>

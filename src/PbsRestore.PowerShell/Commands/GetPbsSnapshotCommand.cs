@@ -76,7 +76,7 @@ public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
                 var result = new List<SnapshotInfo>();
                 var namespaces = await source.ListNamespacesAsync(ns, MaxDepth, ct).ConfigureAwait(false);
                 foreach (var n in namespaces)
-                    result.AddRange(await source.ListSnapshotsAsync(n, filter.SourceType, filter.SourceId, ct).ConfigureAwait(false));
+                    result.AddRange(await source.ListSnapshotsAsync(n, null, filter.SourceId, ct).ConfigureAwait(false));
                 return (result, namespaces);
             });
             var selection = filter.Apply(listed);

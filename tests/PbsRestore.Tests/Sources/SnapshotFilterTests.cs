@@ -69,7 +69,7 @@ public sealed class SnapshotFilterTests
         Assert.Equal("100", new SnapshotFilter { Ids = [Exact("100")] }.SourceId);
         Assert.Null(new SnapshotFilter { Ids = [Prefix("10")] }.SourceId);
         Assert.Null(new SnapshotFilter { Ids = [Exact("100"), Exact("101")] }.SourceId);
-        Assert.Equal("vm", new SnapshotFilter { Specs = [SnapshotSpec.Parse("VM/100")] }.SourceType);
+        Assert.Equal("100", new SnapshotFilter { Specs = [SnapshotSpec.Parse("VM/100")] }.SourceId);
     }
 
     [Fact]
