@@ -70,3 +70,19 @@ Describe 'Restore-PbsImage -AsJob' {
         } finally { Remove-Job -Job $job -Force }
     }
 }
+
+Describe 'Restore-PbsImage -AsJob and secrets' {
+    It 'the job''s Command names the restore, not the typed line with its key password' {
+        $vm101 = Get-GoldenSnapshot vm 101
+        $dest = Join-Path $TestDrive 'secret.raw'
+        $job = Restore-PbsImage -Datastore (Get-GoldenDatastore) -Snapshot vm/101 -Archive qemu-server.conf -Destination $dest -AsJob `
+            -Keyfile (Get-GoldenPath $vm101.key_file) -KeyPassword (ConvertTo-SecureString $vm101.key_password -AsPlainText -Force)
+        try {
+            $job.Command | Should -Not -BeLike "*$($vm101.key_password)*"
+            $job.Command | Should -BeLike '*vm/101*qemu-server.conf*'
+            $null = Wait-Job -Job $job -Timeout 60
+            (Get-Job -Id $job.Id | Format-List * | Out-String) | Should -Not -BeLike "*$($vm101.key_password)*"
+            @(Receive-Job -Job $job -ErrorAction Stop).Count | Should -Be 1
+        } finally { Remove-Job -Job $job -Force }
+    }
+}

@@ -130,7 +130,11 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         var info = MyInvocation.MyCommand.Module;
         string? manifest = info is null ? null : Path.Combine(info.ModuleBase, info.Name + ".psd1");
         string module = manifest is not null && File.Exists(manifest) ? manifest : typeof(RestorePbsImageCommand).Assembly.Location;
-        var job = new RestoreJob(MyInvocation.Line.Trim(), module, _jobRestores);
+        // The job's Command names what it restores, never the typed line: that may hold a password or secret.
+        string Describe(System.Collections.Hashtable p) =>
+            $"{SnapshotResolver.Unwrap(p[nameof(Snapshot)]!)} {p[nameof(Archive)] ?? "*"} -> {p[nameof(Destination)] ?? p[nameof(DestinationFolder)]}";
+        string what = string.Join("; ", _jobRestores.Take(3).Select(Describe)) + (_jobRestores.Count > 3 ? $"; and {_jobRestores.Count - 3} more" : "");
+        var job = new RestoreJob($"Restore-PbsImage {what}", module, _jobRestores);
         JobRepository.Add(job);
         job.Start();
         WriteObject(job);
