@@ -47,14 +47,14 @@ public sealed class RestoreJob : Job
         _runspace.StateChanged += (_, e) =>
         {
             if (e.RunspaceStateInfo.State == RunspaceState.Opened)
-                _shell.BeginInvoke<object, PSObject>(null, Output, null, Finished, null);
+                _shell.BeginInvoke<object, PSObject>(null, Output, null, InvocationDone, null);
             else if (e.RunspaceStateInfo.State == RunspaceState.Broken)
                 Finish(JobState.Failed, e.RunspaceStateInfo.Reason);
         };
         _runspace.OpenAsync();
     }
 
-    private void Finished(IAsyncResult result)
+    private void InvocationDone(IAsyncResult result)
     {
         try
         {

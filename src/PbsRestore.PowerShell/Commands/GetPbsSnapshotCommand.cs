@@ -118,8 +118,9 @@ public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
     /// <summary>An exact id, snapshot or name that matched nothing is an error (one per value), naming where else its group is.</summary>
     private void ReportMisses(ISnapshotSource source, SnapshotFilter filter, SnapshotFilter.Selection selection, IReadOnlyList<BackupNamespace> searched)
     {
-        string scope = (Namespace is null || BackupNamespace.Parse(Namespace).IsRoot) && MaxDepth == BackupNamespace.MaxDepth
-            ? "" : $" in namespace '{BackupNamespace.Parse(Namespace)}'" + (MaxDepth > 0 ? " or below" : "");
+        var ns = BackupNamespace.Parse(Namespace);
+        string scope = ns.IsRoot && MaxDepth == BackupNamespace.MaxDepth ? ""
+            : " in " + (ns.IsRoot ? "the root namespace" : $"namespace '{ns}'") + (MaxDepth > 0 ? " or below" : "");
         string typeText = filter.BackupType is null ? "" : $" of type {filter.BackupType}";
         foreach (var id in selection.MissedIds)
         {
