@@ -81,7 +81,8 @@ Describe 'Restore-PbsImage -AsJob and secrets' {
             $job.Command | Should -Not -BeLike "*$($vm101.key_password)*"
             $job.Command | Should -BeLike '*vm/101*qemu-server.conf*'
             $null = Wait-Job -Job $job -Timeout 60
-            (Get-Job -Id $job.Id | Format-List * | Out-String) | Should -Not -BeLike "*$($vm101.key_password)*"
+            (Get-Job -Id $job.Id | Out-String -Width 500) | Should -Not -BeLike "*$($vm101.key_password)*"
+            (Get-Job -Id $job.Id).Command | Should -BeExactly $job.Command
             @(Receive-Job -Job $job -ErrorAction Stop).Count | Should -Be 1
         } finally { Remove-Job -Job $job -Force }
     }
