@@ -129,8 +129,9 @@ if ($PSCmdlet.ParameterSetName -eq 'Folder') {
 try {
     $list = @{ BackupType = 'vm'; BackupId = $VmId; Latest = $true; MaxDepth = 0 }
     if ($Namespace) { $list.Namespace = $Namespace }
-    $snapshot = Get-PbsSnapshot @source @list
-    if (-not $snapshot) { throw "No backup of VM $VmId found$(if ($Namespace) { " in namespace '$Namespace'" })." }
+    # An id without backups is an error of Get-PbsSnapshot (BackupGroupNotFound); say it in this script's words.
+    $snapshot = Get-PbsSnapshot @source @list -ErrorAction SilentlyContinue -ErrorVariable listErrors
+    if (-not $snapshot) { throw "No backup of VM $VmId found$(if ($Namespace) { " in namespace '$Namespace'" }).$(if ($listErrors) { " ($($listErrors[0]))" })" }
     Write-Host "Newest backup of VM ${VmId}: $($snapshot.Snapshot)$(if ($snapshot.Namespace) { " (namespace $($snapshot.Namespace))" }), encrypted: $($snapshot.Encrypted)"
 
     $restore = @{ Force = $Force }

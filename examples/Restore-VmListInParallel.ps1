@@ -154,8 +154,8 @@ end {
                 }
                 $list = @{ BackupType = 'vm'; BackupId = $vm; Latest = $true; MaxDepth = 0 }
                 if ($j.Namespace) { $list.Namespace = $j.Namespace }
-                $snapshot = Get-PbsSnapshot @source @list
-                if (-not $snapshot) { throw "no backup of VM $vm found" }
+                $snapshot = Get-PbsSnapshot @source @list -ErrorAction SilentlyContinue -ErrorVariable listErrors
+                if (-not $snapshot) { throw "no backup of VM $vm found$(if ($listErrors) { " ($($listErrors[0]))" })" }
                 $restore = @{ Force = $j.Force }
                 if ($j.Keyfile) { $restore.Keyfile = $j.Keyfile }
                 if ($j.KeyPassword) { $restore.KeyPassword = $j.KeyPassword }

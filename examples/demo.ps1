@@ -64,7 +64,7 @@ try {
     Write-Host 'Get-PbsSnapshot' -ForegroundColor Cyan
     $snapshots = Get-PbsSnapshot
     $snapshots | Format-Table Namespace, Snapshot, Encrypted, @{ n = 'Size (MiB)'; e = { [math]::Round($_.Size / 1MB, 1) } },
-        @{ n = 'Archives'; e = { ($_.Files.ArchiveName) -join ', ' } } -AutoSize | Out-Host
+        @{ n = 'Archives'; e = { $_.Archives.ToString() } } -AutoSize | Out-Host
 
     # 4. Restore: the latest vm/100 disk and its config, the encrypted vm/101 disk, the container archive.
     if (Test-Path -LiteralPath $restored) { Remove-Item -LiteralPath $restored -Recurse -Force }
@@ -79,13 +79,15 @@ try {
             -Keyfile $written.key.path -KeyPassword $keyPassword
         Restore-PbsImage -Namespace prod/web -Snapshot ct/200 -Archive data -Destination (Join-Path $restored 'ct-200-data.raw')
     )
-    $results | Format-Table Snapshot, Archive, @{ n = 'MiB'; e = { [math]::Round($_.LogicalBytes / 1MB, 1) } }, Chunks, ZeroChunks, DedupHits,
+    $results | Format-Table Namespace, Snapshot, Archive, @{ n = 'MiB'; e = { [math]::Round($_.LogicalBytes / 1MB, 1) } }, Chunks, ZeroChunks, DedupHits,
         @{ n = 'Seconds'; e = { [math]::Round($_.Duration.TotalSeconds, 2) } }, @{ n = 'MB/s'; e = { [math]::Round($_.MBPerSecond) } } -AutoSize | Out-Host
 
     # 5. Check every restored byte against what the writer recorded.
     $bad = 0
     foreach ($r in $results) {
-        $snap = $written.snapshots | Where-Object path -eq $r.Snapshot
+        # The writer records the path below the datastore: ns/<a>/ns/<b>/ + type/id/time.
+        $path = $(if ($r.Namespace) { "ns/$($r.Namespace -replace '/', '/ns/')/" }) + $r.Snapshot
+        $snap = $written.snapshots | Where-Object path -eq $path
         $expected = ($snap.archives | Where-Object name -eq $r.Archive).sha256
         $actual = (Get-FileHash -LiteralPath $r.Destination -Algorithm SHA256).Hash.ToLowerInvariant()
         $ok = $actual -eq $expected

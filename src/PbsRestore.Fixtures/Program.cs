@@ -25,7 +25,10 @@ public static class Program
                 [--size 2GiB] [--chunk-size 4MiB] [--pattern "zero:4,random:2,text:3,dup:2"] [--seed N]
                 [--name drive-scsi0.img] [--conf] [--keyfile out.json --password pw --kdf scrypt|pbkdf2|none]
                 [--dir-style colon|f03a|underscore] [--parallel N] [--deterministic-iv] [--fast-zstd]
+                [--notes "web01"]
                 One snapshot with one fixed-index image (and qemu-server.conf with --conf).
+                --notes: the snapshot notes (manifest unprotected.notes; the first line is the comment PVE
+                fills with the guest name).
                 --fast-zstd: bulk zstd frames for all chunks (~2.5x faster to write; upstream frames
                 plain chunks as streams).
                 Pattern: a sequence of chunk kinds repeated to fill the size, or a mix in percent
@@ -84,6 +87,7 @@ public static class Program
         bool deterministic = o.Flag("deterministic-iv");
         bool conf = o.Flag("conf");
         bool fast = o.Flag("fast-zstd");
+        string? notes = o.Get("notes");
         string? keyfile = o.Get("keyfile"), password = o.Get("password"), kdfText = o.Get("kdf");
         o.ThrowIfUnused();
 
@@ -107,7 +111,7 @@ public static class Program
         var snapshot = writer.BeginSnapshot(ns, type, id, time, crypt);
         if (conf) snapshot.AddBlob("qemu-server.conf", Encoding.UTF8.GetBytes(Demo.QemuConfig(id, size)));
         snapshot.AddImage(name, content, chunkSize);
-        var info = snapshot.Finish();
+        var info = snapshot.Finish(notes is null ? null : new JsonObject { ["notes"] = notes });
         double seconds = sw.Elapsed.TotalSeconds;
         Console.Error.WriteLine($"wrote {info.Path}: {size / 1048576.0:F1} MiB in {seconds:F2} s ({size / 1048576.0 / seconds:F0} MiB/s), " +
                                 $"{writer.ChunksWritten} chunks written ({writer.ChunkBytesWritten / 1048576.0:F1} MiB), {writer.ChunksExisting} already present");

@@ -15,13 +15,13 @@ namespace PbsRestore.PowerShell;
 /// </summary>
 public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
 {
-    /// <summary>Namespace of the snapshot, e.g. 'prod/web' (taken from a piped snapshot object).</summary>
-    [Parameter]
+    /// <summary>Namespace of the snapshot, e.g. 'prod/web' (taken from a piped snapshot object, or a Namespace column of Import-Csv).</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(NamespaceCompleter))]
     public string? Namespace { get; set; }
 
     /// <summary>The snapshot: 'vm/100/2024-05-01T10:00:00Z', 'vm/100' for the latest, or an object from Get-PbsSnapshot.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNull]
     [ArgumentCompleter(typeof(SnapshotCompleter))]
     public object Snapshot { get; set; } = null!;

@@ -134,7 +134,12 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
     }
 }
 
-/// <summary>Draws a restore's counters as a progress bar with MB/s and ETA.</summary>
+/// <summary>
+/// Draws a restore's counters as a progress bar with MB/s and ETA. MB/s has one meaning everywhere, the result's
+/// MBPerSecond: logical MB (10^6 bytes, zero regions included, bytes kept by -Resume left out) restored by this
+/// run, divided by the seconds since it began (a whole-run average, no window). The time left comes from the
+/// bytes that cost work (not zero holes, not resumed chunks), which are what the remaining time is spent on.
+/// </summary>
 internal sealed class ProgressView(PSCmdlet cmdlet, int activityId, string activity, int parentId = -1)
 {
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
@@ -143,19 +148,24 @@ internal sealed class ProgressView(PSCmdlet cmdlet, int activityId, string activ
     {
         long total = c.TotalBytes, done = c.DoneBytes;
         double seconds = _clock.Elapsed.TotalSeconds;
-        // Zero holes and chunks kept from an interrupted run are done at once: counting them would start the rate
-        // high and let it (and the time left) drift for the whole restore.
-        double rate = seconds > 0 ? Math.Max(0, done - c.InstantBytes) / seconds : 0;
+        // The figure shown: as the result's MBPerSecond (RestoreResult), so the bar and the result agree.
+        double shown = seconds > 0 ? Math.Max(0, done - c.ResumedBytes) / seconds : 0;
+        // Zero holes and chunks kept from an interrupted run are done at once: the time left is estimated from the
+        // rest only, or it would start low and drift for the whole restore.
+        double working = seconds > 0 ? Math.Max(0, done - c.InstantBytes) / seconds : 0;
         // Short: PowerShell's minimal progress view cuts the line at 120 characters, activity included.
         var record = new ProgressRecord(activityId, activity,
-            total == 0 ? "Reading manifest and index" : $"{Size(done)} of {Size(total)}, {rate / 1e6:F1} MB/s")
+            total == 0 ? "Reading manifest and index" : $"{Size(done)} of {Size(total)}, {Rate(shown)} MB/s")
         {
             PercentComplete = total > 0 ? (int)Math.Min(100, done * 100 / total) : 0,
-            SecondsRemaining = rate > 0 && total > done ? (int)((total - done) / rate) : -1,
+            SecondsRemaining = working > 0 && total > done ? (int)Math.Ceiling((total - done) / working) : -1,
             ParentActivityId = parentId,
         };
         cmdlet.WriteProgress(record);
     }
+
+    /// <summary>MB/s (10^6 bytes) with one decimal, invariant culture, so that scripts reading the bar can parse it.</summary>
+    internal static string Rate(double bytesPerSecond) => (bytesPerSecond / 1e6).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
 
     public void Complete()
     {

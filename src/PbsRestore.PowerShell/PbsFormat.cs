@@ -35,6 +35,13 @@ public static class PbsFormat
     /// <summary>Milliseconds with two decimals, without the unit.</summary>
     public static string Milliseconds(double ms) => double.IsFinite(ms) ? ms.ToString("N2", CultureInfo.CurrentCulture) : "";
 
+    /// <summary>
+    /// A point in time that says its zone: '2024-05-01 10:00:00 UTC' (a DateTime of kind Local is converted; one
+    /// without a kind is taken as UTC, as every time this module returns is).
+    /// </summary>
+    public static string Time(DateTime time) =>
+        (time.Kind == DateTimeKind.Local ? time.ToUniversalTime() : time).ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + " UTC";
+
     /// <summary>A share 0..1 as a percentage: '42 %'.</summary>
     public static string Percent(double share) =>
         double.IsFinite(share) ? (share * 100).ToString("N0", CultureInfo.CurrentCulture) + " %" : "";

@@ -234,7 +234,7 @@ public sealed class RestApi(Datastores datastores, Authenticator auth, ReaderUpg
         {
             string? dir = store.GetSnapshotDirectory(info.Ref);
             if (dir is null) continue; // removed since listed
-            var files = info.Files.Select(f => new WireFile(f.Name, f.Size, f.CryptMode.ToPbsString())).ToList();
+            var files = info.Files.Select(f => new WireFile(f.Name, f.Size, f.Mode.ToPbsString())).ToList();
             string manifestPath = Path.Combine(dir, FileFormats.ManifestBlobName);
             BackupManifest? manifest = null;
             long manifestSize = 0;

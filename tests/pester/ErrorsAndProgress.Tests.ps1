@@ -14,7 +14,8 @@ Describe 'Errors in a pipeline of many snapshots' {
         $errs[0].FullyQualifiedErrorId | Should -Be 'KeyRequired,PbsRestore.PowerShell.Commands.RestorePbsImageCommand'
         $errs[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
         "$($errs[0].TargetObject)" | Should -Be 'vm/101/2024-05-01T10:05:00Z'
-        ($results.Snapshot | Sort-Object -Unique) | Should -Be @('ct/200/2024-05-01T10:10:00Z', 'ns/dev/vm/102/2024-05-01T10:15:00Z', 'vm/100/2024-05-01T10:00:00Z')
+        ($results | ForEach-Object { "$($_.Namespace)|$($_.Snapshot)" } | Sort-Object -Unique) |
+            Should -Be @('|ct/200/2024-05-01T10:10:00Z', '|vm/100/2024-05-01T10:00:00Z', 'dev|vm/102/2024-05-01T10:15:00Z')
     }
 
     It '-ErrorAction Stop ends the pipeline at the first failure' {

@@ -398,6 +398,14 @@ BeforeAll {
         'Get-PbsSnapshot#9'      = @{
             Check = { param($r) Assert-File (Join-Path $script:Restore 'vm-100-disk-0.raw') $script:Sha.Vm100Scsi0 }
         }
+        'Get-PbsSnapshot#10'     = @{
+            # The golden snapshots have no notes: the -Name wildcard finds nothing and says nothing.
+            Check = {
+                param($r)
+                @($r.Output | ForEach-Object { "$($_.Namespace)|$($_.Snapshot)" }) |
+                    Should -Be @('|vm/100/2024-05-01T10:00:00Z', '|vm/101/2024-05-01T10:05:00Z', 'dev|vm/102/2024-05-01T10:15:00Z')
+            }
+        }
 
         # ---------------- Measure-PbsRestore ----------------
         'Measure-PbsRestore#1'   = @{

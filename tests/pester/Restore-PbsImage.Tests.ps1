@@ -66,8 +66,9 @@ Describe 'Restore-PbsImage restores every golden archive bit-exactly' {
         $keyArgs = Get-KeyArgs $Snap
         $r = Restore-PbsImage -Datastore $script:Datastore -Namespace $Namespace -Snapshot $Spec -Archive $Display -Destination $dest @keyArgs -ErrorAction Stop
         $r.GetType().FullName | Should -Be 'PbsRestore.Restore.RestoreResult'
-        $expectedSnapshot = if ($Namespace) { "ns/$Namespace/$Spec" } else { $Spec }
-        $r.Snapshot | Should -BeExactly $expectedSnapshot
+        # One meaning of Snapshot: type/id/time as Get-PbsSnapshot lists it, the namespace in its own property.
+        $r.Snapshot | Should -BeExactly $Spec
+        $r.Namespace | Should -BeExactly $Namespace
         $r.Archive | Should -BeExactly $Display
         $r.Destination | Should -BeExactly $dest
         $r.LogicalBytes | Should -Be ([long]$Arch.plaintext_size)

@@ -34,8 +34,13 @@ BeforeAll {
         }
     }
 
+    function script:Get-ResultPath($Result) {
+        # A result's snapshot as MANIFEST.json's path: 'ns/dev/' + Snapshot (type/id/time, as Get-PbsSnapshot's) in a namespace.
+        $(if ($Result.Namespace) { "ns/$($Result.Namespace -replace '/', '/ns/')/" }) + $Result.Snapshot
+    }
+
     function script:Get-ActualBadChunks($Results) {
-        foreach ($r in $Results) { foreach ($b in $r.BadChunks) { "$($r.Snapshot)|$($r.Archive)|$($b.Index)|$($b.Offset)|$($b.Digest)|$($b.ErrorId)" } }
+        foreach ($r in $Results) { foreach ($b in $r.BadChunks) { "$(Get-ResultPath $r)|$($r.Archive)|$($b.Index)|$($b.Offset)|$($b.Digest)|$($b.ErrorId)" } }
     }
 
     function script:Test-All([string] $Datastore, [hashtable] $Extra = @{}) {
@@ -50,7 +55,7 @@ Describe 'Test-PbsSnapshot on the golden datastore' {
     }
 
     It 'verifies every archive of every snapshot Ok' {
-        @($script:Results | ForEach-Object { "$($_.Snapshot)|$($_.Archive)" } | Sort-Object) |
+        @($script:Results | ForEach-Object { "$(Get-ResultPath $_)|$($_.Archive)" } | Sort-Object) |
             Should -Be @($script:ExpectedRows.Key | Sort-Object)
         foreach ($r in $script:Results) {
             $r.GetType().FullName | Should -Be 'PbsRestore.Restore.VerifyResult'
@@ -63,7 +68,7 @@ Describe 'Test-PbsSnapshot on the golden datastore' {
         @{ Key = 'vm/100/2024-05-01T10:00:00Z|drive-scsi0.img' }, @{ Key = 'vm/101/2024-05-01T10:05:00Z|drive-scsi0.img' },
         @{ Key = 'ct/200/2024-05-01T10:10:00Z|data' }, @{ Key = 'vm/101/2024-05-01T10:05:00Z|qemu-server.conf' }) {
         $expected = $script:ExpectedRows | Where-Object Key -EQ $Key
-        $actual = $script:Results | Where-Object { "$($_.Snapshot)|$($_.Archive)" -eq $Key }
+        $actual = $script:Results | Where-Object { "$(Get-ResultPath $_)|$($_.Archive)" -eq $Key }
         $actual.Chunks | Should -Be $expected.Chunks
         $actual.Bytes | Should -Be $expected.Bytes
         $actual.BytesRead | Should -BeGreaterThan 0
@@ -127,9 +132,9 @@ Describe 'Test-PbsSnapshot on a damaged copy' {
         @(Get-ActualBadChunks $results | Sort-Object) | Should -Be $script:Expected
 
         # Every archive still gets its row; only those using a damaged chunk are not Ok.
-        @($results | ForEach-Object { "$($_.Snapshot)|$($_.Archive)" } | Sort-Object) | Should -Be @($script:ExpectedRows.Key | Sort-Object)
+        @($results | ForEach-Object { "$(Get-ResultPath $_)|$($_.Archive)" } | Sort-Object) | Should -Be @($script:ExpectedRows.Key | Sort-Object)
         $badArchives = @($script:Expected | ForEach-Object { ($_ -split '\|')[0..1] -join '|' } | Select-Object -Unique | Sort-Object)
-        @($results | Where-Object { -not $_.Ok } | ForEach-Object { "$($_.Snapshot)|$($_.Archive)" } | Sort-Object) | Should -Be $badArchives
+        @($results | Where-Object { -not $_.Ok } | ForEach-Object { "$(Get-ResultPath $_)|$($_.Archive)" } | Sort-Object) | Should -Be $badArchives
         foreach ($r in $results | Where-Object { -not $_.Ok }) {
             foreach ($b in $r.BadChunks) { $b.Message | Should -BeLike "*$($b.Digest)*" }
         }

@@ -48,9 +48,9 @@ Describe 'Get-FormatData for <Type>' -ForEach @(
 }
 
 Describe 'Snapshot view' {
-    It 'shows Namespace, Snapshot, Encrypted, a readable Size and the archive names' {
+    It 'shows Namespace, Snapshot, Comment, Encrypted, a readable Size and the archive names' {
         $text = Show $script:Snapshots
-        Header $text | Should -Match '^Namespace\s+Snapshot\s+Encrypted\s+Size\s+Archives\s*$'
+        Header $text | Should -Match '^Namespace\s+Snapshot\s+Comment\s+Encrypted\s+Size\s+Archives\s*$'
         $row = @($text -split "`r?`n" | Where-Object { $_ -match 'vm/100/2024-05-01T10:00:00Z' })
         $row.Count | Should -Be 1
         $row[0] | Should -Match '\b4[.,]0 MiB\b'
@@ -84,9 +84,9 @@ Describe 'Restore result view' {
             -Destination (Join-Path $script:Out 'scsi0.img') -ErrorAction Stop
     }
 
-    It 'shows Snapshot, Archive, Format, a readable size, seconds, MB/s and Destination' {
+    It 'shows Namespace, Snapshot, Archive, Format, a readable size, seconds, MB/s and Destination' {
         $text = Show $script:Result
-        Header $text | Should -Match '^Snapshot\s+Archive\s+Format\s+Size\s+Duration\s+MB/s\s+Destination\s*$'
+        Header $text | Should -Match '^Namespace\s+Snapshot\s+Archive\s+Format\s+Size\s+Duration\s+MB/s\s+Destination\s*$'
         $text | Should -Match 'vm/100/2024-05-01T10:00:00Z\s+drive-scsi0\.img\s+Raw\s+3[.,]0 MiB\s+\d+[.,]\d\d s\s+[\d.,]+\s+.*scsi0\.img'
     }
 

@@ -52,6 +52,16 @@ public sealed class BackupManifest
     /// <summary>The <c>unprotected</c> object as JSON text (notes, verify state, upload stats).</summary>
     public string UnprotectedJson => _json.TryGetProperty("unprotected", out var u) ? u.GetRawText() : "{}";
 
+    /// <summary>
+    /// The snapshot comment: the first line of <c>unprotected.notes</c>, as PBS's snapshot listing reports it
+    /// ('comment'). PVE's backup jobs write the guest name there by default (notes template <c>{{guestname}}</c>).
+    /// </summary>
+    public string? Comment =>
+        _json.TryGetProperty("unprotected", out var u) && u.ValueKind == JsonValueKind.Object
+        && u.TryGetProperty("notes", out var n) && n.ValueKind == JsonValueKind.String
+            ? n.GetString()!.Split('\n')[0].TrimEnd('\r')
+            : null;
+
     public static BackupManifest Parse(ReadOnlySpan<byte> json, string? source = null)
     {
         string where = source ?? "manifest";

@@ -344,7 +344,8 @@ public sealed class ArchiveRestorer
 
     private RestoreResult Result(ManifestFile entry, string destination, RestoreCounters counters, Stopwatch clock) => new()
     {
-        Snapshot = _reader.Snapshot.ToString(),
+        Snapshot = _reader.Snapshot.Path,
+        Namespace = _reader.Snapshot.Namespace.ToString(),
         Archive = ArchiveNames.DisplayName(entry.FileName),
         Destination = destination,
         LogicalBytes = counters.TotalBytes,

@@ -19,12 +19,15 @@ public sealed record BadChunk(int Index, long Offset, string? Digest, string Err
 /// <summary>What verifying one archive found (Test-PbsSnapshot's output object).</summary>
 public sealed record VerifyResult
 {
+    /// <summary>type/id/time, as Get-PbsSnapshot's Snapshot (the namespace is separate).</summary>
     public required string Snapshot { get; init; }
+    /// <summary>Namespace of the snapshot, '' for the root.</summary>
+    public string Namespace { get; init; } = "";
     public required string Archive { get; init; }
     /// <summary>Distinct chunks checked (a chunk used at several offsets counts once; zero chunks included); 1 for a blob.</summary>
     public required long Chunks { get; init; }
     /// <summary>Every chunk that could not be read or failed a check, in index order.</summary>
-    public required IReadOnlyList<BadChunk> BadChunks { get; init; }
+    public required DisplayList<BadChunk> BadChunks { get; init; }
     public bool Ok => BadChunks.Count == 0;
     /// <summary>Logical size of the archive (the image, the dynamic archive, the blob's plaintext).</summary>
     public required long Bytes { get; init; }
@@ -65,7 +68,7 @@ public sealed class ArchiveVerifier(ISnapshotReader reader, CryptConfig? crypt)
                 bad.Add(new BadChunk(e.ChunkIndex, e.Offset, e.Digest, e.ErrorId, e.Message));
                 return true;
             }).ConfigureAwait(false);
-        return Result(entry, plan.Jobs.Count, bad.OrderBy(b => b.Index).ToList(), plan.Size, counters.WireBytes, clock);
+        return Result(entry, plan.Jobs.Count, new DisplayList<BadChunk>(bad.OrderBy(b => b.Index).ToList()), plan.Size, counters.WireBytes, clock);
     }
 
     private async Task<VerifyResult> VerifyBlobAsync(ManifestFile entry, bool encrypted, RestoreCounters counters, Stopwatch clock, CancellationToken ct)
@@ -93,12 +96,13 @@ public sealed class ArchiveVerifier(ISnapshotReader reader, CryptConfig? crypt)
             bad.Add(new BadChunk(0, 0, null, e.ErrorId, e.Message.StartsWith(where, StringComparison.Ordinal) ? e.Message : $"{where}: {e.Message}"));
         }
         counters.AddDone(Math.Max(entry.Size, 0), 1);
-        return Result(entry, 1, bad, plainLength, read, clock);
+        return Result(entry, 1, new DisplayList<BadChunk>(bad), plainLength, read, clock);
     }
 
-    private VerifyResult Result(ManifestFile entry, long chunks, IReadOnlyList<BadChunk> bad, long bytes, long read, Stopwatch clock) => new()
+    private VerifyResult Result(ManifestFile entry, long chunks, DisplayList<BadChunk> bad, long bytes, long read, Stopwatch clock) => new()
     {
-        Snapshot = reader.Snapshot.ToString(),
+        Snapshot = reader.Snapshot.Path,
+        Namespace = reader.Snapshot.Namespace.ToString(),
         Archive = ArchiveNames.DisplayName(entry.FileName),
         Chunks = chunks,
         BadChunks = bad,

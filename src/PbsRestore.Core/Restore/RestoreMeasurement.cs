@@ -20,6 +20,8 @@ public enum Bottleneck
 public sealed record RestoreMeasurement
 {
     public required string Snapshot { get; init; }
+    /// <summary>Namespace of the snapshot, '' for the root.</summary>
+    public string Namespace { get; init; } = "";
     public required string Archive { get; init; }
     public required string Source { get; init; }
     /// <summary>Fetches in flight: the fixed value, or what automatic tuning ended at.</summary>
@@ -90,6 +92,7 @@ public sealed record RestoreMeasurement
         return new RestoreMeasurement
         {
             Snapshot = result.Snapshot,
+            Namespace = result.Namespace,
             Archive = result.Archive,
             Source = source,
             FetchConcurrency = metrics.FetchConcurrency,

@@ -3,7 +3,10 @@ namespace PbsRestore.Restore;
 /// <summary>What a finished restore reports (Restore-PbsImage's output object).</summary>
 public sealed record RestoreResult
 {
+    /// <summary>type/id/time, as Get-PbsSnapshot's Snapshot (the namespace is separate).</summary>
     public required string Snapshot { get; init; }
+    /// <summary>Namespace of the snapshot, '' for the root (as Get-PbsSnapshot's Namespace).</summary>
+    public string Namespace { get; init; } = "";
     public required string Archive { get; init; }
     public required string Destination { get; init; }
     /// <summary>Logical bytes of the restored archive.</summary>
@@ -23,7 +26,10 @@ public sealed record RestoreResult
     /// <summary>Raw, Vhdx, Vhd, or Device.</summary>
     public string Format { get; init; } = "Raw";
     /// <summary>Logical MB (10^6 bytes) per second restored by this run (bytes kept from an interrupted run left out).</summary>
+    /// <summary>The one MB/s figure (the progress bars show the same): a whole-run average of logical bytes, zero regions included.</summary>
     public double MBPerSecond => Duration.TotalSeconds > 0 ? (LogicalBytes - ResumedBytes) / 1e6 / Duration.TotalSeconds : 0;
+    /// <summary>Encoded MB (10^6 bytes) read from the source per second: the wire rate, compressed chunks only.</summary>
+    public double WireMBPerSecond => Duration.TotalSeconds > 0 ? BytesRead / 1e6 / Duration.TotalSeconds : 0;
     /// <summary>Logical bytes kept from an interrupted run (-Resume).</summary>
     public long ResumedBytes { get; init; }
     /// <summary>Ranges restored as zeros because their chunk could not be read (-SkipBadChunks), by offset; empty otherwise.</summary>

@@ -84,7 +84,7 @@ public sealed class LocalDatastore : ISnapshotSource
                     var manifest = ReadManifest(rawManifest, manifestPath);
                     var files = manifest.Files.Select(f => new SnapshotFile(f.FileName, f.Size, f.CryptMode)).ToList();
                     // Size as the server lists it: the manifest's files plus index.json.blob itself.
-                    result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner,
+                    result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner, manifest.Comment,
                         size: files.Sum(f => f.Size) + rawManifest.Length));
                 }
             }

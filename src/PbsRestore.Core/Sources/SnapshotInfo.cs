@@ -3,8 +3,24 @@ using PbsRestore.Formats;
 namespace PbsRestore.Sources;
 
 /// <summary>One file of a snapshot as a listing shows it.</summary>
-public sealed record SnapshotFile(string Name, long Size, CryptMode CryptMode)
+public sealed record SnapshotFile
 {
+    public SnapshotFile(string name, long size, CryptMode mode)
+    {
+        Name = name;
+        Size = size;
+        Mode = mode;
+    }
+
+    public string Name { get; }
+    public long Size { get; }
+
+    /// <summary>The crypt mode for code; internal so that PowerShell output shows only the name.</summary>
+    internal CryptMode Mode { get; }
+
+    /// <summary>None, Encrypt or SignOnly, as a name: ConvertTo-Json and Export-Csv show an enum as a number.</summary>
+    public string CryptMode => Mode.ToString();
+
     /// <summary>The name users type: without .fidx/.didx/.blob.</summary>
     public string ArchiveName => ArchiveNames.DisplayName(Name);
 
@@ -23,7 +39,8 @@ public sealed class SnapshotInfo
     {
         Ref = reference;
         Location = location;
-        Files = files;
+        Files = new DisplayList<SnapshotFile>(files.ToList());
+        Archives = new DisplayList<string>(Files.Select(f => f.ArchiveName).ToList());
         KeyFingerprint = keyFingerprint?.ToString();
         Owner = owner;
         Comment = comment;
@@ -38,8 +55,11 @@ public sealed class SnapshotInfo
     public string Namespace => Ref.Namespace.ToString();
     /// <summary>type/id/time, e.g. vm/100/2024-05-01T10:00:00Z.</summary>
     public string Snapshot => Ref.Path;
-    public IReadOnlyList<SnapshotFile> Files { get; }
-    public bool Encrypted => Files.Any(f => f.CryptMode == CryptMode.Encrypt);
+    /// <summary>The files of the snapshot (names as stored); reads as 'a.img.fidx, b.conf.blob' in Export-Csv.</summary>
+    public DisplayList<SnapshotFile> Files { get; }
+    /// <summary>The archive names users type (the Archives column), e.g. 'drive-scsi0.img, qemu-server.conf'.</summary>
+    public DisplayList<string> Archives { get; }
+    public bool Encrypted => Files.Any(f => f.Mode == PbsRestore.Formats.CryptMode.Encrypt);
     /// <summary>
     /// The snapshot's size as PBS reports it (listing, web UI): the archives' sizes from the manifest (images: their
     /// logical size) plus the manifest file index.json.blob itself, which <see cref="Files"/> leaves out.

@@ -19,6 +19,17 @@ public sealed record SnapshotRef(BackupNamespace Namespace, string BackupType, s
 
     public static bool IsValidType(string type) => BackupTypes.Contains(type);
 
+    /// <summary>
+    /// A type as the user typed it ('VM', 'Ct') in the lower case PBS uses on disk and on the wire, or null when it
+    /// is no backup type. Every type from user input goes through here before it reaches a source.
+    /// </summary>
+    public static string? NormalizeType(string? type)
+    {
+        if (type is null) return null;
+        string lower = type.Trim().ToLowerInvariant();
+        return IsValidType(lower) ? lower : null;
+    }
+
     public static bool IsValidId(string id) =>
         id.Length is > 0 and <= 128 && BackupNamespace.IsValidComponent(id);
 }
@@ -35,7 +46,7 @@ public sealed record SnapshotSpec(BackupNamespace? Namespace, string BackupType,
         var parts = text.Trim().Trim('/').Split('/', StringSplitOptions.RemoveEmptyEntries).ToList();
         BackupNamespace? ns = null;
         var nsParts = new List<string>();
-        while (parts.Count >= 2 && parts[0] == "ns" && parts.Count > 3)
+        while (parts.Count >= 2 && parts[0].Equals("ns", StringComparison.OrdinalIgnoreCase) && parts.Count > 3)
         {
             nsParts.Add(parts[1]);
             parts.RemoveRange(0, 2);
@@ -43,15 +54,17 @@ public sealed record SnapshotSpec(BackupNamespace? Namespace, string BackupType,
         if (nsParts.Count > 0) ns = BackupNamespace.Parse(string.Join('/', nsParts));
         if (parts.Count is < 2 or > 3)
             throw Invalid(text);
-        if (!SnapshotRef.IsValidType(parts[0]) || !SnapshotRef.IsValidId(parts[1]))
+        // Types are case-insensitive for the user ('VM/100'), lower case for every source.
+        string type = SnapshotRef.NormalizeType(parts[0]) ?? throw Invalid(text);
+        if (!SnapshotRef.IsValidId(parts[1]))
             throw Invalid(text);
         DateTimeOffset? time = null;
         if (parts.Count == 3)
         {
-            if (SnapshotTime.TryParse(parts[2], out var t)) time = t;
+            if (SnapshotTime.TryParseUserTime(parts[2], out var t)) time = t;
             else throw Invalid(text);
         }
-        return new SnapshotSpec(ns, parts[0], parts[1], time);
+        return new SnapshotSpec(ns, type, parts[1], time);
     }
 
     private static PbsException Invalid(string text) => new("SnapshotSpecInvalid", PbsErrorKind.InvalidArgument,
@@ -90,5 +103,30 @@ public static class SnapshotTime
             return false;
         time = parsed.ToUniversalTime();
         return true;
+    }
+
+    /// <summary>
+    /// A time the user typed: anything <see cref="TryParse"/> reads (UTC with Z, an offset such as +02:00 as PVE
+    /// shows it, epoch seconds), and also a time without zone, '2024-05-01T12:00:00' or '2024-05-01 12:00:00',
+    /// which is local time as everywhere in PowerShell. Snapshot folder names never go through here.
+    /// </summary>
+    public static bool TryParseUserTime(string text, out DateTimeOffset time)
+    {
+        string t = text.Trim();
+        if (TryParse(t, out time)) return true;
+        if (DateTime.TryParseExact(t, ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:mm:ss"], CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeLocal, out var local))
+        {
+            time = new DateTimeOffset(local).ToUniversalTime();
+            return true;
+        }
+        // An offset after a space, as some tools print it: '2024-05-01 12:00:00+02:00'.
+        if (DateTimeOffset.TryParseExact(t, "yyyy-MM-dd HH:mm:ssK", CultureInfo.InvariantCulture, DateTimeStyles.None, out var withOffset)
+            && t.Length > 19)
+        {
+            time = withOffset.ToUniversalTime();
+            return true;
+        }
+        return false;
     }
 }

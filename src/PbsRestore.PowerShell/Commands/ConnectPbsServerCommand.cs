@@ -6,7 +6,7 @@ namespace PbsRestore.PowerShell.Commands;
 /// <summary>
 /// <para type="synopsis">Connects to a Proxmox Backup Server and makes the connection the session default.</para>
 /// </summary>
-[Cmdlet(VerbsCommunications.Connect, "PbsServer")]
+[Cmdlet(VerbsCommunications.Connect, "PbsServer", HelpUri = HelpLinks.ConnectPbsServer)]
 [OutputType(typeof(PbsServerConnection))]
 public sealed class ConnectPbsServerCommand : PbsCmdlet
 {
@@ -70,7 +70,7 @@ public sealed class ConnectPbsServerCommand : PbsCmdlet
 /// <summary>
 /// <para type="synopsis">Closes a connection made by Connect-PbsServer (the session default when none is given).</para>
 /// </summary>
-[Cmdlet(VerbsCommunications.Disconnect, "PbsServer")]
+[Cmdlet(VerbsCommunications.Disconnect, "PbsServer", HelpUri = HelpLinks.DisconnectPbsServer)]
 public sealed class DisconnectPbsServerCommand : PbsCmdlet
 {
     /// <summary>The connection to close; the session default when omitted.</summary>

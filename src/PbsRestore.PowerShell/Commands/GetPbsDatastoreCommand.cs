@@ -6,7 +6,7 @@ namespace PbsRestore.PowerShell.Commands;
 /// <summary>
 /// <para type="synopsis">Lists the datastores of a Proxmox Backup Server.</para>
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "PbsDatastore", DefaultParameterSetName = "Connection")]
+[Cmdlet(VerbsCommon.Get, "PbsDatastore", DefaultParameterSetName = "Connection", HelpUri = HelpLinks.GetPbsDatastore)]
 [OutputType(typeof(DatastoreListItem))]
 public sealed class GetPbsDatastoreCommand : PbsCmdlet
 {

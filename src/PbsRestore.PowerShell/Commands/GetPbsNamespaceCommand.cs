@@ -13,7 +13,7 @@ public sealed record PbsNamespaceInfo(string Namespace, int Depth, string Locati
 /// <summary>
 /// <para type="synopsis">Lists the namespaces of a Proxmox Backup Server datastore: a folder or a server.</para>
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "PbsNamespace", DefaultParameterSetName = ConnectionSet)]
+[Cmdlet(VerbsCommon.Get, "PbsNamespace", DefaultParameterSetName = ConnectionSet, HelpUri = HelpLinks.GetPbsNamespace)]
 [OutputType(typeof(PbsNamespaceInfo))]
 public sealed class GetPbsNamespaceCommand : PbsSourceCmdlet
 {

@@ -9,7 +9,8 @@ namespace PbsRestore.PowerShell.Commands;
 /// <summary>
 /// <para type="synopsis">Measures a restore of a snapshot's archive and tells what limits it: network, server, CPU or disk.</para>
 /// </summary>
-[Cmdlet(VerbsDiagnostic.Measure, "PbsRestore", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsDiagnostic.Measure, "PbsRestore", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium,
+    HelpUri = HelpLinks.MeasurePbsRestore)]
 [OutputType(typeof(RestoreMeasurement))]
 public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
 {

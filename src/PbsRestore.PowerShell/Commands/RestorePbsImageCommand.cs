@@ -8,23 +8,25 @@ namespace PbsRestore.PowerShell.Commands;
 /// <para type="synopsis">Restores an archive of a Proxmox Backup Server snapshot (a disk image, a config blob or a dynamic archive) to a file,
 /// or every archive of a snapshot into a folder.</para>
 /// </summary>
-[Cmdlet(VerbsData.Restore, "PbsImage", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsData.Restore, "PbsImage", DefaultParameterSetName = ConnectionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium,
+    HelpUri = HelpLinks.RestorePbsImage)]
 [OutputType(typeof(RestoreResult))]
+[OutputType(typeof(RestoreJob))]
 public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
 {
     /// <summary>
     /// The archive: 'drive-scsi0.img' (or 'drive-scsi0.img.fidx'), 'qemu-server.conf', a dynamic archive name.
     /// Required with -Destination; with -DestinationFolder a wildcard filter (all archives when omitted).
     /// </summary>
-    [Parameter(Position = 1)]
+    [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(Completers.ArchiveCompleter))]
     public string? Archive { get; set; }
 
     protected override string? ArchiveName => Archive;
 
-    /// <summary>The file to write (one archive).</summary>
-    [Parameter(Position = 2)]
+    /// <summary>The file to write (one archive); also taken from a Destination property (Import-Csv).</summary>
+    [Parameter(Position = 2, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string? Destination { get; set; }
 
@@ -67,10 +69,23 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
     [ValidateRange(0.1, 1_000_000)]
     public double MaxBandwidth { get; set; }
 
+    /// <summary>
+    /// Runs the restores as a PowerShell job (Get-Job, Wait-Job, Receive-Job) and returns the job at once: one
+    /// job for the command, one restore per pipeline input, in this process.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
     private int _nextActivity = 1;
+    private readonly List<System.Collections.Hashtable> _jobRestores = [];
 
     protected override void ProcessRecord()
     {
+        if (AsJob)
+        {
+            _jobRestores.Add(JobParameters());
+            return;
+        }
         bool fetchGiven = MyInvocation.BoundParameters.ContainsKey(nameof(FetchConcurrency));
         var options = BaseOptions(fetchGiven ? FetchConcurrency : null, fetchGiven) with
         {
@@ -96,6 +111,43 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         {
             WriteFailure(e, FailureTarget(e, target));
         }
+    }
+
+    /// <summary>
+    /// This record's parameters for the job's runspace: paths resolved here (the job has no current location of
+    /// ours), and the session's default connection passed on explicitly (the job has no $DefaultPbsServer).
+    /// </summary>
+    private System.Collections.Hashtable JobParameters()
+    {
+        var p = new System.Collections.Hashtable(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value) in MyInvocation.BoundParameters)
+            if (key != nameof(AsJob)) p[key] = value;
+        p[nameof(Snapshot)] = Snapshot;
+        foreach (var name in new[] { nameof(Destination), nameof(DestinationFolder), nameof(Keyfile), nameof(Datastore) })
+            if (p[name] is string path) p[name] = ResolvePath(path);
+        var info = SnapshotResolver.AsSnapshotInfo(Snapshot);
+        bool remembered = info is not null && (SnapshotSources.Of(info) is not null || Directory.Exists(info.Location));
+        if (ParameterSetName == ConnectionSet && Connection is null && Store is null && !remembered && DefaultConnection is { } c)
+            p[nameof(Connection)] = c;
+        return p;
+    }
+
+    protected override void EndProcessing()
+    {
+        base.EndProcessing();
+        if (!AsJob || _jobRestores.Count == 0) return;
+        // The manifest the user imported (PbsRestore.psd1 beside the module base), else the assembly itself.
+        var info = MyInvocation.MyCommand.Module;
+        string? manifest = info is null ? null : Path.Combine(info.ModuleBase, info.Name + ".psd1");
+        string module = manifest is not null && File.Exists(manifest) ? manifest : typeof(RestorePbsImageCommand).Assembly.Location;
+        // The job's Command names what it restores, never the typed line: that may hold a password or secret.
+        string Describe(System.Collections.Hashtable p) =>
+            $"{SnapshotResolver.Unwrap(p[nameof(Snapshot)]!)} {p[nameof(Archive)] ?? "*"} -> {p[nameof(Destination)] ?? p[nameof(DestinationFolder)]}";
+        string what = string.Join("; ", _jobRestores.Take(3).Select(Describe)) + (_jobRestores.Count > 3 ? $"; and {_jobRestores.Count - 3} more" : "");
+        var job = new RestoreJob($"Restore-PbsImage {what}", module, _jobRestores);
+        JobRepository.Add(job);
+        job.Start();
+        WriteObject(job);
     }
 
     private void RestoreOne(Sources.ISnapshotSource source, string destination, RestoreOptions options)
@@ -245,6 +297,9 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             sum.SetTotals(Math.Max(plannedBytes, parts.Sum(p => p.TotalBytes)), parts.Sum(p => p.ChunksTotal));
             sum.AddDone(parts.Sum(p => p.DoneBytes), parts.Sum(p => p.ChunksDone));
             sum.AddZero(parts.Sum(p => p.ZeroChunks));
+            // Resumed and instant bytes too: the parent bar's MB/s and time left follow the same rules as each archive's.
+            sum.AddResumed(parts.Sum(p => p.ChunksResumed), parts.Sum(p => p.ResumedBytes));
+            sum.AddInstant(parts.Sum(p => p.InstantBytes - p.ResumedBytes));
             return sum;
         }
     }

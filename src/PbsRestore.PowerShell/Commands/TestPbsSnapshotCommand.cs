@@ -7,12 +7,12 @@ namespace PbsRestore.PowerShell.Commands;
 /// <summary>
 /// <para type="synopsis">Verifies a snapshot without restoring it: reads and checks every chunk of its archives and reports every bad one.</para>
 /// </summary>
-[Cmdlet(VerbsDiagnostic.Test, "PbsSnapshot", DefaultParameterSetName = ConnectionSet)]
+[Cmdlet(VerbsDiagnostic.Test, "PbsSnapshot", DefaultParameterSetName = ConnectionSet, HelpUri = HelpLinks.TestPbsSnapshot)]
 [OutputType(typeof(VerifyResult))]
 public sealed class TestPbsSnapshotCommand : PbsArchiveCmdlet
 {
     /// <summary>Which archives to verify, by name with wildcards ('drive-*', 'qemu-server.conf'); all index and blob archives when omitted.</summary>
-    [Parameter(Position = 1)]
+    [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(Completers.ArchiveCompleter))]
     public string? Archive { get; set; }
