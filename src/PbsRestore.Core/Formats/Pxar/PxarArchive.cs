@@ -159,6 +159,18 @@ public sealed class PxarArchive
     public async Task<PxarEntry> ResolveHardlinkAsync(PxarEntry link, CancellationToken ct)
     {
         if (link.Type != PxarEntryType.Hardlink) throw new ArgumentException($"{link} is not a hardlink", nameof(link));
+        try
+        {
+            return await ReadHardlinkTargetAsync(link, ct).ConfigureAwait(false);
+        }
+        catch (PxarFormatException e) when (e.ErrorId != "PxarBadHardlink")
+        {
+            throw new PxarFormatException("PxarBadHardlink", link.Path, link.ItemOffset, $"hardlink target at offset {link.HardlinkTargetOffset} is not a file entry: {e.Message}");
+        }
+    }
+
+    private async Task<PxarEntry> ReadHardlinkTargetAsync(PxarEntry link, CancellationToken ct)
+    {
         long at = link.HardlinkTargetOffset;
         var (type, size) = await ReadHeaderAsync(_data, at, _data.Length, link.Path, ct).ConfigureAwait(false);
         if (type != PxarFormat.Filename)
