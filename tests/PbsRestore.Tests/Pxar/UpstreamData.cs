@@ -49,4 +49,14 @@ public sealed class UpstreamTheoryAttribute : TheoryAttribute
     {
         if (UpstreamData.SkipReason is { } reason) Skip = reason;
     }
+
+    /// <summary>The test reads Linux metadata back (find, getfattr): skipped elsewhere.</summary>
+    public bool LinuxOnly
+    {
+        get => false;
+        init
+        {
+            if (value && !OperatingSystem.IsLinux()) Skip ??= "reads restored Linux metadata with find and getfattr";
+        }
+    }
 }

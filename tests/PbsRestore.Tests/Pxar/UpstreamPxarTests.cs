@@ -140,4 +140,74 @@ public sealed class UpstreamPxarTests
         Assert.Equal((long)deepest["size"]!, found!.Size);
         Assert.Null(await catalog.LookupAsync("root.pxar.didx/does/not/exist", default));
     }
+
+    private static Dictionary<string, string[]> FindAll(string dir)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("find", [dir, "-mindepth", "1", "-printf", "%P\\0%U\\0%G\\0%m\\0%n\\0%y\\0"]) { RedirectStandardOutput = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var parts = p.StandardOutput.ReadToEnd().Split('\0');
+        p.WaitForExit();
+        var map = new Dictionary<string, string[]>();
+        for (int i = 0; i + 6 <= parts.Length; i += 6) map[parts[i]] = parts[(i + 1)..(i + 6)];
+        return map;
+    }
+
+    [UpstreamTheory(LinuxOnly = true)]
+    [MemberData(nameof(Archives))]
+    public async Task Restore_writes_every_file_bit_exact_with_the_recorded_metadata(string type, string id)
+    {
+        var (reader, crypt, snap) = await OpenAsync(type, id);
+        await using var _ = reader;
+        using var file = await FileArchive.OpenAsync(reader, crypt, "root.pxar", null, default);
+        string dest = Path.Combine(Path.GetTempPath(), "pbs-upstream-restore-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var warnings = new List<string>();
+            var result = await new PbsRestore.Restore.FileRestorer(file.Archive, new PbsRestore.Restore.FileRestoreOptions(), new PbsRestore.Restore.FileRestoreCounters(), warnings.Add)
+                .RestoreAsync("root.pxar", file.Archive.Root, dest, default);
+            var found = FindAll(dest);
+            bool root = PbsRestore.Platform.FileMetadata.CanSetOwner;
+            foreach (var x in Entries(snap, "root.pxar.didx").Skip(1))
+            {
+                string path = (string)x!["path"]!, t = (string)x["type"]!;
+                string full = Path.Combine(dest, path);
+                Assert.True(found.TryGetValue(path, out var f), $"{path} not restored");
+                if (t is "file" or "hardlink")
+                {
+                    Assert.Equal((string)x["sha256"]!, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(full))));
+                    Assert.Equal((string)x["nlink"]!.ToString(), f![3]);
+                }
+                if (t == "symlink")
+                {
+                    Assert.Equal((string)x["target"]!, new FileInfo(full).LinkTarget);
+                    Assert.Equal("l", f![4]);
+                    continue;
+                }
+                if (t == "fifo") Assert.Equal("p", f![4]);
+                Assert.True(Convert.ToInt32((string)x["mode"]!, 8) == Convert.ToInt32(f![2], 8), $"{path}: mode {f[2]} vs {x["mode"]}");
+                if (root)
+                {
+                    Assert.Equal(x["uid"]!.ToString(), f[0]);
+                    Assert.Equal(x["gid"]!.ToString(), f[1]);
+                }
+                var mtime = DateTime.UnixEpoch.AddSeconds((long)x["mtime"]!).AddTicks((long)x["mtime_ns"]! / 100);
+                Assert.True(mtime == (Directory.Exists(full) ? Directory.GetLastWriteTimeUtc(full) : File.GetLastWriteTimeUtc(full)), $"{path}: mtime");
+            }
+            Assert.Equal(Entries(snap, "root.pxar.didx").Count(x => (string)x!["type"]! == "hardlink"), result.Hardlinks);
+            // xattrs: read back with getfattr where it is installed.
+            foreach (var x in Entries(snap, "root.pxar.didx").Where(x => x!["xattrs"] is not null))
+            {
+                var psi = new System.Diagnostics.ProcessStartInfo("getfattr", ["-d", "-e", "hex", "--absolute-names", Path.Combine(dest, (string)x!["path"]!)]) { RedirectStandardOutput = true };
+                using var p = System.Diagnostics.Process.Start(psi)!; // getfattr: from the attr package, which start.sh installs
+                string text = p.StandardOutput.ReadToEnd();
+                p.WaitForExit();
+                foreach (var (name, hex) in x["xattrs"]!.AsObject())
+                    Assert.Contains($"{name}=0x{(string)hex!}", text);
+            }
+        }
+        finally
+        {
+            try { Directory.Delete(dest, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
 }

@@ -95,7 +95,15 @@ public sealed class PxarArchive
         var items = await ReadGoodbyeAsync(directory, ct).ConfigureAwait(false);
         var result = new List<PxarEntry>(items.Count);
         foreach (var item in items)
-            result.Add(await ReadChildAsync(directory, item.Start, item.End, ct).ConfigureAwait(false));
+        {
+            var child = await ReadChildAsync(directory, item.Start, item.End, ct).ConfigureAwait(false);
+            // Names are unique and sorted bytewise (the encoder refuses anything else): a repeated name could make an
+            // extractor write through a symlink it created a moment before.
+            if (result.Count > 0 && result[^1].NameBytes.AsSpan().SequenceCompareTo(child.NameBytes) >= 0)
+                throw new PxarFormatException("PxarBadFileName", directory.Path, item.Start,
+                    $"file name '{child.Name}' repeats or is out of order after '{result[^1].Name}'");
+            result.Add(child);
+        }
         return result;
     }
 
