@@ -9,7 +9,7 @@
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('module/PbsRestore.Format.ps1xml')
-    CmdletsToExport      = @('Get-PbsSnapshot', 'Restore-PbsImage', 'Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore', 'Get-PbsNamespace', 'Measure-PbsRestore', 'Test-PbsSnapshot', 'Get-PbsFile', 'Restore-PbsFile')
+    CmdletsToExport      = @('Get-PbsSnapshot', 'Restore-PbsImage', 'Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore', 'Get-PbsNamespace', 'Measure-PbsRestore', 'Test-PbsSnapshot', 'Get-PbsFile', 'Restore-PbsFile', 'Export-PbsFile')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

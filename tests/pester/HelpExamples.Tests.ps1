@@ -516,6 +516,22 @@ BeforeAll {
             Check = { param($r) @($r.Output).Count | Should -Be 0 ; Test-Path (Join-Path $script:Restore 'ct-300') | Should -BeFalse }
         }
 
+        'Export-PbsFile#1'       = @{
+            Check = {
+                param($r)
+                $r.Output[0].Files | Should -Be 20
+                Add-Type -AssemblyName System.IO.Compression.FileSystem
+                $zip = [IO.Compression.ZipFile]::OpenRead((Join-Path $script:Restore 'etc.zip'))
+                try { @($zip.Entries | Where-Object { $_.FullName -like 'etc/conf*' }).Count | Should -Be 20 } finally { $zip.Dispose() }
+            }
+        }
+        'Export-PbsFile#2'       = @{
+            Check = { param($r) $r.Output[0].Files | Should -Be 1 ; (& tar -tf (Join-Path $script:Restore 'sub.tar')) | Should -Contain 'sub/deeper/file.txt' }
+        }
+        'Export-PbsFile#3'       = @{
+            Check = { param($r) @($r.Output).Count | Should -Be 0 ; Test-Path (Join-Path $script:Restore 'big.tar') | Should -BeFalse }
+        }
+
         # ---------------- Restore-PbsImage ----------------
         'Restore-PbsImage#1'     = @{
             Check = {
