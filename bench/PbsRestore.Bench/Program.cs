@@ -17,6 +17,7 @@ namespace PbsRestore.Bench;
 /// a native reference, memory and sparse restores. Writes bench/RESULTS.md. Run: <c>dotnet pwsh ./build.ps1 Bench</c>.
 /// Options: <c>--repeats N</c> (default 2), <c>--cap SECONDS</c> (per run; slower runs are stopped and
 /// extrapolated, default 8), <c>--quick</c> (smaller images, for trying the program out; not for RESULTS.md).
+/// <c>--file-restore [--quick]</c> alone runs only the file-level restore rows (<see cref="FileRestoreBench"/>).
 /// <c>--image-formats</c> alone runs only the Raw / VHDX / VHD comparison (<see cref="ImageFormatsBench"/>).
 /// </summary>
 public static class Program
@@ -30,6 +31,7 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "--probe-memory") return await MemoryProbe.RunChildAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--image-formats") return await ImageFormatsBench.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "--file-restore") return await FileRestoreBench.RunAsync(args[1..]);
         var opts = BenchOptions.Parse(args);
         var bench = new Benchmark(opts);
         try
