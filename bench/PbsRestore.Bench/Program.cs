@@ -19,6 +19,7 @@ namespace PbsRestore.Bench;
 /// extrapolated, default 8), <c>--quick</c> (smaller images, for trying the program out; not for RESULTS.md).
 /// <c>--image-formats</c> alone runs only the Raw / VHDX / VHD comparison (<see cref="ImageFormatsBench"/>);
 /// <c>--genuine</c> alone only the row against the genuine PBS server (<see cref="GenuineBench"/>).
+/// <c>--file-restore [--quick]</c> alone runs only the file-level restore rows (<see cref="FileRestoreBench"/>).
 /// </summary>
 public static class Program
 {
@@ -32,6 +33,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "--probe-memory") return await MemoryProbe.RunChildAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--image-formats") return await ImageFormatsBench.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--genuine") return await GenuineBench.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "--file-restore") return await FileRestoreBench.RunAsync(args[1..]);
         var opts = BenchOptions.Parse(args);
         var bench = new Benchmark(opts);
         try

@@ -34,6 +34,10 @@ public static class Program
                 Pattern: a sequence of chunk kinds repeated to fill the size, or a mix in percent
                 ("zero:70%,random:10%,text:15%,dup:5%"); kinds: zero, random, text, dup.
 
+          files --path <dir> [--source <folder>] [--id 300] [--time <epoch>] [--split]
+                One container snapshot (ct/<id>) with a file archive of <folder>, or of a sample tree with
+                every kind of entry: root.pxar (format v1), or with --split root.mpxar + root.ppxar (v2).
+
         Sizes take K/M/G/T (binary; "KiB" etc. accepted). Prints a JSON summary on stdout.
         """;
 
@@ -51,6 +55,7 @@ public static class Program
             {
                 "demo" => Demo.Run(options),
                 "image" => RunImage(options),
+                "files" => RunFiles(options),
                 _ => throw new UsageException($"unknown verb '{args[0]}'"),
             };
             Console.Out.WriteLine(result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -67,6 +72,34 @@ public static class Program
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;
         }
+    }
+
+    private static JsonObject RunFiles(Options o)
+    {
+        string path = o.Required("path");
+        var root = o.Get("source") is { } source ? PxarNode.FromDirectory(source, "") : PxarSamples.Tree();
+        string id = o.Get("id") ?? "300";
+        long time = long.TryParse(o.Get("time"), out var t) ? t : 1_714_557_600;
+        var store = new DatastoreWriter(path);
+        var snapshot = store.BeginSnapshot("", "ct", id, DateTimeOffset.FromUnixTimeSeconds(time));
+        if (o.Flag("split"))
+        {
+            var meta = new MemoryStream();
+            var payload = new MemoryStream();
+            PxarWriter.WriteV2(root, meta, payload);
+            meta.Position = payload.Position = 0;
+            snapshot.AddDynamic("root.mpxar", meta);
+            snapshot.AddDynamic("root.ppxar", payload);
+        }
+        else
+        {
+            var one = new MemoryStream();
+            PxarWriter.WriteV1(root, one);
+            one.Position = 0;
+            snapshot.AddDynamic("root.pxar", one);
+        }
+        var info = snapshot.Finish();
+        return new JsonObject { ["path"] = path, ["snapshot"] = info.Path };
     }
 
     private static JsonObject RunImage(Options o)

@@ -16,4 +16,7 @@ internal static class HelpLinks
     public const string DisconnectPbsServer = Base + "#disconnect-pbsserver";
     public const string GetPbsDatastore = Base + "#get-pbsdatastore";
     public const string GetPbsNamespace = Base + "#get-pbsnamespace";
+    public const string GetPbsFile = Base + "#get-pbsfile";
+    public const string RestorePbsFile = Base + "#restore-pbsfile";
+    public const string ExportPbsFile = Base + "#export-pbsfile";
 }

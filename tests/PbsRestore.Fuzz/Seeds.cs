@@ -71,6 +71,20 @@ public static class Seeds
                 seeds.Add(BackupManifest.Build("ct", "200", 1714557600, files[2..], null));
                 seeds.Add(BackupManifest.Build("host", "h", 0, [], harness.FuzzKey));
                 break;
+            case "pxar":
+            {
+                foreach (var tree in new[] { PbsRestore.Fixtures.PxarSamples.Tree(1, 3000), PbsRestore.Fixtures.PxarNode.Dir("", PbsRestore.Fixtures.PxarNode.File("a", [1])) })
+                {
+                    var ms = new MemoryStream();
+                    PbsRestore.Fixtures.PxarWriter.WriteV1(tree, ms);
+                    seeds.Add(ms.ToArray());
+                }
+                break;
+            }
+            case "catalog":
+                seeds.Add(PbsRestore.Fixtures.CatalogWriter.Write(PbsRestore.Fixtures.PxarSamples.Tree(1, 10)));
+                seeds.Add(PbsRestore.Fixtures.CatalogWriter.Write(PbsRestore.Fixtures.PxarNode.Dir("", PbsRestore.Fixtures.PxarNode.Dir("d"))));
+                break;
             case "keyfile":
                 string keys = Path.Combine(golden, "keys");
                 if (Directory.Exists(keys))

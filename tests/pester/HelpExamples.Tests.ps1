@@ -66,6 +66,12 @@ BeforeAll {
     $script:Offsite = New-ExampleDatastore 'srv-offsite' -Namespaces    # server A: offsite
     $script:PlainStore = New-ExampleDatastore 'srv-plain'               # server A: plain (Restore-PbsImage #7)
     $script:Replica = New-ExampleDatastore 'srv-replica' -Namespaces    # server B: replica
+    # D:\pbs-files: a container backup ct/300 with a file archive (the fixture writer's sample tree).
+    $script:FilesStore = Join-Path $script:Fx 'pbs-files'
+    $fixturesDll = Get-ChildItem -Path (Join-Path $PSScriptRoot '../../src/PbsRestore.Fixtures/bin') -Recurse -Filter PbsRestore.Fixtures.dll |
+        Where-Object { $_.Directory.Name -eq 'net10.0' } | Sort-Object LastWriteTime | Select-Object -Last 1
+    & dotnet $fixturesDll.FullName files --path $script:FilesStore --id 300 | Out-Null
+    if ($LASTEXITCODE -ne 0) { throw 'the fixture writer failed to write D:\pbs-files' }
 
     $script:Restore = Join-Path $TestDrive 'restore'                    # E:\restore
     $script:Scratch = Join-Path $TestDrive 'scratch'                    # F:\scratch
@@ -114,6 +120,7 @@ BeforeAll {
         ,@('pbs.example.net', $script:A)
         ,@($script:DocFingerprint, $script:FpA)
         # Windows paths -> $TestDrive
+        ,@('D:\pbs-files', $script:FilesStore)
         ,@('D:\pbs-usb', $script:UsbPlain)
         ,@('E:\datastore1', $script:UsbPlain)
         ,@('\\nas01\pbs-sync', $script:Nas)
@@ -485,6 +492,52 @@ BeforeAll {
                 param($r)
                 @($r.Output).Count | Should -Be 0 -Because "a healthy snapshot has no bad chunks:`n$($r.Text)"
             }
+        }
+
+        # ---------------- Get-PbsFile / Restore-PbsFile (D:\pbs-files: the sample tree as ct/300) ----------------
+        'Get-PbsFile#1'          = @{
+            Check = { param($r) @($r.Output | ForEach-Object Path) | Should -Be @(0..19 | ForEach-Object { '/etc/conf{0:D2}' -f $_ }) }
+        }
+        'Get-PbsFile#2'          = @{
+            Check = { param($r) $r.Text | Should -Match '/sub/deeper/file\.txt' ; $r.Text | Should -Match '/hello\.txt' }
+        }
+        'Get-PbsFile#3'          = @{
+            Check = { param($r) $r.Output[0].Sum | Should -Be (2 * 1MB) ; $r.Output[0].Count | Should -Be 2 }
+        }
+        'Restore-PbsFile#1'      = @{
+            Check = {
+                param($r)
+                $r.Output[0].Files | Should -Be 20
+                @(Get-ChildItem (Join-Path $script:Restore 'etc') -File).Count | Should -Be 20
+            }
+        }
+        'Restore-PbsFile#2'      = @{
+            Setup = "[IO.File]::WriteAllText('$($script:Restore)/conf01', 'old')"
+            Check = {
+                param($r)
+                @($r.Output).Count | Should -Be 2
+                [IO.File]::ReadAllText((Join-Path $script:Restore 'file.txt')) | Should -Be "deep`n"
+                (Get-Item (Join-Path $script:Restore 'conf01')).Length | Should -Be (500 + 37)
+            }
+        }
+        'Restore-PbsFile#3'      = @{
+            Check = { param($r) @($r.Output).Count | Should -Be 0 ; Test-Path (Join-Path $script:Restore 'ct-300') | Should -BeFalse }
+        }
+
+        'Export-PbsFile#1'       = @{
+            Check = {
+                param($r)
+                $r.Output[0].Files | Should -Be 20
+                Add-Type -AssemblyName System.IO.Compression.FileSystem
+                $zip = [IO.Compression.ZipFile]::OpenRead((Join-Path $script:Restore 'etc.zip'))
+                try { @($zip.Entries | Where-Object { $_.FullName -like 'etc/conf*' }).Count | Should -Be 20 } finally { $zip.Dispose() }
+            }
+        }
+        'Export-PbsFile#2'       = @{
+            Check = { param($r) $r.Output[0].Files | Should -Be 1 ; (& tar -tf (Join-Path $script:Restore 'sub.tar')) | Should -Contain 'sub/deeper/file.txt' }
+        }
+        'Export-PbsFile#3'       = @{
+            Check = { param($r) @($r.Output).Count | Should -Be 0 ; Test-Path (Join-Path $script:Restore 'big.tar') | Should -BeFalse }
         }
 
         # ---------------- Restore-PbsImage ----------------

@@ -11,8 +11,9 @@ Describe 'build.ps1 Package' {
         $info.Version | Should -Be ([version]'0.1.0')
         $info.PowerShellVersion | Should -Be ([version]'7.4')
         $info.CompatiblePSEditions | Should -Be @('Core')
-        ($info.ExportedCmdlets.Keys | Sort-Object) | Should -Be @('Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore',
-            'Get-PbsNamespace', 'Get-PbsSnapshot', 'Measure-PbsRestore', 'Restore-PbsImage', 'Test-PbsSnapshot')
+        ($info.ExportedCmdlets.Keys | Sort-Object) | Should -Be (@('Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore',
+            'Get-PbsNamespace', 'Get-PbsSnapshot', 'Measure-PbsRestore', 'Restore-PbsImage', 'Test-PbsSnapshot',
+            'Export-PbsFile', 'Get-PbsFile', 'Restore-PbsFile') | Sort-Object)
         $info.ExportedFunctions.Count | Should -Be 0
         $info.ExportedAliases.Count | Should -Be 0
     }

@@ -26,6 +26,9 @@ public sealed class ArchiveRestorer
         _crypt = crypt;
     }
 
+    /// <summary>The chunks of the snapshot this restorer reads.</summary>
+    public IChunkSource Chunks => _reader.Chunks;
+
     /// <summary>Reads and decodes the manifest, and checks the key against it.</summary>
     public async Task<BackupManifest> ReadManifestAsync(CancellationToken ct)
     {

@@ -56,7 +56,7 @@ public class FuzzRegressionTests
     [Fact]
     public void TheFolderHoldsOnlyNamedTargets()
     {
-        string[] targets = ["blob", "fidx", "didx", "manifest", "keyfile"];
+        string[] targets = ["blob", "fidx", "didx", "manifest", "keyfile", "pxar", "catalog"];
         foreach (var f in Directory.EnumerateFiles(Folder))
         {
             string n = Path.GetFileName(f);
@@ -113,6 +113,12 @@ public class FuzzRegressionTests
                     Try(() => kc.Open(ReadOnlySpan<byte>.Empty));
                     Try(() => kc.Open("wrong"u8));
                 });
+                break;
+            case "pxar":
+                Try(() => PbsRestore.Fixtures.FormatExercise.Pxar(input));
+                break;
+            case "catalog":
+                Try(() => PbsRestore.Fixtures.FormatExercise.Catalog(input));
                 break;
             default:
                 throw new ArgumentException($"unknown fuzz target '{target}'");

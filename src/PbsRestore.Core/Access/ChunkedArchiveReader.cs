@@ -1,0 +1,217 @@
+using PbsRestore.Formats;
+using PbsRestore.Restore;
+using PbsRestore.Sources;
+
+namespace PbsRestore.Access;
+
+/// <summary>Tuning of a <see cref="ChunkedArchiveReader"/>.</summary>
+public sealed record ChunkedReaderOptions
+{
+    /// <summary>Decoded chunks kept (least recently used go first). 16 x 4 MiB = 64 MiB at most.</summary>
+    public int CacheChunks { get; init; } = 16;
+
+    /// <summary>Chunks fetched ahead of a sequential reader (0 = none).</summary>
+    public int ReadAhead { get; init; } = 4;
+}
+
+/// <summary>
+/// Random access to the plaintext of one index archive (dynamic or fixed): any offset, any length. Chunks are
+/// fetched from the snapshot's <see cref="IChunkSource"/> only when a read touches them, decoded and verified by
+/// the restore's <see cref="ChunkDecoder"/> (CRC, GCM tag, size, digest) before a byte is served, and kept in a
+/// bounded LRU cache. Concurrent reads of one chunk share a single fetch; all-zero chunks are never fetched; a
+/// reader moving forward through the archive gets the next chunks fetched in the background (read-ahead).
+/// Used by the file-level restore (pxar) and meant for any block-level consumer.
+/// </summary>
+public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
+{
+    private readonly string _archive;
+    private readonly IChunkIndex _index;
+    private readonly IChunkSource _chunks;
+    private readonly CryptConfig? _crypt;
+    private readonly bool _encrypted;
+    private readonly ChunkedReaderOptions _options;
+    private readonly ChunkDigest? _zeroFull, _zeroLast;
+    private readonly int _rawSize;
+    private readonly System.Collections.Concurrent.ConcurrentBag<ChunkDecoder> _decoders = [];
+    private readonly System.Collections.Concurrent.ConcurrentBag<byte[]> _rawBuffers = [];
+    private readonly object _gate = new();
+    private readonly Dictionary<int, LinkedListNode<Slot>> _cache = [];
+    private readonly LinkedList<Slot> _lru = new();
+    private readonly CancellationTokenSource _life = new();
+    private int _lastChunk = -2;
+    private long _fetched, _zeroServed, _bytesFetched;
+
+    private sealed class Slot(int index, Task<byte[]> task)
+    {
+        public int Index { get; } = index;
+        public Task<byte[]> Task { get; } = task;
+    }
+
+    public ChunkedArchiveReader(string archive, IChunkIndex index, IChunkSource chunks, CryptConfig? crypt, bool encrypted,
+        ChunkedReaderOptions? options = null)
+    {
+        if (encrypted && crypt is null) throw new PbsKeyException("KeyRequired", $"{archive} is encrypted; a key is needed to read it");
+        _archive = archive;
+        _index = index;
+        _chunks = chunks;
+        _crypt = encrypted ? crypt : null;
+        _encrypted = encrypted;
+        _options = options ?? new ChunkedReaderOptions();
+        if (_options.CacheChunks < 1) throw new ArgumentOutOfRangeException(nameof(options), "the cache needs room for one chunk");
+        _rawSize = index.MaxChunkSize + FileFormats.EncryptedBlobHeaderSize;
+        if (index.Count > 0)
+        {
+            // Zero chunks: a fixed index's chunk size and its last chunk's; a dynamic index's largest chunk, which is
+            // what a content-defined chunker cuts out of a long run of zeros (its hash never hits a boundary there).
+            _zeroFull = ChunkVerifier.ZeroChunkDigest(index.MaxChunkSize, _crypt);
+            int last = index.LengthOf(index.Count - 1);
+            if (last != index.MaxChunkSize) _zeroLast = ChunkVerifier.ZeroChunkDigest(last, _crypt);
+        }
+    }
+
+    public long Length => _index.Size;
+    public IChunkIndex Index => _index;
+
+    /// <summary>Chunks fetched from the source so far (zero chunks and cache hits not counted).</summary>
+    public long ChunksFetched => Interlocked.Read(ref _fetched);
+
+    /// <summary>Encoded bytes fetched from the source so far.</summary>
+    public long BytesFetched => Interlocked.Read(ref _bytesFetched);
+
+    /// <summary>Zero chunks served without a fetch.</summary>
+    public long ZeroChunksServed => Interlocked.Read(ref _zeroServed);
+
+    public async ValueTask<int> ReadAtAsync(long offset, Memory<byte> buffer, CancellationToken ct)
+    {
+        if (offset < 0) throw new ArgumentOutOfRangeException(nameof(offset));
+        if (offset >= Length || buffer.Length == 0) return 0;
+        int want = (int)Math.Min(buffer.Length, Length - offset);
+        int done = 0;
+        int chunk = FindChunk(offset);
+        while (done < want)
+        {
+            long start = _index.OffsetOf(chunk);
+            int length = _index.LengthOf(chunk);
+            int within = (int)(offset + done - start);
+            int n = Math.Min(length - within, want - done);
+            var data = await GetChunkAsync(chunk, ct).ConfigureAwait(false);
+            if (data.Length == 0) buffer.Span.Slice(done, n).Clear(); // a zero chunk
+            else data.AsSpan(within, n).CopyTo(buffer.Span[done..]);
+            done += n;
+            chunk++;
+        }
+        return done;
+    }
+
+    /// <summary>The index entry holding <paramref name="offset"/> (binary search over the end offsets).</summary>
+    public int FindChunk(long offset)
+    {
+        if (_index is FixedIndex f) return (int)(offset / f.ChunkSize);
+        int lo = 0, hi = _index.Count - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (_index.OffsetOf(mid) + _index.LengthOf(mid) <= offset) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo;
+    }
+
+    private bool IsZero(int chunk)
+    {
+        var d = _index.DigestAt(chunk);
+        int len = _index.LengthOf(chunk);
+        return (len == _index.MaxChunkSize && _zeroFull == d) || (_zeroLast == d && chunk == _index.Count - 1);
+    }
+
+    /// <summary>The decoded chunk (an empty array stands for all zeros), from the cache or one shared fetch.</summary>
+    private Task<byte[]> GetChunkAsync(int chunk, CancellationToken ct)
+    {
+        if (IsZero(chunk))
+        {
+            Interlocked.Increment(ref _zeroServed);
+            return Task.FromResult(Array.Empty<byte>());
+        }
+        Task<byte[]> task;
+        bool sequential;
+        lock (_gate)
+        {
+            task = Lookup(chunk);
+            sequential = chunk == _lastChunk + 1 || chunk == _lastChunk;
+            _lastChunk = chunk;
+            if (sequential)
+                for (int ahead = 1; ahead <= _options.ReadAhead && chunk + ahead < _index.Count; ahead++)
+                    if (!IsZero(chunk + ahead)) Lookup(chunk + ahead);
+        }
+        // The fetch runs on its own token (others may be waiting for it); this caller stops waiting when cancelled.
+        return task.WaitAsync(ct);
+    }
+
+    /// <summary>Under the lock: the cached or in-flight task of a chunk, else a new fetch; trims the cache.</summary>
+    private Task<byte[]> Lookup(int chunk)
+    {
+        if (_cache.TryGetValue(chunk, out var node))
+        {
+            _lru.Remove(node);
+            _lru.AddFirst(node);
+            return node.Value.Task;
+        }
+        var task = Task.Run(() => FetchAsync(chunk));
+        var added = _lru.AddFirst(new Slot(chunk, task));
+        _cache[chunk] = added;
+        // Failed fetches leave the cache, so that a later read tries again instead of repeating an old error.
+        task.ContinueWith(t =>
+        {
+            lock (_gate)
+                if (_cache.TryGetValue(chunk, out var n) && n == added)
+                {
+                    _cache.Remove(chunk);
+                    _lru.Remove(n);
+                }
+        }, CancellationToken.None, TaskContinuationOptions.NotOnRanToCompletion, TaskScheduler.Default);
+        // Evict the least recently used; readers holding one of them keep their array, the cache just forgets it.
+        while (_cache.Count > _options.CacheChunks + _options.ReadAhead && _lru.Last is { } last && last != added)
+        {
+            _lru.RemoveLast();
+            _cache.Remove(last.Value.Index);
+        }
+        return task;
+    }
+
+    private async Task<byte[]> FetchAsync(int chunk)
+    {
+        var ct = _life.Token;
+        var job = new ChunkJob(_index.DigestAt(chunk), chunk, _index.LengthOf(chunk), [_index.OffsetOf(chunk)]);
+        var raw = _rawBuffers.TryTake(out var r) ? r : GC.AllocateUninitializedArray<byte>(_rawSize);
+        var decoder = _decoders.TryTake(out var d) ? d : new ChunkDecoder(_archive, _crypt, _encrypted, _index.MaxChunkSize);
+        try
+        {
+            int length;
+            try
+            {
+                length = await _chunks.ReadRawChunkAsync(job.Digest, raw, ct).ConfigureAwait(false);
+            }
+            catch (PbsException e)
+            {
+                throw ChunkDecoder.Blame(_archive, job, e);
+            }
+            Interlocked.Increment(ref _fetched);
+            Interlocked.Add(ref _bytesFetched, length);
+            var plain = GC.AllocateUninitializedArray<byte>(job.Length);
+            decoder.Decode(job, raw.AsSpan(0, length), plain); // throws (and clears) on any failed check
+            return plain;
+        }
+        finally
+        {
+            _rawBuffers.Add(raw);
+            _decoders.Add(decoder);
+        }
+    }
+
+    public void Dispose()
+    {
+        _life.Cancel();
+        while (_decoders.TryTake(out var d)) d.Dispose();
+        _life.Dispose();
+    }
+}

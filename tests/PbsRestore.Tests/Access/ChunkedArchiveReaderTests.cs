@@ -1,0 +1,167 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using PbsRestore.Access;
+using PbsRestore.Fixtures;
+using PbsRestore.Formats;
+using PbsRestore.Restore;
+using PbsRestore.Sources;
+using PbsRestore.Tests.Fixtures;
+using PbsRestore.Tests.Restore;
+
+namespace PbsRestore.Tests.Access;
+
+/// <summary>A chunk source that counts reads per digest and can delay them (to make concurrent readers overlap).</summary>
+internal sealed class CountingChunkSource(IChunkSource inner, int delayMs = 0) : IChunkSource
+{
+    public ConcurrentDictionary<ChunkDigest, int> Reads { get; } = new();
+    public int Total => Reads.Values.Sum();
+
+    public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    {
+        Reads.AddOrUpdate(digest, 1, (_, n) => n + 1);
+        if (delayMs > 0) await Task.Delay(delayMs, ct);
+        return await inner.ReadRawChunkAsync(digest, buffer, ct);
+    }
+}
+
+public sealed class ChunkedArchiveReaderTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+    public void Dispose() => _dir.Dispose();
+
+    private static byte[] Content(int size, int seed)
+    {
+        var data = new byte[size];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    private async Task<(ISnapshotReader Reader, byte[] Content)> WriteDynamicAsync(int size, CryptConfig? crypt = null)
+    {
+        var content = Content(size, 7);
+        var store = new DatastoreWriter(Path.Combine(_dir.Path, "store"));
+        var snap = store.BeginSnapshot("", "ct", "1", DateTimeOffset.FromUnixTimeSeconds(1_700_000_000), crypt);
+        snap.AddDynamic("root.pxar", new MemoryStream(content), DynamicChunking.ContentDefined(64 << 10));
+        snap.Finish();
+        var source = new LocalDatastore(store.RootPath);
+        var list = await source.ListSnapshotsAsync(BackupNamespace.Root, null, null, default);
+        return (await source.OpenSnapshotAsync(list[0].Ref, default), content);
+    }
+
+    [Fact]
+    public async Task Random_reads_match_the_content_and_a_full_read_has_the_restores_sha256()
+    {
+        var (reader, content) = await WriteDynamicAsync(3 << 20);
+        await using var _ = reader;
+        using var access = await ArchiveAccess.OpenAsync(reader, null, "root.pxar", new ChunkedReaderOptions { CacheChunks = 4 }, default);
+        Assert.True(access.Index.Count > 10);
+        Assert.Equal(content.LongLength, access.Length);
+
+        var rng = new Random(3);
+        for (int i = 0; i < 200; i++)
+        {
+            long offset = rng.NextInt64(access.Length);
+            var buf = new byte[rng.Next(1, 300_000)];
+            int n = await access.ReadAtAsync(offset, buf, default);
+            Assert.Equal((int)Math.Min(buf.Length, access.Length - offset), n);
+            Assert.True(content.AsSpan((int)offset, n).SequenceEqual(buf.AsSpan(0, n)), $"bytes differ at {offset}+{n}");
+        }
+
+        // Whole archive through a stream, against the restore pipeline's output of the same archive.
+        string restored = Path.Combine(_dir.Path, "restored.pxar");
+        await new ArchiveRestorer(reader, null).RestoreAsync("root.pxar", restored, new RestoreOptions(), new RestoreCounters(), default);
+        var viaReader = await SHA256.HashDataAsync(access.OpenRange(0, access.Length));
+        Assert.Equal(Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(restored))), Convert.ToHexString(viaReader));
+        Assert.Equal(0, await access.ReadAtAsync(access.Length, new byte[10], default));
+    }
+
+    [Fact]
+    public async Task Encrypted_archive_reads_back_exactly()
+    {
+        var crypt = new CryptConfig(Enumerable.Range(1, 32).Select(i => (byte)i).ToArray());
+        var (reader, content) = await WriteDynamicAsync(1 << 20, crypt);
+        await using var _ = reader;
+        using var access = await ArchiveAccess.OpenAsync(reader, crypt, "root.pxar", null, default);
+        var all = new byte[access.Length];
+        await access.ReadExactlyAtAsync(0, all, "test", default);
+        Assert.True(all.AsSpan().SequenceEqual(content));
+        await Assert.ThrowsAsync<PbsKeyException>(() => ArchiveAccess.OpenAsync(reader, null, "root.pxar", null, default));
+    }
+
+    [Fact]
+    public async Task Concurrent_readers_of_one_chunk_share_one_fetch_and_the_cache_stays_bounded()
+    {
+        var (reader, content) = await WriteDynamicAsync(2 << 20);
+        await using var _ = reader;
+        var restorer = new ArchiveRestorer(reader, null);
+        var manifest = await restorer.ReadManifestAsync(default);
+        var index = await restorer.ReadIndexAsync(restorer.ResolveArchive(manifest, "root.pxar"), default);
+        var counting = new CountingChunkSource(reader.Chunks, delayMs: 50);
+        using var access = new ChunkedArchiveReader("root.pxar", index, counting, null, false, new ChunkedReaderOptions { CacheChunks = 2, ReadAhead = 0 });
+
+        var tasks = Enumerable.Range(0, 16).Select(async i =>
+        {
+            var buf = new byte[100];
+            await access.ReadAtAsync(10 + i, buf, default);
+            Assert.True(content.AsSpan(10 + i, 100).SequenceEqual(buf));
+        });
+        await Task.WhenAll(tasks);
+        Assert.Equal(1, counting.Total);
+
+        // Walk backwards over every chunk (no read-ahead then): each is fetched once, and the cache forgets old ones,
+        // so going back to the start fetches chunk 0 again.
+        for (int c = index.Count - 1; c >= 0; c--)
+            await access.ReadAtAsync(index.OffsetOf(c), new byte[1], default);
+        int before = counting.Total;
+        Assert.Equal(index.Count, counting.Reads.Count);
+        await access.ReadAtAsync(index.OffsetOf(index.Count - 1), new byte[1], default);
+        Assert.Equal(before + 1, counting.Total);
+    }
+
+    [Fact]
+    public async Task Sequential_reading_fetches_ahead()
+    {
+        var (reader, _) = await WriteDynamicAsync(2 << 20);
+        await using var __ = reader;
+        var restorer = new ArchiveRestorer(reader, null);
+        var manifest = await restorer.ReadManifestAsync(default);
+        var index = await restorer.ReadIndexAsync(restorer.ResolveArchive(manifest, "root.pxar"), default);
+        var counting = new CountingChunkSource(reader.Chunks);
+        using var access = new ChunkedArchiveReader("root.pxar", index, counting, null, false, new ChunkedReaderOptions { ReadAhead = 3 });
+        await access.ReadAtAsync(0, new byte[1], default);
+        await access.ReadAtAsync(index.OffsetOf(1), new byte[1], default);
+        // Reading chunk 1 right after chunk 0 starts chunks 2..4 in the background.
+        for (int i = 0; i < 100 && counting.Reads.Count < 5; i++) await Task.Delay(20);
+        Assert.Equal(5, counting.Reads.Count);
+        Assert.All(counting.Reads.Values, n => Assert.Equal(1, n));
+    }
+
+    [Fact]
+    public async Task Zero_chunks_are_served_without_a_fetch_and_bad_chunks_are_never_served()
+    {
+        var source = new FakeChunkSource();
+        const int size = 64 << 10;
+        var data = Content(size, 1);
+        var digests = new List<ChunkDigest> { source.Add(data), ChunkVerifier.ZeroChunkDigest(size, null), source.Add(Content(size, 2)) };
+        var index = FixedIndex.Parse(FixedIndex.Build(Guid.NewGuid(), DateTimeOffset.UnixEpoch, 3L * size, size, digests));
+        using var access = new ChunkedArchiveReader("disk.img", index, source, null, false, new ChunkedReaderOptions { ReadAhead = 0 });
+        var zero = new byte[size];
+        zero.AsSpan().Fill(0xAA);
+        Assert.Equal(size, await access.ReadAtAsync(size, zero, default));
+        Assert.All(zero, b => Assert.Equal(0, b));
+        Assert.Equal(0, source.Reads);
+        Assert.Equal(1, access.ZeroChunksServed);
+
+        // Chunk 2's blob replaced by another chunk's: the digest check fails, the error names the chunk, no bytes.
+        using (var enc = new BlobEncoder()) source.Replace(digests[2], enc.Encode(data, null, true));
+        var buf = new byte[16];
+        var e = await Assert.ThrowsAsync<ChunkException>(async () => await access.ReadAtAsync(2L * size + 5, buf, default));
+        Assert.Equal("ChunkDigestMismatch", e.ErrorId);
+        Assert.Equal(2, e.ChunkIndex);
+        Assert.Contains(digests[2].ToString(), e.Message);
+        Assert.All(buf, b => Assert.Equal(0, b));
+        // Chunk 0 still reads fine.
+        Assert.Equal(16, await access.ReadAtAsync(0, buf, default));
+        Assert.True(data.AsSpan(0, 16).SequenceEqual(buf));
+    }
+}
