@@ -243,7 +243,7 @@ function ConvertFrom-DiskImage([string] $Path, [string] $Format) {
     $qemuImg = (Get-Command qemu-img -ErrorAction SilentlyContinue).Source
     if (-not $qemuImg) { throw 'qemu-img not found: install qemu-utils (build.ps1 Test does when it runs as root)' }
     if ($Format -in 'vhdx', 'vmdk') {
-        $check = & $qemuImg check -f vhdx $Path 2>&1
+        $check = & $qemuImg check -f $Format $Path 2>&1
         if ($LASTEXITCODE -ne 0) { throw "qemu-img check failed: $check" }
     }
     $raw = "$Path.qemu.raw"

@@ -222,7 +222,8 @@ Describe 'Genuine PBS server: Restore-PbsImage' -Skip:([bool]$script:UpstreamSki
         $snap = @($script:Expected.snapshots | Where-Object { $_.namespace -eq 'prod' })[0]
         $dest = Join-Path (New-OutputFolder $TestDrive) 'vm200.raw'
         $r = Get-PbsSnapshot @script:Token -Namespace prod -BackupType vm -Latest -ErrorAction Stop | Restore-PbsImage -Archive drive-scsi0.img -Destination $dest -ErrorAction Stop
-        $r.Snapshot | Should -Be "ns/prod/vm/200/$($snap.time)"
+        $r.Snapshot | Should -Be "vm/200/$($snap.time)"   # type/id/time, as Get-PbsSnapshot shows it
+        $r.Namespace | Should -Be 'prod'
         Get-Sha256 $dest | Should -BeExactly (@($snap.archives | Where-Object name -EQ 'drive-scsi0.img.fidx')[0].sha256)
     }
 
