@@ -20,7 +20,9 @@ BeforeAll {
     $script:Demo = ($json -join "`n") | ConvertFrom-Json -DateKind String
     $script:KeySecret = $script:Demo.key.password
     $script:KeyPassword = New-TestPassword $script:KeySecret
-    function script:Get-DemoSha([string] $SnapshotPath, [string] $Archive) {
+    function script:Get-DemoSha([string] $SnapshotPath, [string] $Archive, [string] $Namespace) {
+        # A result's Snapshot is type/id/time; the writer's path has the namespace folders in front.
+        if ($Namespace) { $SnapshotPath = "ns/$($Namespace -replace '/', '/ns/')/$SnapshotPath" }
         $s = @($script:Demo.snapshots | Where-Object path -EQ $SnapshotPath)
         $a = @($s[0].archives | Where-Object name -EQ $Archive)
         $a.Count | Should -Be 1
@@ -224,7 +226,7 @@ Describe 'Restore-PbsImage in a remote session over SSH' {
         # The same text, table and list, as the live objects give.
         ($remote | Format-Table | Out-String -Width 300) | Should -BeExactly ($local | Format-Table | Out-String -Width 300)
         ($remote | Format-List | Out-String -Width 300) | Should -BeExactly ($local | Format-List | Out-String -Width 300)
-        ($remote | Format-Table | Out-String -Width 300) | Should -Match 'Namespace\s+Snapshot\s+Encrypted\s+Size\s+Archives'
+        ($remote | Format-Table | Out-String -Width 300) | Should -Match 'Namespace\s+Snapshot\s+Comment\s+Encrypted\s+Size\s+Archives'
 
         $r = @(Invoke-Command -Session $Session -HideComputerName -ScriptBlock {
                 Restore-PbsImage -Repository $using:repo -Fingerprint $using:fp -Credential $using:cred -Snapshot vm/101 -DestinationFolder $using:dest `
@@ -232,7 +234,7 @@ Describe 'Restore-PbsImage in a remote session over SSH' {
             })
         $r.Count | Should -Be 2
         $table = $r | Format-Table | Out-String -Width 300
-        @($table -split "`r?`n" | Where-Object { $_.Trim() })[0] | Should -Match '^Snapshot\s+Archive\s+Format\s+Size\s+Duration\s+MB/s\s+Destination\s*$'
+        @($table -split "`r?`n" | Where-Object { $_.Trim() })[0] | Should -Match '^Namespace\s+Snapshot\s+Archive\s+Format\s+Size\s+Duration\s+MB/s\s+Destination\s*$'
         $table | Should -Match 'drive-scsi0\.img\s+Raw\s+64[.,]0 MiB\s+\d+[.,]\d+ s'
         $list = $r | Format-List | Out-String -Width 300
         $list | Should -Match 'Size\s+: 64[.,]0 MiB \(67[,.]108[,.]864 bytes\)'
@@ -316,7 +318,7 @@ Describe 'examples/Invoke-RecoveryAcrossHosts.ps1 with two hosts over SSH' {
                 # Deserialized results from the host, each file checked against the writer's SHA-256.
                 $x.PSObject.TypeNames[0] | Should -Be 'Deserialized.PbsRestore.Restore.RestoreResult'
                 $x.Destination | Should -BeLike "$dest*"
-                Get-Sha256 $x.Destination | Should -BeExactly (Get-DemoSha $x.Snapshot $x.Archive)
+                Get-Sha256 $x.Destination | Should -BeExactly (Get-DemoSha $x.Snapshot $x.Archive $x.Namespace)
             }
         }
         @($rows.Results.Destination | Sort-Object -Unique).Count | Should -Be 6
