@@ -10,10 +10,7 @@ BeforeAll {
     Import-Module (Join-Path $PSScriptRoot '../../PbsRestore.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
     Import-Module (Join-Path $PSScriptRoot 'ServerHelpers.psm1') -Force
-    $repo = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot ../..))
-    $fixtures = Get-ChildItem -Path (Join-Path $repo 'src/PbsRestore.Fixtures/bin') -Recurse -Filter PbsRestore.Fixtures.dll |
-        Where-Object { $_.Directory.Name -eq 'net10.0' } | Sort-Object LastWriteTime | Select-Object -Last 1
-    if (-not $fixtures) { throw 'PbsRestore.Fixtures.dll not built' }
+    $fixtures = Get-FixturesDll
 
     # A datastore written by our writer: vm/100 three times (notes 'web01' with a second line, then 'web01', then
     # 'web01-old'), vm/101 'db01', ct/105 without notes, and vm/102 only in namespace dev.

@@ -2,15 +2,7 @@
 # genuine proxmox-backup-client's backups (ct/300, ct/301 encrypted, host/files) compared with expected.json.
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot ../../PbsRestore.psd1) -Force
-    $repo = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot ../..))
-    $script:Fixtures = Get-ChildItem -Path (Join-Path $repo 'src/PbsRestore.Fixtures/bin') -Recurse -Filter PbsRestore.Fixtures.dll |
-        Where-Object { $_.Directory.Name -eq 'net10.0' } | Sort-Object LastWriteTime | Select-Object -Last 1
-    if (-not $script:Fixtures) { throw 'PbsRestore.Fixtures.dll not built' }
-    function Invoke-Writer([string[]] $Arguments) {
-        $out = & dotnet $script:Fixtures.FullName @Arguments 2>&1 | ForEach-Object { if ($_ -is [System.Management.Automation.ErrorRecord]) { Write-Host $_ } else { $_ } }
-        if ($LASTEXITCODE -ne 0) { throw "writer failed: $Arguments" }
-        ($out -join "`n") | ConvertFrom-Json
-    }
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
 
     # A source folder with known contents and times.
     $script:Source = Join-Path $TestDrive 'source'
@@ -26,8 +18,8 @@ BeforeAll {
     if (-not $IsWindows) { [IO.File]::CreateSymbolicLink((Join-Path $script:Source 'link-to-hosts'), 'etc/hosts') | Out-Null }
     $script:SourceFiles = @(Get-ChildItem $script:Source -Recurse -File | Where-Object { -not $_.LinkTarget })
     $script:Store = Join-Path $TestDrive 'store'
-    Invoke-Writer @('files', '--path', $script:Store, '--source', $script:Source, '--id', '300') | Out-Null
-    Invoke-Writer @('files', '--path', $script:Store, '--source', $script:Source, '--id', '301', '--split') | Out-Null
+    Invoke-FixtureWriter @('files', '--path', $script:Store, '--source', $script:Source, '--id', '300') | Out-Null
+    Invoke-FixtureWriter @('files', '--path', $script:Store, '--source', $script:Source, '--id', '301', '--split') | Out-Null
 
     function Get-Expected {
         $path = $env:PBS_UPSTREAM_DATA

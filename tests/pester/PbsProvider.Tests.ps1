@@ -1,13 +1,10 @@
 # The PbsRestore drive: a datastore folder browsed with the usual cmdlets.
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot ../../PbsRestore.psd1) -Force
-    $repo = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot ../..))
-    $fixtures = Get-ChildItem -Path (Join-Path $repo 'src/PbsRestore.Fixtures/bin') -Recurse -Filter PbsRestore.Fixtures.dll |
-        Where-Object { $_.Directory.Name -eq 'net10.0' } | Sort-Object LastWriteTime | Select-Object -Last 1
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
     $script:Store = Join-Path $TestDrive 'store'
-    & dotnet $fixtures.FullName files --path $script:Store --id 300 | Out-Null
-    if ($LASTEXITCODE -ne 0) { throw 'fixture writer failed' }
-    & dotnet $fixtures.FullName files --path $script:Store --id 301 --split | Out-Null
+    Invoke-FixtureWriter @('files', '--path', $script:Store, '--id', '300') | Out-Null
+    Invoke-FixtureWriter @('files', '--path', $script:Store, '--id', '301', '--split') | Out-Null
     New-PSDrive -Name pbstest -PSProvider PbsRestore -Root $script:Store | Out-Null
 }
 AfterAll { Remove-PSDrive -Name pbstest -ErrorAction SilentlyContinue }

@@ -3,16 +3,7 @@
 # contract a user types.
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot ../../PbsRestore.psd1) -Force
-    $repo = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot ../..))
-    $script:Fixtures = Get-ChildItem -Path (Join-Path $repo 'src/PbsRestore.Fixtures/bin') -Recurse -Filter PbsRestore.Fixtures.dll |
-        Where-Object { $_.Directory.Name -eq 'net10.0' } | Sort-Object LastWriteTime | Select-Object -Last 1
-    if (-not $script:Fixtures) { throw 'PbsRestore.Fixtures.dll not built' }
-
-    function Invoke-Writer([string[]] $Arguments) {
-        $out = & dotnet $script:Fixtures.FullName @Arguments 2>&1 | ForEach-Object { if ($_ -is [System.Management.Automation.ErrorRecord]) { Write-Host $_ } else { $_ } }
-        if ($LASTEXITCODE -ne 0) { throw "writer failed: $Arguments" }
-        ($out -join "`n") | ConvertFrom-Json
-    }
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
 
     $script:Store = Join-Path $TestDrive 'store'
     $script:Key = Join-Path $TestDrive 'pbkdf2.key'
@@ -20,9 +11,9 @@ BeforeAll {
     $common = @('image', '--path', $script:Store, '--ns', 'site-a/cluster1', '--type', 'vm', '--id', '300',
         '--size', '48MiB', '--chunk-size', '4MiB', '--pattern', 'zero:2,random:1,text:2,dup:1', '--conf',
         '--keyfile', $script:Key, '--password', $script:Password, '--kdf', 'pbkdf2')
-    $script:First = Invoke-Writer ($common + @('--time', '2024-06-01T08:00:00Z', '--seed', '7'))
+    $script:First = Invoke-FixtureWriter ($common + @('--time', '2024-06-01T08:00:00Z', '--seed', '7'))
     # Same seed: the second snapshot's chunks are already in the store (shared), as an incremental backup's are.
-    $script:Second = Invoke-Writer ($common + @('--time', '2024-06-02T08:00:00Z', '--seed', '7'))
+    $script:Second = Invoke-FixtureWriter ($common + @('--time', '2024-06-02T08:00:00Z', '--seed', '7'))
     $script:SecurePassword = ConvertTo-SecureString $script:Password -AsPlainText -Force
 }
 

@@ -292,4 +292,21 @@ function Invoke-InRecordingRunspace {
     $result
 }
 
+# Our datastore writer (src/PbsRestore.Fixtures), for tests that need data of a shape the golden set lacks.
+function Get-FixturesDll {
+    # The newest built PbsRestore.Fixtures.dll (net10.0), as a FileInfo; throws if it was not built.
+    $repo = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot ../..))
+    $dll = Get-ChildItem -Path (Join-Path $repo 'src/PbsRestore.Fixtures/bin') -Recurse -Filter PbsRestore.Fixtures.dll |
+        Where-Object { $_.Directory.Name -eq 'net10.0' } | Sort-Object LastWriteTime | Select-Object -Last 1
+    if (-not $dll) { throw 'PbsRestore.Fixtures.dll not built' }
+    $dll
+}
+
+function Invoke-FixtureWriter([string[]] $Arguments) {
+    # Runs the writer with these arguments and returns its JSON answer as an object; its messages go to the host.
+    $out = & dotnet (Get-FixturesDll).FullName @Arguments 2>&1 | ForEach-Object { if ($_ -is [System.Management.Automation.ErrorRecord]) { Write-Host $_ } else { $_ } }
+    if ($LASTEXITCODE -ne 0) { throw "writer failed: $Arguments" }
+    ($out -join "`n") | ConvertFrom-Json
+}
+
 Export-ModuleMember -Function *

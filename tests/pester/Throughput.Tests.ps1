@@ -5,10 +5,7 @@ BeforeAll {
     Import-Module (Join-Path $PSScriptRoot '../../PbsRestore.psd1') -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
     Import-Module (Join-Path $PSScriptRoot 'ServerHelpers.psm1') -Force
-    $repo = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot ../..))
-    $fixtures = Get-ChildItem -Path (Join-Path $repo 'src/PbsRestore.Fixtures/bin') -Recurse -Filter PbsRestore.Fixtures.dll |
-        Where-Object { $_.Directory.Name -eq 'net10.0' } | Sort-Object LastWriteTime | Select-Object -Last 1
-    if (-not $fixtures) { throw 'PbsRestore.Fixtures.dll not built' }
+    $fixtures = Get-FixturesDll
     # Half zero chunks (holes, done at once) and half random ones: the case where logical and worked-on rates differ most.
     $script:Store = Join-Path $TestDrive 'store'
     $out = & dotnet $fixtures.FullName image --path $script:Store --size 16MiB --chunk-size 256KiB --pattern 'zero:1,random:1' --parallel 1 2>$null
