@@ -92,26 +92,11 @@ Describe 'Restore-PbsImage stopped and resumed' {
     It 'after kill -9 in the middle, -Resume fetches only the chunks the journal does not hold and is bit-exact' {
         $dest = Join-Path $TestDrive 'killed.img'
         $journal = "$dest.partial.journal"
-        $script = Join-Path $TestDrive 'kill-me.ps1'
-        Set-Content -LiteralPath $script -Value @"
+        Invoke-KilledRestore (Join-Path $TestDrive 'kill-me.ps1') @"
 Import-Module '$($script:ModulePath)'
 `$env:PBS_PASSWORD = '$($script:Secret)'
 Restore-PbsImage -Repository '$($script:Repository)' -Fingerprint '$($script:Server.Fingerprint)' -Snapshot vm/500 -Archive drive-scsi0.img -Destination '$dest'
-"@
-        $pwsh = [Environment]::ProcessPath
-        $psi = [Diagnostics.ProcessStartInfo]::new($pwsh)
-        if ([IO.Path]::GetFileNameWithoutExtension($pwsh) -eq 'dotnet') { $psi.ArgumentList.Add((Join-Path $PSHOME 'pwsh.dll')) }
-        foreach ($a in '-NoProfile', '-NonInteractive', '-File', $script) { $psi.ArgumentList.Add($a) }
-        $psi.UseShellExecute = $false
-        $p = [Diagnostics.Process]::Start($psi)
-        try {
-            Wait-Journal $journal 10
-            $p.Kill() # SIGKILL: no cleanup code runs
-            $p.WaitForExit(10000) | Should -BeTrue
-        } finally {
-            if (-not $p.HasExited) { $p.Kill($true) }
-            $p.Dispose()
-        }
+"@ $journal 10
         Test-Path -LiteralPath $dest | Should -BeFalse
         $done = Get-JournalRecords $journal
         $done | Should -BeLessThan $script:AllChunks

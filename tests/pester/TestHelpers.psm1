@@ -237,6 +237,26 @@ function Wait-Journal([string] $Path, [int] $AtLeast, [int] $TimeoutSeconds = 60
     throw "the journal $Path did not reach $AtLeast records in $TimeoutSeconds s"
 }
 
+function Invoke-KilledRestore([string] $ScriptPath, [string] $ScriptText, [string] $Journal, [int] $AtLeast, [int] $TimeoutSeconds = 60) {
+    # Runs a restore script in a child pwsh and kills it (SIGKILL: no cleanup code runs) once its resume journal
+    # holds $AtLeast records: the kill -9 half of the kill -9 then -Resume tests.
+    Set-Content -LiteralPath $ScriptPath -Value $ScriptText
+    $pwsh = [Environment]::ProcessPath
+    $psi = [Diagnostics.ProcessStartInfo]::new($pwsh)
+    if ([IO.Path]::GetFileNameWithoutExtension($pwsh) -eq 'dotnet') { $psi.ArgumentList.Add((Join-Path $PSHOME 'pwsh.dll')) }
+    foreach ($a in '-NoProfile', '-NonInteractive', '-File', $ScriptPath) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    $p = [Diagnostics.Process]::Start($psi)
+    try {
+        Wait-Journal $Journal $AtLeast -TimeoutSeconds $TimeoutSeconds
+        $p.Kill()
+        $p.WaitForExit(10000) | Should -BeTrue
+    } finally {
+        if (-not $p.HasExited) { $p.Kill($true) }
+        $p.Dispose()
+    }
+}
+
 # Disk images read back by qemu-img (Debian qemu-utils), an implementation we did not write.
 function ConvertFrom-DiskImage([string] $Path, [string] $Format) {
     # qemu-img check (VHDX and VMDK: qemu has no checker for VHD), then qemu's own raw conversion. Format: vhdx, vmdk or vpc (VHD).

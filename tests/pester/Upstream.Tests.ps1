@@ -233,27 +233,12 @@ Describe 'Genuine PBS server: Restore-PbsImage' -Skip:([bool]$script:UpstreamSki
         $spec = "vm/100/$($snap.time)"
         $dest = Join-Path (New-OutputFolder $TestDrive) 'killed.raw'
         $all = (Restore-PbsImage @script:Token -Snapshot $spec -Archive drive-scsi0.img -Destination (Join-Path $TestDrive 'ref.raw') -ErrorAction Stop).ChunksFetched
-        $script = Join-Path $TestDrive 'kill-me.ps1'
         # 2 MB/s: the 64 MiB image (about 25 MB on the wire) takes several seconds, time enough to be killed midway.
-        Set-Content -LiteralPath $script -Value @"
+        Invoke-KilledRestore (Join-Path $TestDrive 'kill-me.ps1') @"
 Import-Module '$([IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../PbsRestore.psd1')))'
 `$env:PBS_PASSWORD = '$($script:Peer.secret)'
 Restore-PbsImage -Repository '$($script:TokenRepo)' -Fingerprint '$($script:Fp)' -Snapshot '$spec' -Archive drive-scsi0.img -Destination '$dest' -MaxBandwidth 2 -FetchConcurrency 1
-"@
-        $pwsh = [Environment]::ProcessPath
-        $psi = [Diagnostics.ProcessStartInfo]::new($pwsh)
-        if ([IO.Path]::GetFileNameWithoutExtension($pwsh) -eq 'dotnet') { $psi.ArgumentList.Add((Join-Path $PSHOME 'pwsh.dll')) }
-        foreach ($a in '-NoProfile', '-NonInteractive', '-File', $script) { $psi.ArgumentList.Add($a) }
-        $psi.UseShellExecute = $false
-        $p = [Diagnostics.Process]::Start($psi)
-        try {
-            Wait-Journal "$dest.partial.journal" 3 -TimeoutSeconds 120
-            $p.Kill() # SIGKILL: no cleanup code runs
-            $p.WaitForExit(10000) | Should -BeTrue
-        } finally {
-            if (-not $p.HasExited) { $p.Kill($true) }
-            $p.Dispose()
-        }
+"@ "$dest.partial.journal" 3 -TimeoutSeconds 120
         Test-Path -LiteralPath $dest | Should -BeFalse
         $done = Get-JournalRecords "$dest.partial.journal"
         $done | Should -BeLessThan $all
