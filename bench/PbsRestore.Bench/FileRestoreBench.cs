@@ -6,6 +6,7 @@ using PbsRestore.Fixtures;
 using PbsRestore.Formats.Pxar;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Bench;
 

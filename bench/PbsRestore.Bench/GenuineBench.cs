@@ -3,9 +3,10 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Bench;
 

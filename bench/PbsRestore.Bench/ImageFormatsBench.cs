@@ -5,6 +5,8 @@ using System.Text.Json;
 using PbsRestore.Fixtures;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Bench;
 

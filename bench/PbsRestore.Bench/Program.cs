@@ -6,9 +6,11 @@ using System.Text;
 using System.Text.Json;
 using PbsRestore.Fixtures;
 using PbsRestore.Formats;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Bench;
 

@@ -2,9 +2,11 @@ using System.Management.Automation;
 using System.Security;
 using PbsRestore.Formats;
 using PbsRestore.PowerShell.Completers;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.PowerShell;
 
@@ -150,7 +152,7 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
     /// </summary>
     protected bool ShouldWrite(string destination, ManifestFile entry, string action)
     {
-        bool device = Destinations.IsDevice(destination) && entry.Kind != ArchiveKind.Blob;
+        bool device = ImageDestinations.IsDevice(destination) && entry.Kind != ArchiveKind.Blob;
         if (device)
         {
             var info = DeviceDestination.Check(destination, entry.Size);

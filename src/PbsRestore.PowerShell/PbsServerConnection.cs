@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 
 namespace PbsRestore.PowerShell;
 

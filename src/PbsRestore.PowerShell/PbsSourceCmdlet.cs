@@ -3,8 +3,9 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Security;
 using PbsRestore.PowerShell.Completers;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Sources;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.PowerShell;
 

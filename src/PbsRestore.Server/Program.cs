@@ -11,6 +11,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using PbsRestore.Sources;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Server;
 

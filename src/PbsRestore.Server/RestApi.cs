@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using PbsRestore.Formats;
 using PbsRestore.Sources;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Server;
 

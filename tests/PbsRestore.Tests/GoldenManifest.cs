@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests;
 
@@ -76,7 +77,7 @@ public sealed class GoldenSnapshot
 
     /// <summary>Opens it from the golden folder datastore.</summary>
     public Task<PbsRestore.Sources.ISnapshotReader> OpenAsync() =>
-        new PbsRestore.Sources.LocalDatastore(TestPaths.GoldenPath("datastore")).OpenSnapshotAsync(Reference, default);
+        new PbsRestore.Sources.Local.LocalDatastore(TestPaths.GoldenPath("datastore")).OpenSnapshotAsync(Reference, default);
 
     /// <summary>Its key, opened (null when not encrypted); the scrypt key is derived once per run, as it is slow.</summary>
     public PbsRestore.Formats.CryptConfig? OpenKey() =>

@@ -35,7 +35,7 @@ Describe 'Get-FormatData for <Type>' -ForEach @(
     @{ Type = 'PbsRestore.Restore.RestoreResult'; List = $true }
     @{ Type = 'PbsRestore.Restore.RestoreMeasurement'; List = $true }
     @{ Type = 'PbsRestore.PowerShell.PbsServerConnection'; List = $true }
-    @{ Type = 'PbsRestore.Remote.DatastoreListItem'; List = $false }
+    @{ Type = 'PbsRestore.Sources.Remote.DatastoreListItem'; List = $false }
     @{ Type = 'PbsRestore.PowerShell.Commands.PbsNamespaceInfo'; List = $false }
 ) {
     It 'has a table view (list view too: <List>)' {

@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using PbsRestore.Formats;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Restore;
 
@@ -86,19 +88,19 @@ public sealed class ArchiveRestorer
     {
         var clock = Stopwatch.StartNew();
         destination = Path.GetFullPath(destination);
-        Destinations.CheckWritable(destination, options.Force, options.Resume);
+        ImageDestinations.CheckWritable(destination, options.Force, options.Resume);
         var manifest = await ReadManifestAsync(ct).ConfigureAwait(false);
         var entry = ResolveArchive(manifest, archive);
         CheckKey(manifest, entry);
         bool encrypted = entry.CryptMode == CryptMode.Encrypt;
 
         string shown = ArchiveNames.DisplayName(entry.FileName);
-        if (entry.Kind != ArchiveKind.FixedIndex && Destinations.IsDevice(destination))
+        if (entry.Kind != ArchiveKind.FixedIndex && ImageDestinations.IsDevice(destination))
             throw new PbsException("DestinationNotSupported", PbsErrorKind.InvalidArgument,
                 $"'{shown}' is not a disk image: restore it to a file, not onto device '{destination}'");
         // Only disk images (fixed indexes) become VHDX or VHD; a config blob or a container's file archive would be
         // meaningless inside one.
-        var format = Destinations.FormatFor(destination, options.Format);
+        var format = ImageDestinations.FormatFor(destination, options.Format);
         if (entry.Kind != ArchiveKind.FixedIndex && format != ImageFormat.Raw)
             throw new PbsException("FormatNotSupported", PbsErrorKind.InvalidArgument,
                 $"'{shown}' is not a disk image, so it cannot be written as {format}" +
@@ -107,15 +109,15 @@ public sealed class ArchiveRestorer
         {
             // A journal there belongs to an interrupted image restore: never replace that partial with a blob. (An
             // image of another archive is refused by OpenTarget, which compares the whole journal identity.)
-            if (options.Resume && Destinations.CanResume(destination))
-                throw ResumeMismatch(destination, WithStartOverHint(() => RestoreJournal.Load(Destinations.JournalPathFor(destination))).Identity,
+            if (options.Resume && ImageDestinations.CanResume(destination))
+                throw ResumeMismatch(destination, WithStartOverHint(() => RestoreJournal.Load(ImageDestinations.JournalPathFor(destination))).Identity,
                     $"{entry.FileName} of snapshot {_reader.Snapshot}");
             return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
         }
 
-        Destinations.CheckResumeSupported(destination, format, options.Resume);
+        ImageDestinations.CheckResumeSupported(destination, format, options.Resume);
         var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
-        var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, Destinations.FormatName(destination, format));
+        var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, ImageDestinations.FormatName(destination, format));
         var (target, journal, finished) = OpenTarget(destination, plan, identity, format, encrypted, options);
         var bad = options.SkipBadChunks ? new System.Collections.Concurrent.ConcurrentBag<BadRange>() : null;
         await using (target)
@@ -134,7 +136,7 @@ public sealed class ArchiveRestorer
                 target.Commit(options.Force);
                 journal.Delete();
             }
-            catch (Exception e) when (IsResumable(e) && Destinations.IsResumable(format))
+            catch (Exception e) when (IsResumable(e) && ImageDestinations.IsResumable(format))
             {
                 // Keep what is done; the journal already names it. (No flush here: Ctrl+C must stop at once, and
                 // the kernel has every write; a resume checks the records the last checkpoint did not cover.)
@@ -195,13 +197,13 @@ public sealed class ArchiveRestorer
     private (IDestination Target, RestoreJournal Journal, IReadOnlySet<int> Finished) OpenTarget(string destination, RestorePlan plan,
         JournalIdentity identity, ImageFormat format, bool encrypted, RestoreOptions options)
     {
-        string journalPath = Destinations.JournalPathFor(destination);
-        if (options.Resume && Destinations.CanResume(destination))
+        string journalPath = ImageDestinations.JournalPathFor(destination);
+        if (options.Resume && ImageDestinations.CanResume(destination))
         {
             var contents = WithStartOverHint(() => RestoreJournal.Load(journalPath));
             if (contents.Identity != identity)
                 throw ResumeMismatch(destination, contents.Identity, Describe(identity));
-            var target = WithStartOverHint(() => Destinations.Reopen(destination, plan.Size, plan.MaxChunkSize, format));
+            var target = WithStartOverHint(() => ImageDestinations.Reopen(destination, plan.Size, plan.MaxChunkSize, format));
             try
             {
                 var verified = VerifyUnconfirmed(target, plan, contents.Unconfirmed, encrypted);
@@ -217,7 +219,7 @@ public sealed class ArchiveRestorer
                 throw;
             }
         }
-        var fresh = Destinations.Create(destination, plan.Size, plan.MaxChunkSize, format, options.Force);
+        var fresh = ImageDestinations.Create(destination, plan.Size, plan.MaxChunkSize, format, options.Force);
         try
         {
             // A valid (empty) image from the start: a VHD needs its footer, a VHDX its headers, to be reopened.
@@ -339,7 +341,7 @@ public sealed class ArchiveRestorer
         }
         counters.AddDone(plain.Length, 1);
         // A journal of an earlier, interrupted image restore to this name (started over with -Force).
-        if (File.Exists(Destinations.JournalPathFor(destination))) File.Delete(Destinations.JournalPathFor(destination));
+        if (File.Exists(ImageDestinations.JournalPathFor(destination))) File.Delete(ImageDestinations.JournalPathFor(destination));
         return Result(entry, destination, counters, clock);
     }
 

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using PbsRestore.Formats;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Restore;
 

@@ -1,13 +1,12 @@
+using PbsRestore.Destinations;
+using PbsRestore.Sources;
 namespace PbsRestore.Restore;
 
 /// <summary>How hard each stage of the restore pipeline works. The defaults tune themselves.</summary>
 public sealed record RestoreOptions
 {
-    /// <summary>
-    /// Upper bound of automatic fetch concurrency. Each fetch in flight holds one chunk buffer (4 MiB for VM
-    /// images), so this also bounds memory: 32 covers 40 ms of latency at well over 1 GB/s.
-    /// </summary>
-    public const int AutoFetchLimit = 32;
+    /// <summary>Upper bound of automatic fetch concurrency (<see cref="FetchBudget.AutoFetchLimit"/>).</summary>
+    public const int AutoFetchLimit = FetchBudget.AutoFetchLimit;
 
     /// <summary>
     /// Chunk reads in flight (for a server: requests on the wire). Null: automatic — start small and grow while

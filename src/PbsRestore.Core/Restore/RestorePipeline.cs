@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using PbsRestore.Formats;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Restore;
 

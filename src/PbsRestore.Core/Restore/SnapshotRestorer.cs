@@ -1,5 +1,6 @@
 using PbsRestore.Formats;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Restore;
 

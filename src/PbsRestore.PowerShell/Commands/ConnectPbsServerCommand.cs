@@ -1,5 +1,5 @@
 using System.Management.Automation;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 
 namespace PbsRestore.PowerShell.Commands;
 

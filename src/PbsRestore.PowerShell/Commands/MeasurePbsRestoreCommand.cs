@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using System.Management.Automation;
 using PbsRestore.Formats;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.PowerShell.Commands;
 
@@ -51,7 +52,7 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
             var opened = Run(async ct =>
             {
                 var o = await OpenArchiveAsync(source, ct).ConfigureAwait(false);
-                if (destination is not null) Destinations.CheckWritable(destination, Force);
+                if (destination is not null) ImageDestinations.CheckWritable(destination, Force);
                 return o;
             });
             try

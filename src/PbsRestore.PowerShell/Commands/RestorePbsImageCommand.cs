@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using PbsRestore.Formats;
 using PbsRestore.Restore;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.PowerShell.Commands;
 
@@ -156,7 +157,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         var opened = Run(async ct =>
         {
             var o = await OpenArchiveAsync(source, ct).ConfigureAwait(false);
-            Destinations.CheckWritable(destination, Force, Resume);
+            ImageDestinations.CheckWritable(destination, Force, Resume);
             return o;
         });
         try
@@ -164,15 +165,15 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             string name = ArchiveNames.DisplayName(opened.Entry.FileName);
             string action = $"restore {name} ({ProgressView.Size(opened.Entry.Size)}) of snapshot {opened.Reader.Snapshot}";
             bool image = opened.Entry.Kind == ArchiveKind.FixedIndex;
-            bool onDevice = Destinations.IsDevice(destination);
+            bool onDevice = ImageDestinations.IsDevice(destination);
             bool resumable = Resume && opened.Entry.Kind != ArchiveKind.Blob;
-            bool canResume = resumable && Destinations.CanResume(destination);
+            bool canResume = resumable && ImageDestinations.CanResume(destination);
             if (image && !onDevice)
             {
-                var format = Destinations.FormatFor(destination, options.Format);
-                Destinations.CheckResumeSupported(destination, format, Resume);
+                var format = ImageDestinations.FormatFor(destination, options.Format);
+                ImageDestinations.CheckResumeSupported(destination, format, Resume);
                 if (format != ImageFormat.Raw) action += $" as {format.ToString().ToUpperInvariant()}";
-                var byName = Destinations.FormatFor(destination, null);
+                var byName = ImageDestinations.FormatFor(destination, null);
                 if (options.Format is { } asked && asked != byName)
                     WriteWarning($"'{Path.GetFileName(destination)}' is named like a {byName} file but is written as {asked}; " +
                                  (byName == ImageFormat.Vmdk || asked == ImageFormat.Vmdk
@@ -238,7 +239,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             foreach (var e in entries)
             {
                 string path = SnapshotRestorer.PathFor(target, e, options.Format);
-                Destinations.CheckNotInterrupted(path, Force, Resume);
+                ImageDestinations.CheckNotInterrupted(path, Force, Resume);
                 DestinationFile.CheckWritable(path, Force, folderMustExist: false);
             }
             string list = string.Join(", ", entries.Select(e => ArchiveNames.DisplayName(e.FileName)));

@@ -3,8 +3,9 @@ using System.Collections.Concurrent;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
 using System.Runtime.CompilerServices;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Sources;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.PowerShell.Completers;
 

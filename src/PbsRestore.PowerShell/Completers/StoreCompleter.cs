@@ -1,7 +1,7 @@
 using System.Collections;
 using System.Management.Automation;
 using System.Management.Automation.Language;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 
 namespace PbsRestore.PowerShell.Completers;
 

@@ -6,6 +6,7 @@ using PbsRestore.Access;
 using PbsRestore.Formats;
 using PbsRestore.Formats.Pxar;
 using PbsRestore.Sources;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.PowerShell.Provider;
 

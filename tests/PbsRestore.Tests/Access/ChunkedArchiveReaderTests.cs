@@ -7,6 +7,7 @@ using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Fixtures;
 using PbsRestore.Tests.Restore;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Access;
 

@@ -4,6 +4,7 @@ using PbsRestore.Access;
 using PbsRestore.Fixtures;
 using PbsRestore.Formats.Pxar;
 using PbsRestore.Sources;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Pxar;
 

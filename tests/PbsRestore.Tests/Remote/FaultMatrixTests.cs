@@ -1,12 +1,13 @@
 using System.Security.Cryptography;
 using PbsRestore.Formats;
 using PbsRestore.Fixtures;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Fixtures;
 using PbsRestore.Tests.Server;
 using Xunit.Abstractions;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Tests.Remote;
 
@@ -167,7 +168,7 @@ public sealed class FaultMatrixTests(FaultStoreFixture store, ITestOutputHelper 
         Assert.False(File.Exists(o.Destination));
         // Damaged or missing data will not mend itself: nothing is kept. A server error might: the partial stays for -Resume.
         Assert.Equal(fault == "500", File.Exists(DestinationFile.PartialPathFor(o.Destination)));
-        Assert.Equal(fault == "500", File.Exists(Destinations.JournalPathFor(o.Destination)));
+        Assert.Equal(fault == "500", File.Exists(ImageDestinations.JournalPathFor(o.Destination)));
     }
 
     [Fact]

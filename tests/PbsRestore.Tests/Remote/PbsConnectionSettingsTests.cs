@@ -1,4 +1,4 @@
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 
 namespace PbsRestore.Tests.Remote;
 

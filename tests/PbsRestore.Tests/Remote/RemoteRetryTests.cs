@@ -1,8 +1,9 @@
 using System.Security.Cryptography;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Server;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Tests.Remote;
 

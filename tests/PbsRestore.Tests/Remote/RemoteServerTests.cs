@@ -1,9 +1,10 @@
 using System.Security.Cryptography;
 using PbsRestore.Formats;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Server;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Remote;
 

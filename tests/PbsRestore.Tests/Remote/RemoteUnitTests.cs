@@ -2,7 +2,7 @@ using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Sources;
 
 namespace PbsRestore.Tests.Remote;

@@ -2,6 +2,8 @@ using System.Security.Cryptography;
 using PbsRestore.Formats;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Restore;
 

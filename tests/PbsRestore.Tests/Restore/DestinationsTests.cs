@@ -1,4 +1,5 @@
 using PbsRestore.Restore;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Tests.Restore;
 
@@ -13,7 +14,7 @@ public sealed class DestinationsTests
     [InlineData("disk.img", ImageFormat.Vhdx, ImageFormat.Vhdx)]
     [InlineData("disk.vhdx", ImageFormat.Raw, ImageFormat.Raw)]
     public void The_format_comes_from_the_parameter_else_the_extension(string path, ImageFormat? requested, ImageFormat expected) =>
-        Assert.Equal(expected, Destinations.FormatFor(path, requested));
+        Assert.Equal(expected, ImageDestinations.FormatFor(path, requested));
 
     [Fact]
     public void A_device_node_or_pipe_is_never_replaced_by_a_file()
@@ -23,14 +24,14 @@ public sealed class DestinationsTests
         var e = Assert.Throws<PbsException>(() => DestinationFile.CheckWritable("/dev/null", force: true));
         Assert.Equal("DestinationNotSupported", e.ErrorId);
         Assert.Contains("/dev/null", e.Message);
-        Assert.False(Destinations.IsDevice("/dev/null"));
-        Assert.Throws<PbsException>(() => Destinations.CheckWritable("/dev/null", force: true));
+        Assert.False(ImageDestinations.IsDevice("/dev/null"));
+        Assert.Throws<PbsException>(() => ImageDestinations.CheckWritable("/dev/null", force: true));
     }
 
     [Fact]
     public void A_file_destination_keeps_its_journal_beside_the_partial_file()
     {
         string dest = Path.Combine(Path.GetTempPath(), "x", "disk.img");
-        Assert.Equal(dest + ".partial.journal", Destinations.JournalPathFor(dest));
+        Assert.Equal(dest + ".partial.journal", ImageDestinations.JournalPathFor(dest));
     }
 }

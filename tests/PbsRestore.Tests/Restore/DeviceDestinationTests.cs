@@ -6,6 +6,8 @@ using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Fixtures;
 using Xunit.Abstractions;
+using PbsRestore.Destinations;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Restore;
 

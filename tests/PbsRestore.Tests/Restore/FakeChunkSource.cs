@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using PbsRestore.Formats;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Tests.Restore;
 

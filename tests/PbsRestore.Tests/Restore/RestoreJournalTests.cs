@@ -4,6 +4,8 @@ using PbsRestore.Fixtures;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Fixtures;
+using PbsRestore.Destinations;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Restore;
 
@@ -98,7 +100,7 @@ public sealed class RestoreJournalTests : IDisposable
             var lost = plan.Jobs[5];
             Array.Clear(bytes, (int)lost.Offsets[0], lost.Length);
             File.WriteAllBytes(DestinationFile.PartialPathFor(dest), bytes);
-            using var j = RestoreJournal.Create(Destinations.JournalPathFor(dest),
+            using var j = RestoreJournal.Create(ImageDestinations.JournalPathFor(dest),
                 new JournalIdentity(snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, "Raw"));
             foreach (var job in plan.Jobs) j.MarkDone(job.FirstIndex);
         }
@@ -107,7 +109,7 @@ public sealed class RestoreJournalTests : IDisposable
         Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
         Assert.Equal(1, r.ChunksFetched);
         Assert.Equal(full.ChunksFetched, r.ChunksFetched + (full.ChunksFetched - 1));
-        Assert.False(File.Exists(Destinations.JournalPathFor(dest)));
+        Assert.False(File.Exists(ImageDestinations.JournalPathFor(dest)));
         Assert.False(File.Exists(DestinationFile.PartialPathFor(dest)));
     }
 
@@ -117,12 +119,12 @@ public sealed class RestoreJournalTests : IDisposable
         var (store, snapshot, _) = Generated();
         string dest = P("other.img");
         File.WriteAllBytes(DestinationFile.PartialPathFor(dest), new byte[40 * ChunkSize]);
-        using (RestoreJournal.Create(Destinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
+        using (RestoreJournal.Create(ImageDestinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
         var e = await Assert.ThrowsAsync<PbsException>(() => RestoreAsync(store, snapshot, dest, resume: true));
         Assert.Equal("ResumeMismatch", e.ErrorId);
         Assert.Contains("index ab12", e.Message);
         Assert.True(File.Exists(DestinationFile.PartialPathFor(dest)));
-        Assert.True(File.Exists(Destinations.JournalPathFor(dest)));
+        Assert.True(File.Exists(ImageDestinations.JournalPathFor(dest)));
     }
 
     [Fact]
@@ -132,14 +134,14 @@ public sealed class RestoreJournalTests : IDisposable
         var (store, snapshot, _) = Generated();
         string dest = P("x.raw");
         File.WriteAllBytes(DestinationFile.PartialPathFor(dest), new byte[40 * ChunkSize]);
-        using (RestoreJournal.Create(Destinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
+        using (RestoreJournal.Create(ImageDestinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
         await using var reader = await store.OpenSnapshotAsync(snapshot, default);
         var e = await Assert.ThrowsAnyAsync<PbsException>(() => new ArchiveRestorer(reader, null).RestoreAsync(archive, dest,
             new RestoreOptions { Resume = true }, new RestoreCounters(), default));
         Assert.Equal("ResumeMismatch", e.ErrorId);
         Assert.Contains("drive-scsi0.img.fidx", e.Message);
         Assert.Equal(40 * ChunkSize, new FileInfo(DestinationFile.PartialPathFor(dest)).Length);
-        Assert.True(File.Exists(Destinations.JournalPathFor(dest)));
+        Assert.True(File.Exists(ImageDestinations.JournalPathFor(dest)));
     }
 
     [Fact]
@@ -150,7 +152,7 @@ public sealed class RestoreJournalTests : IDisposable
         var partial = new byte[40 * ChunkSize];
         partial[12345] = 0x5a; // "restored so far"
         File.WriteAllBytes(DestinationFile.PartialPathFor(dest), partial);
-        using (RestoreJournal.Create(Destinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
+        using (RestoreJournal.Create(ImageDestinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
         foreach (string archive in new[] { "drive-scsi0.img", "qemu-server.conf" })
         {
             await using var reader = await store.OpenSnapshotAsync(snapshot, default);
@@ -160,7 +162,7 @@ public sealed class RestoreJournalTests : IDisposable
             Assert.StartsWith("an interrupted restore of this archive exists; add -Resume to continue it or -Force to start over", e.Message);
             Assert.Contains(DestinationFile.PartialPathFor(dest), e.Message);
             Assert.Equal(partial, File.ReadAllBytes(DestinationFile.PartialPathFor(dest)));
-            Assert.True(File.Exists(Destinations.JournalPathFor(dest)));
+            Assert.True(File.Exists(ImageDestinations.JournalPathFor(dest)));
         }
         await using (var reader = await store.OpenSnapshotAsync(snapshot, default))
         {
@@ -169,7 +171,7 @@ public sealed class RestoreJournalTests : IDisposable
             Assert.Equal(0, r.ChunksResumed);
         }
         Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
-        Assert.False(File.Exists(Destinations.JournalPathFor(dest)));
+        Assert.False(File.Exists(ImageDestinations.JournalPathFor(dest)));
     }
 
     [Theory]
@@ -203,6 +205,6 @@ public sealed class RestoreJournalTests : IDisposable
         }
         Assert.False(File.Exists(dest));
         Assert.False(File.Exists(DestinationFile.PartialPathFor(dest)));
-        Assert.False(File.Exists(Destinations.JournalPathFor(dest)));
+        Assert.False(File.Exists(ImageDestinations.JournalPathFor(dest)));
     }
 }

@@ -1,4 +1,5 @@
 using PbsRestore.Restore;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Tests.Restore;
 

@@ -1,9 +1,10 @@
 using System.Security.Cryptography;
 using PbsRestore.Formats;
-using PbsRestore.Formats.DiskImages;
+using PbsRestore.DiskImages;
 using PbsRestore.Restore;
 using PbsRestore.Tests.Fixtures;
 using PbsRestore.Tests.Formats.DiskImages;
+using PbsRestore.Destinations;
 using static PbsRestore.Tests.Formats.DiskImages.DiskImageTestSupport;
 
 namespace PbsRestore.Tests.Restore;

@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using PbsRestore.Formats;
 using Xunit.Abstractions;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Server;
 
@@ -189,7 +190,7 @@ public sealed class ServerThroughputBenchmark(ITestOutputHelper output)
     {
         string? ds = Environment.GetEnvironmentVariable("PBS_SERVER_BENCH_DATASTORE");
         if (string.IsNullOrEmpty(ds)) return;
-        var local = new PbsRestore.Sources.LocalDatastore(ds);
+        var local = new PbsRestore.Sources.Local.LocalDatastore(ds);
         var snap = (await local.ListSnapshotsAsync(PbsRestore.Sources.BackupNamespace.Root, null, null, default)).First(s => s.Files.Any(f => f.Name.EndsWith(".fidx")));
         string fidxName = snap.Files.First(f => f.Name.EndsWith(".fidx")).Name;
         int concurrency = int.TryParse(Environment.GetEnvironmentVariable("PBS_SERVER_BENCH_CONCURRENCY"), out int c) ? c : 16;

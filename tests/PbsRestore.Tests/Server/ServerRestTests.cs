@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using PbsRestore.Sources;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Server;
 

@@ -1,5 +1,6 @@
 using PbsRestore.Sources;
 using PbsRestore.Tests.Restore;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Sources;
 

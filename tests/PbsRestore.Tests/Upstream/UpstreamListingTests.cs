@@ -1,8 +1,9 @@
 using System.Net;
 using System.Text.Json;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Server;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Upstream;
 

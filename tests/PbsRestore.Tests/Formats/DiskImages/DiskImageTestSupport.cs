@@ -4,10 +4,12 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using PbsRestore.Fixtures;
 using PbsRestore.Formats;
-using PbsRestore.Formats.DiskImages;
+using PbsRestore.DiskImages;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Fixtures;
+using PbsRestore.Destinations;
+using PbsRestore.Sources.Local;
 
 namespace PbsRestore.Tests.Formats.DiskImages;
 

@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using PbsRestore.Formats.DiskImages;
+using PbsRestore.DiskImages;
 
 namespace PbsRestore.Tests.Formats.DiskImages;
 

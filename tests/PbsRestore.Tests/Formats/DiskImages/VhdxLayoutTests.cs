@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
-using PbsRestore.Formats.DiskImages;
+using PbsRestore.DiskImages;
 
 namespace PbsRestore.Tests.Formats.DiskImages;
 
