@@ -24,7 +24,7 @@ public sealed class DeviceDestination : IDestination, IReadableDestination
         _handle = handle;
         _stream = new FileStream(handle, FileAccess.ReadWrite, bufferSize: 0);
         _imageSize = imageSize;
-        _alignment = OperatingSystem.IsWindows() && info.IsDevice ? info.LogicalSectorSize : 1;
+        _alignment = BlockDevices.WriteAlignment(info);
     }
 
     public string Destination { get; }

@@ -68,7 +68,7 @@ internal sealed class PartialFile : IDisposable
         if (!File.Exists(path))
             throw new PbsNotFoundException("PartialFileNotFound", $"there is no partial file '{path}' to resume");
         var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
-        bool sparse = !OperatingSystem.IsWindows() || File.GetAttributes(path).HasFlag(FileAttributes.SparseFile);
+        bool sparse = SparseFiles.IsSparse(path);
         return new PartialFile(destination, path, stream, sparse) { Keep = true }; // a failed reopen must not cost it
     }
 

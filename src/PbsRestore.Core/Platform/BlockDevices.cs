@@ -60,6 +60,12 @@ public sealed record DeviceInfo
 /// </summary>
 public static partial class BlockDevices
 {
+    /// <summary>
+    /// The granularity writes to <paramref name="info"/> must keep: Windows refuses raw disk I/O that is not whole
+    /// sectors; Linux block devices (and every file) go through the page cache and take any offset.
+    /// </summary>
+    public static int WriteAlignment(DeviceInfo info) => OperatingSystem.IsWindows() && info.IsDevice ? info.LogicalSectorSize : 1;
+
     /// <summary>Linux: an existing block device (symlinks such as /dev/disk/by-id/... followed). Windows: a \\.\PhysicalDriveN or \\.\X: path.</summary>
     public static bool IsDevicePath(string path)
     {

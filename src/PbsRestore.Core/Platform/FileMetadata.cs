@@ -15,6 +15,19 @@ public static class FileMetadata
     public static bool IsUnix => !OperatingSystem.IsWindows();
 
     /// <summary>Owners can be set: Unix as root (upstream's client restores owners only then, too).</summary>
+    /// <summary>Whether the host is Windows (an analyzer guard, so Windows-only calls after it are checked as such).</summary>
+    [System.Runtime.Versioning.SupportedOSPlatformGuard("windows")]
+    public static bool IsWindows => OperatingSystem.IsWindows();
+
+    /// <summary>How paths compare on this host: case-insensitively on Windows, exactly elsewhere.</summary>
+    public static StringComparison PathComparison => OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+
+    /// <summary>Sets the Unix permission bits (and setuid/setgid/sticky); Windows has none, so nothing happens there.</summary>
+    public static void SetPermissions(string path, int mode)
+    {
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, (UnixFileMode)(mode & 0xFFF));
+    }
+
     public static bool CanSetOwner => IsUnix && Unix.geteuid() == 0;
 
     /// <summary>Extended attributes (user.*; others need privileges) can be set: Linux.</summary>

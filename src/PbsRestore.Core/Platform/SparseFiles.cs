@@ -18,6 +18,9 @@ public static class SparseFiles
         return Windows.SetSparse(handle);
     }
 
+    /// <summary>Whether an existing file keeps unwritten ranges as holes: always on Linux, on NTFS when flagged sparse.</summary>
+    public static bool IsSparse(string path) => !OperatingSystem.IsWindows() || File.GetAttributes(path).HasFlag(FileAttributes.SparseFile);
+
     private static class Windows
     {
         // winioctl.h: CTL_CODE(FILE_DEVICE_FILE_SYSTEM, 49, METHOD_BUFFERED, FILE_SPECIAL_ACCESS)

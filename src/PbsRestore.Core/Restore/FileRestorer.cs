@@ -12,7 +12,7 @@ public sealed record FileRestoreOptions
     /// <summary>Set owners and groups (possible as root on Unix).</summary>
     public bool RestoreOwners { get; init; } = FileMetadata.CanSetOwner;
     /// <summary>Map names Windows cannot hold (always on Windows; settable for tests).</summary>
-    public bool MapWindowsNames { get; init; } = OperatingSystem.IsWindows();
+    public bool MapWindowsNames { get; init; } = FileMetadata.IsWindows;
 }
 
 /// <summary>Live counters of a file restore, for progress (read from another thread).</summary>
@@ -197,7 +197,7 @@ public sealed class FileRestorer(PxarArchive archive, FileRestoreOptions options
                 return;
             default:
                 _skipped++;
-                Warn($"'/{e.Path}': {Describe(e.Type)} skipped: " + (OperatingSystem.IsWindows() ? "Windows has no such files"
+                Warn($"'/{e.Path}': {Describe(e.Type)} skipped: " + (FileMetadata.IsWindows ? "Windows has no such files"
                     : e.Type == PxarEntryType.Socket ? "a socket is only meaningful to the process that listens on it" : "creating one needs root"));
                 return;
         }
@@ -264,7 +264,7 @@ public sealed class FileRestorer(PxarArchive archive, FileRestoreOptions options
     {
         string full = Path.GetFullPath(path);
         string root = _root.EndsWith(Path.DirectorySeparatorChar) ? _root : _root + Path.DirectorySeparatorChar;
-        if (!full.StartsWith(root, OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal))
+        if (!full.StartsWith(root, FileMetadata.PathComparison))
             throw new PbsException("PathOutsideDestination", PbsErrorKind.InvalidData,
                 $"'/{e.Path}' would be written to '{full}', outside the destination '{_root}'; refused");
     }
@@ -278,8 +278,7 @@ public sealed class FileRestorer(PxarArchive archive, FileRestoreOptions options
             try { FileMetadata.SetOwner(path, e.Uid, e.Gid); }
             catch (IOException x) { Warn($"'/{e.Path}': {x.Message}"); }
         }
-        if (!link && !OperatingSystem.IsWindows())
-            File.SetUnixFileMode(path, (UnixFileMode)(e.Permissions & 0xFFF));
+        if (!link) FileMetadata.SetPermissions(path, e.Permissions);
         if (FileMetadata.CanSetXattrs)
         {
             foreach (var x in e.Xattrs)
