@@ -9,7 +9,7 @@ public static class FormatExercise
     /// <summary>Opens a pxar archive (a v2 one fails for want of its payload) and reads everything: every entry, content, hardlink and lookup.</summary>
     public static void Pxar(byte[] input)
     {
-        var archive = PbsRestore.Formats.Pxar.PxarArchive.OpenAsync(new PbsRestore.Access.MemoryAccessData(input), null, default).GetAwaiter().GetResult();
+        var archive = PbsRestore.Formats.Pxar.PxarArchive.OpenAsync(new PbsRestore.Formats.MemoryAccessData(input), null, default).GetAwaiter().GetResult();
         int n = 0;
         var walk = archive.WalkAsync(archive.Root, default).GetAsyncEnumerator();
         while (walk.MoveNextAsync().AsTask().GetAwaiter().GetResult() && n++ < 100_000)
@@ -27,7 +27,7 @@ public static class FormatExercise
     /// <summary>Opens a catalog and walks every table.</summary>
     public static void Catalog(byte[] input)
     {
-        var catalog = PbsRestore.Formats.Pxar.PxarCatalog.OpenAsync(new PbsRestore.Access.MemoryAccessData(input), default).GetAwaiter().GetResult();
+        var catalog = PbsRestore.Formats.Pxar.PxarCatalog.OpenAsync(new PbsRestore.Formats.MemoryAccessData(input), default).GetAwaiter().GetResult();
         var stack = new Stack<PbsRestore.Formats.Pxar.CatalogEntry>([catalog.Root]);
         int n = 0;
         while (stack.Count > 0 && n++ < 100_000)

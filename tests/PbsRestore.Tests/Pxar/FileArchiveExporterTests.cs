@@ -1,5 +1,6 @@
 using System.Formats.Tar;
 using System.IO.Compression;
+using PbsRestore.Formats;
 using PbsRestore.Access;
 using PbsRestore.Fixtures;
 using PbsRestore.Formats.Pxar;

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using PbsRestore.Formats;
 using PbsRestore.Access;
 using PbsRestore.Fixtures;
 using PbsRestore.Formats.Pxar;

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
+using PbsRestore.Formats;
 using PbsRestore.Access;
 using PbsRestore.Fixtures;
 using PbsRestore.Formats.Pxar;

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
-using PbsRestore.Access;
+using PbsRestore.Formats;
 
 namespace PbsRestore.Formats.Pxar;
 

@@ -1,7 +1,7 @@
-namespace PbsRestore.Access;
+namespace PbsRestore.Formats;
 
 /// <summary>
-/// Bytes that can be read at any offset: an archive behind its index (<see cref="ChunkedArchiveReader"/>), or a
+/// Bytes that can be read at any offset: an archive behind its index (<c>Access.ChunkedArchiveReader</c>), or a
 /// plain buffer in tests. Format readers (pxar, catalog) depend on this only, so they never know where bytes live.
 /// Implementations must allow concurrent reads.
 /// </summary>
