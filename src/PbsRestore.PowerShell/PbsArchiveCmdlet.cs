@@ -121,8 +121,11 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
         return await source.OpenSnapshotAsync(reference, ct).ConfigureAwait(false);
     }
 
-    /// <summary>An opened archive: its reader (dispose it), the restorer, and its manifest entry.</summary>
-    protected sealed record OpenedArchive(ISnapshotReader Reader, ArchiveRestorer Restorer, ManifestFile Entry);
+    /// <summary>An opened archive: its reader (dispose it) and the archive (manifest read once, resolved, key checked).</summary>
+    protected sealed record OpenedArchive(ISnapshotReader Reader, Sources.OpenedArchive Archive)
+    {
+        public ManifestFile Entry => Archive.Entry;
+    }
 
     /// <summary>Finds the snapshot and archive and checks the key; reads only the manifest.</summary>
     protected async Task<OpenedArchive> OpenArchiveAsync(ISnapshotSource source, CancellationToken ct)
@@ -130,11 +133,8 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
         var reader = await OpenSnapshotAsync(source, ct).ConfigureAwait(false);
         try
         {
-            var restorer = new ArchiveRestorer(reader, Crypt);
-            var manifest = await restorer.ReadManifestAsync(ct).ConfigureAwait(false);
-            var entry = restorer.ResolveArchive(manifest, ArchiveName ?? "");
-            restorer.CheckKey(manifest, entry);
-            return new OpenedArchive(reader, restorer, entry);
+            var archive = await Sources.OpenedSnapshot.OpenArchiveAsync(reader, Crypt, ArchiveName ?? "", ct).ConfigureAwait(false);
+            return new OpenedArchive(reader, archive);
         }
         catch
         {

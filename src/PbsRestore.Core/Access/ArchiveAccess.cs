@@ -1,5 +1,4 @@
 using PbsRestore.Formats;
-using PbsRestore.Restore;
 using PbsRestore.Sources;
 
 namespace PbsRestore.Access;
@@ -14,21 +13,20 @@ public static class ArchiveAccess
     public static async Task<ChunkedArchiveReader> OpenAsync(ISnapshotReader snapshot, CryptConfig? crypt, string archive,
         ChunkedReaderOptions? options, CancellationToken ct)
     {
-        var restorer = new ArchiveRestorer(snapshot, crypt);
-        var manifest = await restorer.ReadManifestAsync(ct).ConfigureAwait(false);
-        var entry = restorer.ResolveArchive(manifest, archive);
-        return await OpenAsync(restorer, manifest, entry, crypt, options, ct).ConfigureAwait(false);
+        var opened = await OpenedSnapshot.OpenAsync(snapshot, crypt, ct).ConfigureAwait(false);
+        var entry = opened.Resolve(archive);
+        if (entry.Kind == ArchiveKind.Blob) throw NotAnIndex(entry);
+        return await OpenAsync(opened.Open(entry), options, ct).ConfigureAwait(false);
     }
 
-    /// <summary>Opens a manifest entry already resolved (e.g. the second archive of a split pair).</summary>
-    public static async Task<ChunkedArchiveReader> OpenAsync(ArchiveRestorer restorer, BackupManifest manifest, ManifestFile entry,
-        CryptConfig? crypt, ChunkedReaderOptions? options, CancellationToken ct)
+    /// <summary>Opens an archive already opened (resolved, key checked): reads and checks its index.</summary>
+    public static async Task<ChunkedArchiveReader> OpenAsync(OpenedArchive archive, ChunkedReaderOptions? options, CancellationToken ct)
     {
-        if (entry.Kind == ArchiveKind.Blob)
-            throw new PbsException("ArchiveNotAnIndex", PbsErrorKind.InvalidArgument, $"'{entry.FileName}' is a blob, not an index archive");
-        restorer.CheckKey(manifest, entry);
-        var index = await restorer.ReadIndexAsync(entry, ct).ConfigureAwait(false);
-        return new ChunkedArchiveReader(ArchiveNames.DisplayName(entry.FileName), index, restorer.Chunks, crypt,
-            entry.CryptMode == CryptMode.Encrypt, options);
+        if (archive.Kind == ArchiveKind.Blob) throw NotAnIndex(archive.Entry);
+        var index = await archive.ReadIndexAsync(ct).ConfigureAwait(false);
+        return new ChunkedArchiveReader(archive.DisplayName, index, archive.Chunks, archive.Snapshot.Crypt, archive.Encrypted, options);
     }
+
+    private static PbsException NotAnIndex(ManifestFile entry) =>
+        new("ArchiveNotAnIndex", PbsErrorKind.InvalidArgument, $"'{entry.FileName}' is a blob, not an index archive");
 }

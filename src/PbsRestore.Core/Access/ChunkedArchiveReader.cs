@@ -1,5 +1,4 @@
 using PbsRestore.Formats;
-using PbsRestore.Restore;
 using PbsRestore.Sources;
 
 namespace PbsRestore.Access;
@@ -17,7 +16,7 @@ public sealed record ChunkedReaderOptions
 /// <summary>
 /// Random access to the plaintext of one index archive (dynamic or fixed): any offset, any length. Chunks are
 /// fetched from the snapshot's <see cref="IChunkSource"/> only when a read touches them, decoded and verified by
-/// the restore's <see cref="ChunkDecoder"/> (CRC, GCM tag, size, digest) before a byte is served, and kept in a
+/// the one <see cref="ChunkDecoder"/> (CRC, GCM tag, size, digest) before a byte is served, and kept in a
 /// bounded LRU cache. Concurrent reads of one chunk share a single fetch; all-zero chunks are never fetched; a
 /// reader moving forward through the archive gets the next chunks fetched in the background (read-ahead).
 /// Used by the file-level restore (pxar) and meant for any block-level consumer.

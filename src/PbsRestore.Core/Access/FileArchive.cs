@@ -1,6 +1,5 @@
 using PbsRestore.Formats;
 using PbsRestore.Formats.Pxar;
-using PbsRestore.Restore;
 using PbsRestore.Sources;
 
 namespace PbsRestore.Access;
@@ -46,10 +45,13 @@ public sealed class FileArchive : IDisposable
         manifest.Files.Select(f => ArchiveNames.DisplayName(f.FileName))
             .Where(n => n.EndsWith(".pxar", StringComparison.Ordinal) || n.EndsWith(".mpxar", StringComparison.Ordinal));
 
-    public static async Task<FileArchive> OpenAsync(ISnapshotReader snapshot, CryptConfig? crypt, string archive, ChunkedReaderOptions? options, CancellationToken ct)
+    public static async Task<FileArchive> OpenAsync(ISnapshotReader snapshot, CryptConfig? crypt, string archive, ChunkedReaderOptions? options, CancellationToken ct) =>
+        await OpenAsync(await OpenedSnapshot.OpenAsync(snapshot, crypt, ct).ConfigureAwait(false), archive, options, ct).ConfigureAwait(false);
+
+    /// <summary>Opens a file archive of a snapshot already opened (its manifest is not read again).</summary>
+    public static async Task<FileArchive> OpenAsync(OpenedSnapshot snapshot, string archive, ChunkedReaderOptions? options, CancellationToken ct)
     {
-        var restorer = new ArchiveRestorer(snapshot, crypt);
-        var manifest = await restorer.ReadManifestAsync(ct).ConfigureAwait(false);
+        var manifest = snapshot.Manifest;
         string name = ArchiveNames.DisplayName(archive);
         string stem = name.EndsWith(".pxar", StringComparison.Ordinal) ? name[..^5]
             : name.EndsWith(".mpxar", StringComparison.Ordinal) || name.EndsWith(".ppxar", StringComparison.Ordinal) ? name[..^6]
@@ -60,7 +62,7 @@ public sealed class FileArchive : IDisposable
         bool wantSplit = name.EndsWith(".mpxar", StringComparison.Ordinal) || name.EndsWith(".ppxar", StringComparison.Ordinal);
         if (single is not null && !wantSplit)
         {
-            var data = await ArchiveAccess.OpenAsync(restorer, manifest, single, crypt, options, ct).ConfigureAwait(false);
+            var data = await ArchiveAccess.OpenAsync(snapshot.Open(single), options, ct).ConfigureAwait(false);
             try
             {
                 return new FileArchive(stem + ".pxar", await PxarArchive.OpenAsync(data, null, ct).ConfigureAwait(false), data, null);
@@ -73,11 +75,11 @@ public sealed class FileArchive : IDisposable
         }
         if (meta is not null && payload is not null)
         {
-            var m = await ArchiveAccess.OpenAsync(restorer, manifest, meta, crypt, options, ct).ConfigureAwait(false);
+            var m = await ArchiveAccess.OpenAsync(snapshot.Open(meta), options, ct).ConfigureAwait(false);
             ChunkedArchiveReader? p = null;
             try
             {
-                p = await ArchiveAccess.OpenAsync(restorer, manifest, payload, crypt, options, ct).ConfigureAwait(false);
+                p = await ArchiveAccess.OpenAsync(snapshot.Open(payload), options, ct).ConfigureAwait(false);
                 return new FileArchive(stem + ".mpxar", await PxarArchive.OpenAsync(m, p, ct).ConfigureAwait(false), m, p);
             }
             catch

@@ -62,6 +62,23 @@ public sealed class BackupManifest
             ? n.GetString()!.Split('\n')[0].TrimEnd('\r')
             : null;
 
+    /// <summary>
+    /// Decodes a manifest blob (<c>index.json.blob</c>, never encrypted) and parses it: the one decode for a manifest
+    /// from a datastore folder or a server. Errors name <paramref name="source"/>.
+    /// </summary>
+    public static BackupManifest FromBlob(ReadOnlySpan<byte> raw, string source)
+    {
+        try
+        {
+            using var decoder = new BlobDecoder(null, MaxJsonSize);
+            return Parse(decoder.DecodeToArray(raw), source);
+        }
+        catch (PbsException e) when (e is not PbsFormatException { ErrorId: "ManifestBadFileName" })
+        {
+            throw new PbsFormatException($"{source}: cannot read manifest: {e.Message}", e.ErrorId, e);
+        }
+    }
+
     public static BackupManifest Parse(ReadOnlySpan<byte> json, string? source = null)
     {
         string where = source ?? "manifest";

@@ -69,6 +69,41 @@ public sealed class BlobDecoder : IDisposable
         }
     }
 
+    /// <summary>
+    /// The one verified decode of a chunk or a blob (upstream's DataBlob::decode with its digest check): the blob's
+    /// crypt mode must be the one its archive's manifest entry implies (<see cref="DataBlob.ChunkMustBeEncrypted"/>),
+    /// an encrypted one needs the key, then the CRC, the GCM tag, decompression within the size bound, the exact
+    /// length and the digest when <paramref name="expect"/> knows them. On any failure <paramref name="plaintext"/>
+    /// is cleared, so no byte that failed a check is left for anyone to hand out.
+    /// </summary>
+    public int DecodeVerified(ReadOnlySpan<byte> raw, Span<byte> plaintext, BlobExpectation expect)
+    {
+        try
+        {
+            var kind = DataBlob.GetKind(raw);
+            if (DataBlob.IsEncrypted(kind) != expect.Encrypted)
+                throw expect.IsChunk
+                    ? new PbsIntegrityException("ChunkCryptModeMismatch",
+                        expect.Encrypted ? "the archive is encrypted but the chunk is not" : "the chunk is encrypted but the archive is not")
+                    : new PbsIntegrityException("BlobCryptModeMismatch", "the blob's encryption does not match the manifest's crypt-mode");
+            int n = Decode(raw, plaintext);
+            if (expect.Length is { } length && n != length)
+                throw new PbsIntegrityException("ChunkSizeMismatch", $"decoded to {n} bytes, the index expects {length}");
+            if (expect.Digest is { } digest)
+            {
+                var actual = ChunkVerifier.ComputeDigest(plaintext[..n], expect.Encrypted ? _crypt : null);
+                if (actual != digest)
+                    throw new PbsIntegrityException("ChunkDigestMismatch", $"content digest is {actual}");
+            }
+            return n;
+        }
+        catch (PbsException)
+        {
+            plaintext.Clear();
+            throw;
+        }
+    }
+
     /// <summary>Decodes a small blob (a config, a log, the manifest) into a new array.</summary>
     public byte[] DecodeToArray(ReadOnlySpan<byte> raw)
     {
@@ -100,4 +135,18 @@ public sealed class BlobDecoder : IDisposable
         new($"blob payload of {size} bytes exceeds the limit of {_maxDecodedSize} bytes", "BlobTooLarge");
 
     public void Dispose() => _zstd.Dispose();
+}
+
+/// <summary>
+/// What a verified decode (<see cref="BlobDecoder.DecodeVerified"/>) expects of a blob: its crypt mode (from the
+/// manifest entry), and for a chunk its length and digest (from the index). <paramref name="IsChunk"/> names the
+/// thing in errors (ChunkCryptModeMismatch or BlobCryptModeMismatch).
+/// </summary>
+public readonly record struct BlobExpectation(bool Encrypted, int? Length = null, ChunkDigest? Digest = null, bool IsChunk = true)
+{
+    /// <summary>A chunk of an index: crypt mode of its archive, length and digest from the index.</summary>
+    public static BlobExpectation Chunk(bool encrypted, int length, ChunkDigest digest) => new(encrypted, length, digest);
+
+    /// <summary>A blob archive (config, log): its crypt mode; its size and checksum are checked against the manifest.</summary>
+    public static BlobExpectation Blob(bool encrypted) => new(encrypted, IsChunk: false);
 }

@@ -70,6 +70,7 @@ public static class DataBlob
     /// <summary>
     /// Which crypt mode the chunks of a manifest entry must have: an encrypted archive references only
     /// encrypted chunks; plain and sign-only archives only unencrypted ones (upstream FileInfo::chunk_crypt_mode).
+    /// Every opened archive takes its crypt mode from here (<c>Sources.OpenedArchive.Encrypted</c>).
     /// </summary>
     public static bool ChunkMustBeEncrypted(CryptMode archiveMode) => archiveMode == CryptMode.Encrypt;
 }

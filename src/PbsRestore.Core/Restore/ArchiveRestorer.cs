@@ -14,85 +14,52 @@ namespace PbsRestore.Restore;
 /// </summary>
 public sealed class ArchiveRestorer
 {
-    /// <summary>Indexes larger than this are refused (a 1 PiB image at 4 MiB chunks has an 8 GiB index...; 256 MiB covers 32 TiB).</summary>
-    public const long MaxIndexSize = 256L << 20;
+    /// <summary>Indexes larger than this are refused (see <see cref="OpenedSnapshot.MaxIndexSize"/>).</summary>
+    public const long MaxIndexSize = OpenedSnapshot.MaxIndexSize;
     /// <summary>A blob archive (config, log) is small; upstream caps blobs at 128 MiB.</summary>
-    public const long MaxBlobFileSize = FileFormats.MaxBlobSize;
+    public const long MaxBlobFileSize = OpenedSnapshot.MaxBlobFileSize;
+    /// <summary>The client log, which no manifest lists (<see cref="OpenedSnapshot.ClientLogBlobName"/>).</summary>
+    public const string ClientLogBlobName = OpenedSnapshot.ClientLogBlobName;
 
     private readonly ISnapshotReader _reader;
     private readonly CryptConfig? _crypt;
 
+    /// <summary>A restorer that opens the snapshot itself (<see cref="RestoreAsync(string, string, RestoreOptions, RestoreCounters, CancellationToken, RestoreMetrics?)"/>).</summary>
     public ArchiveRestorer(ISnapshotReader reader, CryptConfig? crypt)
     {
         _reader = reader;
         _crypt = crypt;
     }
 
-    /// <summary>The chunks of the snapshot this restorer reads.</summary>
-    public IChunkSource Chunks => _reader.Chunks;
-
-    /// <summary>Reads and decodes the manifest, and checks the key against it.</summary>
-    public async Task<BackupManifest> ReadManifestAsync(CancellationToken ct)
+    /// <summary>Opens the snapshot and <paramref name="archive"/> (manifest, resolve, key) and restores it: for callers that have no opened archive yet.</summary>
+    public async Task<RestoreResult> RestoreAsync(string archive, string destination, RestoreOptions options, RestoreCounters counters, CancellationToken ct,
+        RestoreMetrics? metrics = null)
     {
-        var raw = await _reader.ReadFileAsync(FileFormats.ManifestBlobName, BackupManifest.MaxJsonSize + 1024, ct).ConfigureAwait(false);
-        return LocalDatastore.ReadManifest(raw, $"{_reader.Snapshot}/{FileFormats.ManifestBlobName}");
+        destination = Path.GetFullPath(destination);
+        ImageDestinations.CheckWritable(destination, options.Force, options.Resume);
+        var opened = await OpenedSnapshot.OpenArchiveAsync(_reader, _crypt, archive, ct).ConfigureAwait(false);
+        return await RestoreAsync(opened, destination, options, counters, ct, metrics).ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// The client log is uploaded after the manifest is written, so no manifest lists it (upstream
-    /// CLIENT_LOG_BLOB_NAME). It can still be restored; only its CRC (and tag, if encrypted) can be checked.
-    /// </summary>
-    public const string ClientLogBlobName = "client.log.blob";
-
-    /// <summary>Finds the manifest entry for what the user typed, or fails listing what exists.</summary>
-    public ManifestFile ResolveArchive(BackupManifest manifest, string archive) =>
-        ArchiveNames.Resolve(manifest, archive)
-        ?? (archive is ClientLogBlobName or "client.log" ? new ManifestFile(ClientLogBlobName, CryptMode.None, -1, []) : null)
-        ?? throw new PbsNotFoundException("ArchiveNotFound",
-            $"snapshot '{_reader.Snapshot}' has no archive '{archive}'; it has: {string.Join(", ", manifest.Files.Select(f => ArchiveNames.DisplayName(f.FileName)))}");
-
-    /// <summary>Checks the key before anything else: required for encrypted archives, must match the manifest's.</summary>
-    public void CheckKey(BackupManifest manifest, ManifestFile entry)
-    {
-        if (IsUnlisted(entry)) return;
-        if (entry.CryptMode == CryptMode.Encrypt && _crypt is null)
-            throw new PbsKeyException("KeyRequired",
-                $"archive '{entry.FileName}' of snapshot '{_reader.Snapshot}' is encrypted" +
-                (manifest.KeyFingerprint is { } fp ? $" with key {fp.ToShortString()}" : "") + "; give its key file with -Keyfile");
-        manifest.VerifyKey(_crypt, $"{_reader.Snapshot}/{FileFormats.ManifestBlobName}");
-    }
-
-    /// <summary>Downloads an index and checks it against its manifest entry.</summary>
-    public async Task<IChunkIndex> ReadIndexAsync(ManifestFile entry, CancellationToken ct)
-    {
-        var raw = await _reader.ReadFileAsync(entry.FileName, MaxIndexSize, ct).ConfigureAwait(false);
-        string where = $"{_reader.Location}/{entry.FileName}";
-        IChunkIndex index = entry.Kind switch
-        {
-            ArchiveKind.FixedIndex => FixedIndex.Parse(raw, where),
-            ArchiveKind.DynamicIndex => DynamicIndex.Parse(raw, where),
-            _ => throw new ArgumentException($"{entry.FileName} is not an index"),
-        };
-        // Upstream checks the recomputed checksum (never the header's) and the size against the manifest.
-        BackupManifest.VerifyFile(entry, index.Size, index.ComputeCsum(), where);
-        return index;
-    }
+    /// <summary>Opens the snapshot and <paramref name="archive"/> and restores it into <paramref name="sink"/> (see the overload).</summary>
+    public async Task<RestoreResult> RestoreToSinkAsync(string archive, IImageSink sink, RestoreOptions options, RestoreCounters counters,
+        RestoreMetrics? metrics, CancellationToken ct) =>
+        await RestoreToSinkAsync(await OpenedSnapshot.OpenArchiveAsync(_reader, _crypt, archive, ct).ConfigureAwait(false), sink, options, counters, metrics, ct)
+            .ConfigureAwait(false);
 
     /// <summary>
     /// Restores one archive to <paramref name="destination"/>. Images are journaled: a restore stopped by
     /// cancellation or a lost connection keeps its partial file and journal, and <see cref="RestoreOptions.Resume"/>
     /// continues it; other failures leave nothing behind.
     /// </summary>
-    public async Task<RestoreResult> RestoreAsync(string archive, string destination, RestoreOptions options, RestoreCounters counters, CancellationToken ct,
-        RestoreMetrics? metrics = null)
+    public static async Task<RestoreResult> RestoreAsync(OpenedArchive archive, string destination, RestoreOptions options, RestoreCounters counters,
+        CancellationToken ct, RestoreMetrics? metrics = null)
     {
         var clock = Stopwatch.StartNew();
         destination = Path.GetFullPath(destination);
         ImageDestinations.CheckWritable(destination, options.Force, options.Resume);
-        var manifest = await ReadManifestAsync(ct).ConfigureAwait(false);
-        var entry = ResolveArchive(manifest, archive);
-        CheckKey(manifest, entry);
-        bool encrypted = entry.CryptMode == CryptMode.Encrypt;
+        var entry = archive.Entry;
+        var snapshot = archive.Snapshot.Snapshot;
 
         string shown = ArchiveNames.DisplayName(entry.FileName);
         if (entry.Kind != ArchiveKind.FixedIndex && ImageDestinations.IsDevice(destination))
@@ -111,21 +78,21 @@ public sealed class ArchiveRestorer
             // image of another archive is refused by OpenTarget, which compares the whole journal identity.)
             if (options.Resume && ImageDestinations.CanResume(destination))
                 throw ResumeMismatch(destination, WithStartOverHint(() => RestoreJournal.Load(ImageDestinations.JournalPathFor(destination))).Identity,
-                    $"{entry.FileName} of snapshot {_reader.Snapshot}");
-            return await RestoreBlobAsync(entry, encrypted, destination, options, counters, clock, ct).ConfigureAwait(false);
+                    $"{entry.FileName} of snapshot {snapshot}");
+            return await RestoreBlobAsync(archive, destination, options, counters, clock, ct).ConfigureAwait(false);
         }
 
         ImageDestinations.CheckResumeSupported(destination, format, options.Resume);
-        var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
-        var identity = new JournalIdentity(_reader.Snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, ImageDestinations.FormatName(destination, format));
-        var (target, journal, finished) = OpenTarget(destination, plan, identity, format, encrypted, options);
+        var plan = await PlanAsync(archive, ct).ConfigureAwait(false);
+        var identity = new JournalIdentity(snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, ImageDestinations.FormatName(destination, format));
+        var (target, journal, finished) = OpenTarget(destination, plan, identity, format, archive.ChunkKey, options);
         var bad = options.SkipBadChunks ? new System.Collections.Concurrent.ConcurrentBag<BadRange>() : null;
         await using (target)
         using (journal)
         {
             try
             {
-                await RestorePipeline.RunAsync(plan.Without(finished), _reader.Chunks, _crypt, encrypted, target, options, counters, ct, metrics,
+                await RestorePipeline.RunAsync(plan.Without(finished), archive.Chunks, archive.Snapshot.Crypt, archive.Encrypted, target, options, counters, ct, metrics,
                     onChunkError: bad is null ? null : e => RecordBadRange(bad, e), journal: journal).ConfigureAwait(false);
                 if (bad is { IsEmpty: false } && !target.ZerosAreHoles)
                 {
@@ -157,7 +124,7 @@ public sealed class ArchiveRestorer
                 throw;
             }
         }
-        return Result(entry, destination, counters, clock) with
+        return Result(archive, destination, counters, clock) with
         {
             Format = identity.Format,
             BadRanges = bad is null ? [] : bad.OrderBy(b => b.Offset).ToList(),
@@ -194,8 +161,8 @@ public sealed class ArchiveRestorer
     /// journal continued, and the chunk jobs already finished (records since the last checkpoint are checked
     /// against the destination's bytes first, where it can be read).
     /// </summary>
-    private (IDestination Target, RestoreJournal Journal, IReadOnlySet<int> Finished) OpenTarget(string destination, RestorePlan plan,
-        JournalIdentity identity, ImageFormat format, bool encrypted, RestoreOptions options)
+    private static (IDestination Target, RestoreJournal Journal, IReadOnlySet<int> Finished) OpenTarget(string destination, RestorePlan plan,
+        JournalIdentity identity, ImageFormat format, CryptConfig? chunkKey, RestoreOptions options)
     {
         string journalPath = ImageDestinations.JournalPathFor(destination);
         if (options.Resume && ImageDestinations.CanResume(destination))
@@ -206,7 +173,7 @@ public sealed class ArchiveRestorer
             var target = WithStartOverHint(() => ImageDestinations.Reopen(destination, plan.Size, plan.MaxChunkSize, format));
             try
             {
-                var verified = VerifyUnconfirmed(target, plan, contents.Unconfirmed, encrypted);
+                var verified = VerifyUnconfirmed(target, plan, contents.Unconfirmed, chunkKey);
                 var journal = RestoreJournal.Continue(journalPath, contents, verified);
                 var finished = new HashSet<int>(contents.Confirmed);
                 finished.UnionWith(verified);
@@ -255,7 +222,7 @@ public sealed class ArchiveRestorer
         $"{i.Archive} of snapshot {i.Snapshot} (index {i.IndexCsum[..Math.Min(12, i.IndexCsum.Length)]}…, {i.Size} bytes, {i.Format})";
 
     /// <summary>The journal's unconfirmed jobs whose bytes in the destination carry the right digest at every offset.</summary>
-    private List<int> VerifyUnconfirmed(IDestination target, RestorePlan plan, IReadOnlyList<int> unconfirmed, bool encrypted)
+    private static List<int> VerifyUnconfirmed(IDestination target, RestorePlan plan, IReadOnlyList<int> unconfirmed, CryptConfig? chunkKey)
     {
         var verified = new List<int>();
         if (unconfirmed.Count == 0 || target is not IReadableDestination readable) return verified;
@@ -271,7 +238,7 @@ public sealed class ArchiveRestorer
                 int read;
                 try { read = readable.Read(offset, span); }
                 catch (IOException) { read = -1; } // e.g. an unaligned read from a Windows disk: fetch it again instead
-                if (read != job.Length || ChunkVerifier.ComputeDigest(span, encrypted ? _crypt : null) != job.Digest)
+                if (read != job.Length || ChunkVerifier.ComputeDigest(span, chunkKey) != job.Digest)
                 {
                     ok = false;
                     break;
@@ -286,52 +253,30 @@ public sealed class ArchiveRestorer
     /// Restores an index archive into any sink (Measure-PbsRestore uses <see cref="NullImageSink"/> to measure fetch
     /// and decode alone); every check still runs.
     /// </summary>
-    public async Task<RestoreResult> RestoreToSinkAsync(string archive, IImageSink sink, RestoreOptions options, RestoreCounters counters,
+    public static async Task<RestoreResult> RestoreToSinkAsync(OpenedArchive archive, IImageSink sink, RestoreOptions options, RestoreCounters counters,
         RestoreMetrics? metrics, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
-        var manifest = await ReadManifestAsync(ct).ConfigureAwait(false);
-        var entry = ResolveArchive(manifest, archive);
-        CheckKey(manifest, entry);
-        if (entry.Kind == ArchiveKind.Blob)
-            throw new PbsException("ArchiveNotAnIndex", PbsErrorKind.InvalidArgument, $"'{entry.FileName}' is a blob, not an image or dynamic archive");
-        var plan = await PlanAsync(entry, ct).ConfigureAwait(false);
-        await RestorePipeline.RunAsync(plan, _reader.Chunks, _crypt, entry.CryptMode == CryptMode.Encrypt, sink, options, counters, ct, metrics).ConfigureAwait(false);
-        return Result(entry, sink is DestinationFile f ? f.Destination : "(null)", counters, clock);
+        if (archive.Kind == ArchiveKind.Blob)
+            throw new PbsException("ArchiveNotAnIndex", PbsErrorKind.InvalidArgument, $"'{archive.FileName}' is a blob, not an image or dynamic archive");
+        var plan = await PlanAsync(archive, ct).ConfigureAwait(false);
+        await RestorePipeline.RunAsync(plan, archive.Chunks, archive.Snapshot.Crypt, archive.Encrypted, sink, options, counters, ct, metrics).ConfigureAwait(false);
+        return Result(archive, sink is DestinationFile f ? f.Destination : "(null)", counters, clock);
     }
 
-    private async Task<RestorePlan> PlanAsync(ManifestFile entry, CancellationToken ct)
+    private static async Task<RestorePlan> PlanAsync(OpenedArchive archive, CancellationToken ct)
     {
-        bool encrypted = entry.CryptMode == CryptMode.Encrypt;
-        var index = await ReadIndexAsync(entry, ct).ConfigureAwait(false);
-        return RestorePlan.Plan(entry.FileName, index,
-            entry.Kind == ArchiveKind.FixedIndex ? len => ChunkVerifier.ZeroChunkDigest(len, encrypted ? _crypt : null) : null);
+        var index = await archive.ReadIndexAsync(ct).ConfigureAwait(false);
+        var key = archive.ChunkKey;
+        return RestorePlan.Plan(archive.FileName, index,
+            archive.Kind == ArchiveKind.FixedIndex ? len => ChunkVerifier.ZeroChunkDigest(len, key) : null);
     }
 
-    private async Task<RestoreResult> RestoreBlobAsync(ManifestFile entry, bool encrypted, string destination, RestoreOptions options,
+    private static async Task<RestoreResult> RestoreBlobAsync(OpenedArchive archive, string destination, RestoreOptions options,
         RestoreCounters counters, Stopwatch clock, CancellationToken ct)
     {
-        var raw = await _reader.ReadFileAsync(entry.FileName, MaxBlobFileSize, ct).ConfigureAwait(false);
-        string where = $"{_reader.Location}/{entry.FileName}";
-        if (IsUnlisted(entry))
-            encrypted = raw.Length >= 8 && DataBlob.IsEncrypted(DataBlob.GetKind(raw));
-        else
-            BackupManifest.VerifyFile(entry, raw.LongLength, SHA256.HashData(raw), where);
-        if (encrypted && _crypt is null)
-            throw new PbsKeyException("KeyRequired", $"{where} is encrypted; give its key file with -Keyfile");
-        byte[] plain;
-        try
-        {
-            var kind = DataBlob.GetKind(raw);
-            if (DataBlob.IsEncrypted(kind) != encrypted)
-                throw new PbsIntegrityException("BlobCryptModeMismatch", "the blob's encryption does not match the manifest's crypt-mode");
-            using var decoder = new BlobDecoder(encrypted ? _crypt : null, FileFormats.MaxBlobSize);
-            plain = decoder.DecodeToArray(raw);
-        }
-        catch (PbsException e)
-        {
-            throw new PbsIntegrityException(e.ErrorId, $"{where}: {e.Message}", e);
-        }
+        var raw = await archive.ReadBlobAsync(ct).ConfigureAwait(false);
+        byte[] plain = archive.DecodeBlob(raw);
         counters.SetTotals(plain.Length, 1);
         counters.AddWire(raw.Length);
         await using (var file = DestinationFile.Create(destination, plain.Length, options.Force))
@@ -342,16 +287,14 @@ public sealed class ArchiveRestorer
         counters.AddDone(plain.Length, 1);
         // A journal of an earlier, interrupted image restore to this name (started over with -Force).
         if (File.Exists(ImageDestinations.JournalPathFor(destination))) File.Delete(ImageDestinations.JournalPathFor(destination));
-        return Result(entry, destination, counters, clock);
+        return Result(archive, destination, counters, clock);
     }
 
-    private static bool IsUnlisted(ManifestFile entry) => entry.Size < 0;
-
-    private RestoreResult Result(ManifestFile entry, string destination, RestoreCounters counters, Stopwatch clock) => new()
+    private static RestoreResult Result(OpenedArchive archive, string destination, RestoreCounters counters, Stopwatch clock) => new()
     {
-        Snapshot = _reader.Snapshot.Path,
-        Namespace = _reader.Snapshot.Namespace.ToString(),
-        Archive = ArchiveNames.DisplayName(entry.FileName),
+        Snapshot = archive.Snapshot.Snapshot.Path,
+        Namespace = archive.Snapshot.Snapshot.Namespace.ToString(),
+        Archive = archive.DisplayName,
         Destination = destination,
         LogicalBytes = counters.TotalBytes,
         BytesRead = counters.WireBytes,

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Security.Cryptography;
 using PbsRestore.Formats;
 using PbsRestore.Sources;
 using PbsRestore.Destinations;
@@ -44,67 +43,60 @@ public sealed record VerifyResult
 /// against the manifest's size and checksum and decoded (CRC, tag). Failures that are not about one chunk
 /// (connection, authentication, a bad manifest or index, cancellation) still abort and are thrown.
 /// </summary>
-public sealed class ArchiveVerifier(ISnapshotReader reader, CryptConfig? crypt)
+public static class ArchiveVerifier
 {
     /// <summary>True for a failure that is the chunk's (missing, corrupt, wrong digest), not the source's or the user's.</summary>
     public static bool IsChunkFault(PbsException e) => e.Kind is PbsErrorKind.Integrity or PbsErrorKind.NotFound or PbsErrorKind.InvalidData;
 
-    /// <summary>Verifies one archive of the snapshot; its key must have been checked (<see cref="ArchiveRestorer.CheckKey"/>).</summary>
-    public async Task<VerifyResult> VerifyAsync(ManifestFile entry, RestoreOptions options, RestoreCounters counters, CancellationToken ct,
+    /// <summary>Verifies one opened archive (its key was checked when it was opened).</summary>
+    public static async Task<VerifyResult> VerifyAsync(OpenedArchive archive, RestoreOptions options, RestoreCounters counters, CancellationToken ct,
         RestoreMetrics? metrics = null)
     {
         var clock = Stopwatch.StartNew();
-        bool encrypted = entry.CryptMode == CryptMode.Encrypt;
-        if (entry.Kind == ArchiveKind.Blob)
-            return await VerifyBlobAsync(entry, encrypted, counters, clock, ct).ConfigureAwait(false);
+        if (archive.Kind == ArchiveKind.Blob)
+            return await VerifyBlobAsync(archive, counters, clock, ct).ConfigureAwait(false);
 
-        var index = await new ArchiveRestorer(reader, crypt).ReadIndexAsync(entry, ct).ConfigureAwait(false);
+        var index = await archive.ReadIndexAsync(ct).ConfigureAwait(false);
         // No zero-chunk shortcut: the zero chunks are in the chunk store too, and a restore of a used device needs them checked.
-        var plan = RestorePlan.Plan(entry.FileName, index, zeroDigestFor: null);
+        var plan = RestorePlan.Plan(archive.FileName, index, zeroDigestFor: null);
         var bad = new ConcurrentBag<BadChunk>();
-        await RestorePipeline.RunAsync(plan, reader.Chunks, crypt, encrypted, new NullImageSink(), options, counters, ct, metrics,
+        await RestorePipeline.RunAsync(plan, archive.Chunks, archive.Snapshot.Crypt, archive.Encrypted, new NullImageSink(), options, counters, ct, metrics,
             onChunkError: e =>
             {
                 if (!IsChunkFault(e)) return false;
                 bad.Add(new BadChunk(e.ChunkIndex, e.Offset, e.Digest, e.ErrorId, e.Message));
                 return true;
             }).ConfigureAwait(false);
-        return Result(entry, plan.Jobs.Count, new DisplayList<BadChunk>(bad.OrderBy(b => b.Index).ToList()), plan.Size, counters.WireBytes, clock);
+        return Result(archive, plan.Jobs.Count, new DisplayList<BadChunk>(bad.OrderBy(b => b.Index).ToList()), plan.Size, counters.WireBytes, clock);
     }
 
-    private async Task<VerifyResult> VerifyBlobAsync(ManifestFile entry, bool encrypted, RestoreCounters counters, Stopwatch clock, CancellationToken ct)
+    private static async Task<VerifyResult> VerifyBlobAsync(OpenedArchive archive, RestoreCounters counters, Stopwatch clock, CancellationToken ct)
     {
-        string where = $"{reader.Location}/{entry.FileName}";
+        var entry = archive.Entry;
+        string where = archive.Location;
         counters.SetTotals(Math.Max(entry.Size, 0), 1);
         long plainLength = 0, read = 0;
         var bad = new List<BadChunk>();
         try
         {
-            var raw = await reader.ReadFileAsync(entry.FileName, ArchiveRestorer.MaxBlobFileSize, ct).ConfigureAwait(false);
+            var raw = await archive.ReadBlobAsync(ct).ConfigureAwait(false);
             read = raw.LongLength;
             counters.AddWire(raw.Length);
-            BackupManifest.VerifyFile(entry, raw.LongLength, SHA256.HashData(raw), where);
-            if (encrypted && crypt is null)
-                throw new PbsKeyException("KeyRequired", $"{where} is encrypted; give its key file with -Keyfile");
-            var kind = DataBlob.GetKind(raw);
-            if (DataBlob.IsEncrypted(kind) != encrypted)
-                throw new PbsIntegrityException("BlobCryptModeMismatch", $"{where}: the blob's encryption does not match the manifest's crypt-mode");
-            using var decoder = new BlobDecoder(encrypted ? crypt : null, FileFormats.MaxBlobSize);
-            plainLength = decoder.DecodeToArray(raw).LongLength;
+            plainLength = archive.DecodeBlob(raw).LongLength;
         }
         catch (PbsException e) when (IsChunkFault(e))
         {
             bad.Add(new BadChunk(0, 0, null, e.ErrorId, e.Message.StartsWith(where, StringComparison.Ordinal) ? e.Message : $"{where}: {e.Message}"));
         }
         counters.AddDone(Math.Max(entry.Size, 0), 1);
-        return Result(entry, 1, new DisplayList<BadChunk>(bad), plainLength, read, clock);
+        return Result(archive, 1, new DisplayList<BadChunk>(bad), plainLength, read, clock);
     }
 
-    private VerifyResult Result(ManifestFile entry, long chunks, DisplayList<BadChunk> bad, long bytes, long read, Stopwatch clock) => new()
+    private static VerifyResult Result(OpenedArchive archive, long chunks, DisplayList<BadChunk> bad, long bytes, long read, Stopwatch clock) => new()
     {
-        Snapshot = reader.Snapshot.Path,
-        Namespace = reader.Snapshot.Namespace.ToString(),
-        Archive = ArchiveNames.DisplayName(entry.FileName),
+        Snapshot = archive.Snapshot.Snapshot.Path,
+        Namespace = archive.Snapshot.Snapshot.Namespace.ToString(),
+        Archive = archive.DisplayName,
         Chunks = chunks,
         BadChunks = bad,
         Bytes = bytes,

@@ -1,12 +1,8 @@
+using PbsRestore.Sources;
 using PbsRestore.Formats;
 
 namespace PbsRestore.Restore;
 
-/// <summary>
-/// One chunk to fetch once and write at every offset where the index names it.
-/// <paramref name="FirstIndex"/> is the index entry it was first needed for (errors name it).
-/// </summary>
-public sealed record ChunkJob(ChunkDigest Digest, int FirstIndex, int Length, long[] Offsets);
 
 /// <summary>
 /// The restore of one index, planned before any chunk is read (as restic plans before it fetches): the jobs in

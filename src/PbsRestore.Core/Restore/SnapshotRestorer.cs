@@ -9,10 +9,29 @@ namespace PbsRestore.Restore;
 /// and dynamic archive at once, sharing one fetch budget so that a VM with four disks keeps the source as busy
 /// as one restore, not four times busier. Names are predictable: one folder per snapshot
 /// (<see cref="FolderName"/>), one file per archive named as users see it (<c>drive-scsi0.img</c>,
-/// <c>qemu-server.conf</c>). Keys are checked for every selected archive before anything is created.
+/// <c>qemu-server.conf</c>). Keys are checked for every selected archive before anything is created. The manifest is
+/// read once (<see cref="OpenedSnapshot"/>) for the selection and every archive.
 /// </summary>
-public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
+public sealed class SnapshotRestorer
 {
+    private readonly ISnapshotReader _reader;
+    private readonly CryptConfig? _crypt;
+    private OpenedSnapshot? _opened;
+
+    /// <summary>A restorer that reads the manifest itself, once, on first use.</summary>
+    public SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
+    {
+        _reader = reader;
+        _crypt = crypt;
+    }
+
+    /// <summary>A restorer of a snapshot already opened.</summary>
+    public SnapshotRestorer(OpenedSnapshot snapshot) : this(snapshot.Reader, snapshot.Crypt) => _opened = snapshot;
+
+    /// <summary>The opened snapshot (the manifest read on the first call only).</summary>
+    public async Task<OpenedSnapshot> OpenAsync(CancellationToken ct) =>
+        _opened ??= await OpenedSnapshot.OpenAsync(_reader, _crypt, ct).ConfigureAwait(false);
+
     /// <summary>
     /// <c>vm-100-2024-05-01T10-00-00Z</c>, prefixed with the namespace (<c>prod-web_vm-100-…</c>): no ':' so the
     /// name is valid on Windows, and unique per snapshot.
@@ -26,14 +45,14 @@ public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
     /// <summary>The archives to restore, in restore order (blobs first), after checking names and keys.</summary>
     public async Task<(BackupManifest Manifest, IReadOnlyList<ManifestFile> Entries)> SelectAsync(Func<string, bool> include, CancellationToken ct)
     {
-        var restorer = new ArchiveRestorer(reader, crypt);
-        var manifest = await restorer.ReadManifestAsync(ct).ConfigureAwait(false);
+        var snapshot = await OpenAsync(ct).ConfigureAwait(false);
+        var manifest = snapshot.Manifest;
         var entries = manifest.Files.Where(f => include(ArchiveNames.DisplayName(f.FileName)))
             .OrderBy(f => f.Kind == ArchiveKind.Blob ? 0 : 1).ThenBy(f => f.FileName, StringComparer.Ordinal).ToList();
         if (entries.Count == 0)
-            throw new PbsNotFoundException("ArchiveNotFound", $"snapshot '{reader.Snapshot}' has no archive matching the filter; it has: " +
+            throw new PbsNotFoundException("ArchiveNotFound", $"snapshot '{snapshot.Snapshot}' has no archive matching the filter; it has: " +
                 string.Join(", ", manifest.Files.Select(f => ArchiveNames.DisplayName(f.FileName))));
-        foreach (var e in entries) restorer.CheckKey(manifest, e);
+        foreach (var e in entries) snapshot.CheckKey(e);
         return (manifest, entries);
     }
 
@@ -45,10 +64,11 @@ public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
     public async Task<IReadOnlyList<RestoreResult>> RestoreAsync(IReadOnlyList<ManifestFile> entries, string folder, RestoreOptions options,
         Func<ManifestFile, RestoreCounters> countersFor, CancellationToken ct)
     {
+        var snapshot = await OpenAsync(ct).ConfigureAwait(false);
         Directory.CreateDirectory(folder);
         var results = new List<RestoreResult>();
         foreach (var blob in entries.Where(e => e.Kind == ArchiveKind.Blob))
-            results.Add(await new ArchiveRestorer(reader, crypt).RestoreAsync(blob.FileName, PathFor(folder, blob), options with { Format = null },
+            results.Add(await ArchiveRestorer.RestoreAsync(snapshot.Open(blob), PathFor(folder, blob), options with { Format = null },
                 countersFor(blob), ct).ConfigureAwait(false));
 
         var indexes = entries.Where(e => e.Kind != ArchiveKind.Blob).ToList();
@@ -62,7 +82,7 @@ public sealed class SnapshotRestorer(ISnapshotReader reader, CryptConfig? crypt)
             {
                 // -Format applies to the disk images; a container's file archive stays as it is.
                 var own = e.Kind == ArchiveKind.FixedIndex ? shared : shared with { Format = null };
-                return await new ArchiveRestorer(reader, crypt).RestoreAsync(e.FileName, PathFor(folder, e, own.Format), own, countersFor(e), cts.Token).ConfigureAwait(false);
+                return await ArchiveRestorer.RestoreAsync(snapshot.Open(e), PathFor(folder, e, own.Format), own, countersFor(e), cts.Token).ConfigureAwait(false);
             }
             catch
             {

@@ -85,8 +85,8 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
                     try
                     {
                         result = Run(ct => destination is null
-                                ? opened.Restorer.RestoreToSinkAsync(opened.Entry.FileName, new NullImageSink(), options, counters, metrics, ct)
-                                : opened.Restorer.RestoreAsync(opened.Entry.FileName, destination, options, counters, ct, metrics),
+                                ? ArchiveRestorer.RestoreToSinkAsync(opened.Archive, new NullImageSink(), options, counters, metrics, ct)
+                                : ArchiveRestorer.RestoreAsync(opened.Archive, destination, options, counters, ct, metrics),
                             () => progress.Update(counters));
                     }
                     finally

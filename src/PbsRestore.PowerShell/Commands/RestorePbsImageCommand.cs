@@ -196,7 +196,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             var progress = new ProgressView(this, _nextActivity++, $"Restoring {name} from {opened.Reader.Snapshot}");
             try
             {
-                var result = Run(ct => opened.Restorer.RestoreAsync(opened.Entry.FileName, destination, options, counters, ct, metrics),
+                var result = Run(ct => ArchiveRestorer.RestoreAsync(opened.Archive, destination, options, counters, ct, metrics),
                     () => progress.Update(counters));
                 WriteVerbose($"{name}: fetch concurrency ended at {metrics.FetchConcurrency}, chunk latency p50 {metrics.LatencyPercentile(0.5):F1} ms" +
                              (result.ChunksResumed > 0 ? $"; {result.ChunksResumed} chunks kept from the interrupted run, {result.ChunksFetched} fetched" : "") +

@@ -38,8 +38,9 @@ public sealed class TestPbsSnapshotCommand : PbsArchiveCmdlet
             try
             {
                 // Names and keys of every selected archive are checked before the first chunk is read.
-                var (_, entries) = Run(ct => new SnapshotRestorer(reader, Crypt).SelectAsync(n => pattern is null || pattern.IsMatch(n), ct));
-                var verifier = new ArchiveVerifier(reader, Crypt);
+                var restorer = new SnapshotRestorer(reader, Crypt);
+                var (_, entries) = Run(ct => restorer.SelectAsync(n => pattern is null || pattern.IsMatch(n), ct));
+                var snapshot = Run(restorer.OpenAsync); // opened by the selection: the manifest is not read again
                 foreach (var entry in entries)
                 {
                     string name = ArchiveNames.DisplayName(entry.FileName);
@@ -49,7 +50,7 @@ public sealed class TestPbsSnapshotCommand : PbsArchiveCmdlet
                     VerifyResult result;
                     try
                     {
-                        result = Run(ct => verifier.VerifyAsync(entry, options, counters, ct), () => progress.Update(counters));
+                        result = Run(ct => ArchiveVerifier.VerifyAsync(snapshot.Open(entry), options, counters, ct), () => progress.Update(counters));
                     }
                     catch (Exception e) when (IsFailure(e) && e is not OperationCanceledException)
                     {

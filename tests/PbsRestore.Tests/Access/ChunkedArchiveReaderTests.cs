@@ -94,9 +94,7 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     {
         var (reader, content) = await WriteDynamicAsync(2 << 20);
         await using var _ = reader;
-        var restorer = new ArchiveRestorer(reader, null);
-        var manifest = await restorer.ReadManifestAsync(default);
-        var index = await restorer.ReadIndexAsync(restorer.ResolveArchive(manifest, "root.pxar"), default);
+        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
         var counting = new CountingChunkSource(reader.Chunks, delayMs: 50);
         using var access = new ChunkedArchiveReader("root.pxar", index, counting, null, false, new ChunkedReaderOptions { CacheChunks = 2, ReadAhead = 0 });
 
@@ -124,9 +122,7 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     {
         var (reader, _) = await WriteDynamicAsync(2 << 20);
         await using var __ = reader;
-        var restorer = new ArchiveRestorer(reader, null);
-        var manifest = await restorer.ReadManifestAsync(default);
-        var index = await restorer.ReadIndexAsync(restorer.ResolveArchive(manifest, "root.pxar"), default);
+        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
         var counting = new CountingChunkSource(reader.Chunks);
         using var access = new ChunkedArchiveReader("root.pxar", index, counting, null, false, new ChunkedReaderOptions { ReadAhead = 3 });
         await access.ReadAtAsync(0, new byte[1], default);

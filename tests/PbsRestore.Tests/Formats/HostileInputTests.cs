@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Text;
+using PbsRestore.Sources;
 using PbsRestore.Formats;
 using PbsRestore.Restore;
 using static PbsRestore.Tests.Formats.FormatsTestSupport;

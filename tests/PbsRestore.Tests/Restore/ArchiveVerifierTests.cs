@@ -131,11 +131,13 @@ public sealed class ArchiveVerifierTests
         var snap = GoldenManifest.Instance.Snapshot(snapshotPath);
         var crypt = snap.OpenKey();
         await using var reader = await snap.OpenAsync();
-        var (manifest, entries) = await new SnapshotRestorer(reader, crypt).SelectAsync(_ => true, default);
+        var restorer = new SnapshotRestorer(reader, crypt);
+        var (manifest, entries) = await restorer.SelectAsync(_ => true, default);
+        var opened = await restorer.OpenAsync(default);
         Assert.Equal(manifest.Files.Count, entries.Count);
         foreach (var entry in entries)
         {
-            var result = await new ArchiveVerifier(reader, crypt).VerifyAsync(entry, new RestoreOptions(), new RestoreCounters(), default);
+            var result = await ArchiveVerifier.VerifyAsync(opened.Open(entry), new RestoreOptions(), new RestoreCounters(), default);
             var golden = snap.Archives.Single(a => a.Name == entry.FileName);
             Assert.True(result.Ok, string.Join("; ", result.BadChunks));
             Assert.Equal(golden.IsBlob ? golden.PlaintextSize : golden.Size, result.Bytes);

@@ -93,15 +93,13 @@ public sealed class RestoreJournalTests : IDisposable
         var bytes = File.ReadAllBytes(P("full.img"));
         await using (var reader = await store.OpenSnapshotAsync(snapshot, default))
         {
-            var restorer = new ArchiveRestorer(reader, null);
-            var manifest = await restorer.ReadManifestAsync(default);
-            var entry = restorer.ResolveArchive(manifest, "drive-scsi0.img");
-            var plan = RestorePlan.Plan(entry.FileName, await restorer.ReadIndexAsync(entry, default), l => ChunkVerifier.ZeroChunkDigest(l, null));
+            var opened = await OpenedSnapshot.OpenArchiveAsync(reader, null, "drive-scsi0.img", default);
+            var plan = RestorePlan.Plan(opened.FileName, await opened.ReadIndexAsync(default), l => ChunkVerifier.ZeroChunkDigest(l, null));
             var lost = plan.Jobs[5];
             Array.Clear(bytes, (int)lost.Offsets[0], lost.Length);
             File.WriteAllBytes(DestinationFile.PartialPathFor(dest), bytes);
             using var j = RestoreJournal.Create(ImageDestinations.JournalPathFor(dest),
-                new JournalIdentity(snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, "Raw"));
+                new JournalIdentity(snapshot.ToString(), opened.FileName, opened.Entry.CsumHex, plan.Size, "Raw"));
             foreach (var job in plan.Jobs) j.MarkDone(job.FirstIndex);
         }
 

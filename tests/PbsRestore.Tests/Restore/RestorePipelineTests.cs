@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using PbsRestore.Sources;
 using PbsRestore.Formats;
 using PbsRestore.Restore;
 

@@ -81,7 +81,7 @@ public sealed class LocalDatastore : ISnapshotSource
                     var manifestPath = System.IO.Path.Combine(dir, FileFormats.ManifestBlobName);
                     if (!File.Exists(manifestPath)) continue; // a backup still running or aborted: not a snapshot yet
                     byte[] rawManifest = await ReadLimitedAsync(manifestPath, BackupManifest.MaxJsonSize + 1024, ct);
-                    var manifest = ReadManifest(rawManifest, manifestPath);
+                    var manifest = BackupManifest.FromBlob(rawManifest, manifestPath);
                     var files = manifest.Files.Select(f => new SnapshotFile(f.FileName, f.Size, f.CryptMode)).ToList();
                     // Size as the server lists it: the manifest's files plus index.json.blob itself.
                     result.Add(new SnapshotInfo(reference, _root, files, manifest.KeyFingerprint, owner, manifest.Comment,
@@ -91,20 +91,6 @@ public sealed class LocalDatastore : ISnapshotSource
         }
         return result.OrderBy(s => s.BackupType, StringComparer.Ordinal).ThenBy(s => s.BackupId, StringComparer.Ordinal)
             .ThenBy(s => s.Ref.BackupTime).ToList();
-    }
-
-    /// <summary>Decodes a manifest blob (never encrypted).</summary>
-    internal static BackupManifest ReadManifest(byte[] raw, string source)
-    {
-        try
-        {
-            using var decoder = new BlobDecoder(null, BackupManifest.MaxJsonSize);
-            return BackupManifest.Parse(decoder.DecodeToArray(raw), source);
-        }
-        catch (PbsException e) when (e is not PbsFormatException { ErrorId: "ManifestBadFileName" })
-        {
-            throw new PbsFormatException($"{source}: cannot read manifest: {e.Message}", e.ErrorId, e);
-        }
     }
 
     private static string? ReadOwner(string groupDir)

@@ -162,11 +162,10 @@ internal static class DiskImageTestSupport
     public static async Task<IChunkIndex> RestoreAsync(ISnapshotReader reader, CryptConfig? key, string archive,
         Func<IChunkIndex, IDestination> create, RestoreOptions? options = null)
     {
-        var restorer = new ArchiveRestorer(reader, key);
-        var manifest = await restorer.ReadManifestAsync(default);
-        var index = await restorer.ReadIndexAsync(restorer.ResolveArchive(manifest, archive), default);
+        var opened = await OpenedSnapshot.OpenArchiveAsync(reader, key, archive, default);
+        var index = await opened.ReadIndexAsync(default);
         await using var sink = create(index);
-        await restorer.RestoreToSinkAsync(archive, sink, options ?? new RestoreOptions(), new RestoreCounters(), metrics: null, default);
+        await ArchiveRestorer.RestoreToSinkAsync(opened, sink, options ?? new RestoreOptions(), new RestoreCounters(), metrics: null, default);
         sink.Commit(false);
         return index;
     }

@@ -1,24 +1,28 @@
 using PbsRestore.Formats;
 
-namespace PbsRestore.Restore;
+namespace PbsRestore.Sources;
 
 /// <summary>
-/// Turns a raw chunk blob into verified plaintext: crypt mode as the manifest says, CRC, GCM tag, decompression
-/// within the expected length, and the digest (keyed for encrypted archives). One per decode worker (it owns a
-/// <see cref="BlobDecoder"/>). Every failure is a <see cref="PbsException"/> that names the archive, the index
-/// entry, its offset and the digest; the destination buffer is never handed on after a failure.
+/// One chunk to fetch and decode: its digest, the first index entry that needs it, its length, and every offset
+/// of the archive where it belongs (a deduplicated chunk has several).
 /// </summary>
-internal sealed class ChunkDecoder : IDisposable
+public sealed record ChunkJob(ChunkDigest Digest, int FirstIndex, int Length, long[] Offsets);
+
+/// <summary>
+/// Turns a raw chunk blob into verified plaintext with the one verified decode (<see cref="BlobDecoder.DecodeVerified"/>:
+/// crypt mode as the manifest says, CRC, GCM tag, decompression within the expected length, the digest, keyed for
+/// encrypted archives) and says where a failure happened: every failure is a <see cref="ChunkException"/> naming the
+/// archive, the index entry, its offset and the digest. One per decode worker (it owns a <see cref="BlobDecoder"/>).
+/// </summary>
+public sealed class ChunkDecoder : IDisposable
 {
     private readonly string _archive;
-    private readonly CryptConfig? _crypt;
     private readonly bool _encrypted;
     private readonly BlobDecoder _blob;
 
     public ChunkDecoder(string archive, CryptConfig? crypt, bool archiveEncrypted, int maxChunkSize)
     {
         _archive = archive;
-        _crypt = crypt;
         _encrypted = archiveEncrypted;
         _blob = new BlobDecoder(archiveEncrypted ? crypt : null, maxChunkSize);
     }
@@ -28,21 +32,10 @@ internal sealed class ChunkDecoder : IDisposable
     {
         try
         {
-            var kind = DataBlob.GetKind(raw);
-            if (DataBlob.IsEncrypted(kind) != _encrypted)
-                throw new PbsIntegrityException("ChunkCryptModeMismatch",
-                    _encrypted ? "the archive is encrypted but the chunk is not" : "the chunk is encrypted but the archive is not");
-            int n = _blob.Decode(raw, plaintext);
-            if (n != job.Length)
-                throw new PbsIntegrityException("ChunkSizeMismatch", $"decoded to {n} bytes, the index expects {job.Length}");
-            var actual = ChunkVerifier.ComputeDigest(plaintext[..n], _encrypted ? _crypt : null);
-            if (actual != job.Digest)
-                throw new PbsIntegrityException("ChunkDigestMismatch", $"content digest is {actual}");
-            return n;
+            return _blob.DecodeVerified(raw, plaintext, BlobExpectation.Chunk(_encrypted, job.Length, job.Digest));
         }
         catch (PbsException e)
         {
-            plaintext.Clear();
             throw Blame(job, e);
         }
     }
@@ -51,13 +44,7 @@ internal sealed class ChunkDecoder : IDisposable
     public static PbsException Blame(string archive, ChunkJob job, PbsException e)
     {
         string message = $"{archive}: chunk {job.FirstIndex} at offset {job.Offsets[0]} (digest {job.Digest}): {e.Message}";
-        return e switch
-        {
-            PbsIntegrityException => new ChunkException(e.ErrorId, e.Kind, message, job, archive, e),
-            PbsNotFoundException => new ChunkException(e.ErrorId, e.Kind, message, job, archive, e),
-            PbsFormatException => new ChunkException(e.ErrorId, e.Kind, message, job, archive, e),
-            _ => new ChunkException(e.ErrorId, e.Kind, message, job, archive, e),
-        };
+        return new ChunkException(e.ErrorId, e.Kind, message, job, archive, e);
     }
 
     private PbsException Blame(ChunkJob job, PbsException e) => Blame(_archive, job, e);
