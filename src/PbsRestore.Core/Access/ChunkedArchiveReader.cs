@@ -15,7 +15,8 @@ public sealed record ChunkedReaderOptions
 
 /// <summary>
 /// Random access to the plaintext of one index archive (dynamic or fixed): any offset, any length. Chunks are
-/// fetched from the snapshot's <see cref="IChunkSource"/> only when a read touches them, decoded and verified by
+/// fetched through the chunk-access service (<see cref="IChunkAccess"/>: the same gate, bandwidth cap and retry
+/// policy as a restore) only when a read touches them, decoded and verified by
 /// the one <see cref="ChunkDecoder"/> (CRC, GCM tag, size, digest) before a byte is served, and kept in a
 /// bounded LRU cache. Concurrent reads of one chunk share a single fetch; all-zero chunks are never fetched; a
 /// reader moving forward through the archive gets the next chunks fetched in the background (read-ahead).
@@ -25,7 +26,8 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
 {
     private readonly string _archive;
     private readonly IChunkIndex _index;
-    private readonly IChunkSource _chunks;
+    private readonly IChunkAccess _access;
+    private readonly ChunkAccess? _ownAccess;
     private readonly CryptConfig? _crypt;
     private readonly bool _encrypted;
     private readonly ChunkedReaderOptions _options;
@@ -46,13 +48,19 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         public Task<byte[]> Task { get; } = task;
     }
 
+    /// <summary>A reader over <paramref name="chunks"/> with its own chunk access (gate at its automatic ceiling, retries).</summary>
     public ChunkedArchiveReader(string archive, IChunkIndex index, IChunkSource chunks, CryptConfig? crypt, bool encrypted,
+        ChunkedReaderOptions? options = null)
+        : this(archive, index, OwnAccess(chunks, out var own), crypt, encrypted, options) => _ownAccess = own;
+
+    /// <summary>A reader fetching through <paramref name="access"/> (e.g. one shared with other readers or a restore).</summary>
+    public ChunkedArchiveReader(string archive, IChunkIndex index, IChunkAccess access, CryptConfig? crypt, bool encrypted,
         ChunkedReaderOptions? options = null)
     {
         if (encrypted && crypt is null) throw new PbsKeyException("KeyRequired", $"{archive} is encrypted; a key is needed to read it");
         _archive = archive;
         _index = index;
-        _chunks = chunks;
+        _access = access;
         _crypt = encrypted ? crypt : null;
         _encrypted = encrypted;
         _options = options ?? new ChunkedReaderOptions();
@@ -67,6 +75,11 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             if (last != index.MaxChunkSize) _zeroLast = ChunkVerifier.ZeroChunkDigest(last, _crypt);
         }
     }
+
+    // A fixed ceiling above what the cache and read-ahead ever ask at once: the gate never holds a reader back, and
+    // the retry policy and counters are the restore's.
+    private static ChunkAccess OwnAccess(IChunkSource chunks, out ChunkAccess own) =>
+        own = new ChunkAccess(chunks, new ChunkAccessOptions { FetchConcurrency = FetchBudget.AutoFetchLimit });
 
     public long Length => _index.Size;
     public IChunkIndex Index => _index;
@@ -188,7 +201,8 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             int length;
             try
             {
-                length = await _chunks.ReadRawChunkAsync(job.Digest, raw, ct).ConfigureAwait(false);
+                using var fetch = await _access.FetchAsync(job.Digest, raw, ct).ConfigureAwait(false);
+                length = fetch.Length;
             }
             catch (PbsException e)
             {
@@ -211,6 +225,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     {
         _life.Cancel();
         while (_decoders.TryTake(out var d)) d.Dispose();
+        _ownAccess?.Dispose();
         _life.Dispose();
     }
 }

@@ -39,6 +39,13 @@ public interface IDestination : IImageSink
     /// partial file for -Resume instead of deleting it.
     /// </summary>
     bool KeepPartial { get; set; }
+
+    /// <summary>
+    /// Whether a restore stopped for a resume must write a checkpoint (<see cref="RestoreJournal.Checkpoint"/>) before
+    /// it lets go: true where the written blocks are found through metadata written at checkpoints (a VHDX's BAT, a
+    /// VHD's footer), or a resume would fetch again everything since the last one. Raw files and devices need nothing.
+    /// </summary>
+    bool CheckpointOnStop => false;
 }
 
 /// <summary>A destination whose written bytes can be read back (to check a resume journal's latest records).</summary>

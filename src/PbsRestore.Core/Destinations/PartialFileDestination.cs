@@ -30,6 +30,9 @@ public abstract class PartialFileDestination : IDestination
         set => Partial.Keep = value;
     }
 
+    /// <summary>False for a raw file; a format whose blocks are found through checkpointed metadata says true.</summary>
+    public virtual bool CheckpointOnStop => false;
+
     public abstract void Write(long offset, ReadOnlySpan<byte> data);
 
     public abstract void Flush();

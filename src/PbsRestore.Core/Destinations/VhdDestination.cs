@@ -73,6 +73,9 @@ public sealed class VhdDestination : PartialFileDestination, IReadableDestinatio
     }
 
     /// <summary>Writes the footer (again) and flushes to disk.</summary>
+    /// <summary>True: blocks are found through metadata written at checkpoints.</summary>
+    public override bool CheckpointOnStop => true;
+
     public override void Flush()
     {
         var bytes = new byte[VhdFooter.Size];

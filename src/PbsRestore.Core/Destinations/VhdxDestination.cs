@@ -246,6 +246,9 @@ public sealed class VhdxDestination : PartialFileDestination
     /// since the last flush, writes the next header (sequence number + 1, into the slot that is not current, so one
     /// valid header survives a torn write), then flushes to disk.
     /// </summary>
+    /// <summary>True: blocks are found through metadata written at checkpoints.</summary>
+    public override bool CheckpointOnStop => true;
+
     public override void Flush()
     {
         lock (_allocation)

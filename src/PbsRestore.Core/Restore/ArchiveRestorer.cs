@@ -108,9 +108,9 @@ public sealed class ArchiveRestorer
                 // Keep what is done; the journal already names it. (No flush here: Ctrl+C must stop at once, and
                 // the kernel has every write; a resume checks the records the last checkpoint did not cover.)
                 target.KeepPartial = true;
-                // A VHDX or VHD finds its blocks through metadata (BAT, footer) written at checkpoints: write it now,
-                // or a resume would have to fetch again everything since the last one. (Raw files need nothing.)
-                if (target is VhdxDestination or VhdDestination)
+                // A destination that finds its blocks through metadata written at checkpoints (a VHDX's BAT, a VHD's
+                // footer) says so: write one now, or a resume would fetch again everything since the last one.
+                if (target.CheckpointOnStop)
                 {
                     try { journal.Checkpoint(target); }
                     catch (Exception) when (e is not null) { } // the original failure is what matters

@@ -6,7 +6,7 @@ namespace PbsRestore.Restore;
 /// </summary>
 public sealed class RestoreCounters
 {
-    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits, _rereads, _fetched, _resumed, _resumedBytes, _instantBytes;
+    private long _totalBytes, _doneBytes, _wireBytes, _chunksTotal, _chunksDone, _zeroChunks, _dedupHits, _rereads, _fetched, _resumed, _resumedBytes, _instantBytes, _retries;
 
     /// <summary>Logical size of what is being restored.</summary>
     public long TotalBytes => Interlocked.Read(ref _totalBytes);
@@ -22,6 +22,8 @@ public sealed class RestoreCounters
 
     /// <summary>Chunks fetched again because a copy failed its CRC, tag or digest (corruption in transit).</summary>
     public long Rereads => Interlocked.Read(ref _rereads);
+    /// <summary>Chunk reads repeated after a transient failure (lost connection, stall, 5xx): <see cref="Sources.ChunkRetryPolicy"/>.</summary>
+    public long Retries => Interlocked.Read(ref _retries);
 
     /// <summary>Chunks fetched from the source by this run (each distinct chunk once, plus rereads not counted).</summary>
     public long ChunksFetched => Interlocked.Read(ref _fetched);
@@ -52,6 +54,7 @@ public sealed class RestoreCounters
     internal void AddZero(long chunks) => Interlocked.Add(ref _zeroChunks, chunks);
     internal void AddDedup(long hits) => Interlocked.Add(ref _dedupHits, hits);
     internal void AddReread() => Interlocked.Increment(ref _rereads);
+    internal void AddRetry() => Interlocked.Increment(ref _retries);
     internal void AddFetched() => Interlocked.Increment(ref _fetched);
     internal void AddResumed(long entries, long bytes)
     {

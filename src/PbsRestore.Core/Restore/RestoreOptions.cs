@@ -45,6 +45,9 @@ public sealed record RestoreOptions
     /// <summary>The destination's form; null: from its extension (.vhdx, .vhd), else raw.</summary>
     public ImageFormat? Format { get; init; }
 
+    /// <summary>The chunk-access settings of this restore (gate, bandwidth cap, shared budget).</summary>
+    public ChunkAccessOptions ChunkAccess => new() { FetchConcurrency = FetchConcurrency, MaxBytesPerSecond = MaxBytesPerSecond, Budget = Budget };
+
     public RestoreOptions Validate()
     {
         if (FetchConcurrency is < 1 or > 256) throw new ArgumentOutOfRangeException(nameof(FetchConcurrency), FetchConcurrency, "must be 1..256");

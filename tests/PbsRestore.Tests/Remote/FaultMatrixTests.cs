@@ -80,11 +80,11 @@ public sealed class FaultMatrixTests(FaultStoreFixture store, ITestOutputHelper 
             {
                 var result = await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest,
                     new RestoreOptions { FetchConcurrency = fetch }, counters, default);
-                return new Outcome(result, counters, reader.Retries, reader.Sessions.Sum(s => s.Connections), null, dest);
+                return new Outcome(result, counters, (int)counters.Retries, reader.Sessions.Sum(s => s.Connections), null, dest);
             }
             catch (Exception e)
             {
-                return new Outcome(null, counters, reader.Retries, reader.Sessions.Sum(s => s.Connections), e, dest);
+                return new Outcome(null, counters, (int)counters.Retries, reader.Sessions.Sum(s => s.Connections), e, dest);
             }
         }
     }
@@ -164,7 +164,7 @@ public sealed class FaultMatrixTests(FaultStoreFixture store, ITestOutputHelper 
         Assert.Equal(store.VictimOffset, e.Offset);
         Assert.Contains($"drive-scsi0.img.fidx: chunk {store.Victim.Index} at offset {store.VictimOffset} (digest {victim})", e.Message);
         if (fault == "corrupt") Assert.Contains($"on each of {RestorePipeline.IntegrityReads} reads", e.Message);
-        if (fault == "500") Assert.True(o.Retries >= RemoteSnapshotReader.MaxAttempts - 1, $"retried {o.Retries} times");
+        if (fault == "500") Assert.True(o.Retries >= ChunkRetryPolicy.MaxAttempts - 1, $"retried {o.Retries} times");
         Assert.False(File.Exists(o.Destination));
         // Damaged or missing data will not mend itself: nothing is kept. A server error might: the partial stays for -Resume.
         Assert.Equal(fault == "500", File.Exists(DestinationFile.PartialPathFor(o.Destination)));

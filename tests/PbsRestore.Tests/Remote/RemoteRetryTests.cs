@@ -17,7 +17,7 @@ public sealed class RemoteRetryTests : IDisposable
     private static readonly GoldenArchive Scsi0 =
         GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z").Archives.Single(a => a.Name == "drive-scsi0.img.fidx");
 
-    private static async Task<(RestoreResult Result, RemoteSnapshotReader Reader)> RestoreAsync(TestServer server, string dest, int sessions)
+    private static async Task<(RestoreResult Result, RemoteSnapshotReader Reader, RestoreCounters Counters)> RestoreAsync(TestServer server, string dest, int sessions)
     {
         var client = new PbsClient(PbsConnectionSettings.Resolve($"root@pam!test@127.0.0.1:{server.Port}:golden", server.Fingerprint,
             TestServer.DefaultTokenSecret, _ => null));
@@ -26,9 +26,10 @@ public sealed class RemoteRetryTests : IDisposable
             new SnapshotRef(BackupNamespace.Root, "vm", "100", DateTimeOffset.FromUnixTimeSeconds(1714557600)), default);
         await using (reader)
         {
+            var counters = new RestoreCounters();
             var result = await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions { FetchConcurrency = 4 },
-                new RestoreCounters(), default);
-            return (result, reader);
+                counters, default);
+            return (result, reader, counters);
         }
     }
 
@@ -42,7 +43,7 @@ public sealed class RemoteRetryTests : IDisposable
     {
         await using var server = await Start("--drop-after-chunks", "5");
         string dest = Path.Combine(_dir, $"drop{sessions}.img");
-        var (_, reader) = await RestoreAsync(server, dest, sessions);
+        var (_, reader, _) = await RestoreAsync(server, dest, sessions);
         Assert.Equal(Scsi0.PlaintextSha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
         // A broken connection is replaced by the session itself (and the chunk asked again there), indexes first.
         Assert.True(reader.Sessions.Sum(s => s.Connections) > sessions, "sessions reconnected");
@@ -53,9 +54,9 @@ public sealed class RemoteRetryTests : IDisposable
     {
         await using var server = await Start("--chunk-error-rate", "0.3", "--fault-seed", "11");
         string dest = Path.Combine(_dir, "errors.img");
-        var (_, reader) = await RestoreAsync(server, dest, 1);
+        var (_, _, counters) = await RestoreAsync(server, dest, 1);
         Assert.Equal(Scsi0.PlaintextSha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
-        Assert.True(reader.Retries > 0);
+        Assert.True(counters.Retries > 0);
     }
 
     [Fact]

@@ -158,42 +158,18 @@ public sealed class RemoteSnapshotReader : ISnapshotReader, IChunkSource
         return data;
     }
 
-    /// <summary>Attempts per chunk before a transient failure (lost connection, timeout, 5xx) is final.</summary>
-    public const int MaxAttempts = 6;
-
-    /// <summary>Wait before attempt n+1: 0.25, 0.5, 1, 2, 4 s (about 8 s in all, enough for a server restart or a
-    /// network blip), with ±25 % jitter so that many fetchers hit by one drop do not come back in lockstep.</summary>
-    internal static TimeSpan Backoff(int attempt) =>
-        TimeSpan.FromMilliseconds(Math.Min(4000, 250 << Math.Min(attempt - 1, 4)) * (0.75 + Random.Shared.NextDouble() * 0.5));
-
-    private int _retries;
-
-    /// <summary>Chunk reads repeated after a transient failure, over this reader's life.</summary>
-    public int Retries => Volatile.Read(ref _retries);
-
     /// <summary>
-    /// Reads a chunk on the least busy session. A transient failure (the connection broke or timed out, the server
-    /// answered 5xx) is retried with exponential backoff, on whichever session is least busy then; a session whose
-    /// connection broke reconnects and downloads its indexes again before its next chunk. What persists after
-    /// <see cref="MaxAttempts"/> attempts, and every non-transient failure (missing chunk, auth), is thrown.
+    /// Reads a chunk on the least busy session, once. A session whose connection broke reconnects and downloads its
+    /// indexes again before its next chunk; a transient failure (<see cref="PbsErrorKind.Connection"/>) is thrown for
+    /// the caller's retry policy (<see cref="ChunkRetryPolicy"/>, applied by <see cref="ChunkAccess"/>), which then
+    /// asks again on whichever session is least busy.
     /// </summary>
-    public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    public ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
     {
-        for (int attempt = 1; ; attempt++)
-        {
-            var best = _sessions[0];
-            for (int i = 1; i < _sessions.Length; i++)
-                if (_sessions[i].InFlight < best.InFlight) best = _sessions[i];
-            try
-            {
-                return await best.ReadChunkAsync(digest, buffer, ct).ConfigureAwait(false);
-            }
-            catch (PbsException e) when (e.Kind == PbsErrorKind.Connection && attempt < MaxAttempts && !ct.IsCancellationRequested)
-            {
-                Interlocked.Increment(ref _retries);
-                await Task.Delay(Backoff(attempt), ct).ConfigureAwait(false);
-            }
-        }
+        var best = _sessions[0];
+        for (int i = 1; i < _sessions.Length; i++)
+            if (_sessions[i].InFlight < best.InFlight) best = _sessions[i];
+        return best.ReadChunkAsync(digest, buffer, ct);
     }
 
     public override string ToString() => Location;

@@ -1,0 +1,193 @@
+using System.Diagnostics;
+using PbsRestore.Formats;
+
+namespace PbsRestore.Sources;
+
+/// <summary>
+/// How chunks are fetched from a source, for the sequential restore and random access alike: one fetch gate
+/// (fixed or self-tuning, or a <see cref="FetchBudget"/> shared by several restores), one bandwidth cap, one retry
+/// policy (<see cref="ChunkRetryPolicy"/>), and rereads of a damaged copy through the same gate. What comes back
+/// has passed no check yet: decoding is the caller's (<see cref="ChunkDecoder"/>).
+/// </summary>
+public interface IChunkAccess
+{
+    /// <summary>Fetches in flight at most (the gate's ceiling): how many fetch workers are worth starting.</summary>
+    int MaxConcurrency { get; }
+
+    /// <summary>
+    /// Waits for a fetch slot, then reads the chunk's raw blob into <paramref name="buffer"/> (transient failures
+    /// retried). The slot stays held until the returned lease is disposed: a fetched chunk still waiting for a decoder
+    /// holds a buffer, so the gate bounds memory as well as requests. On failure the slot is released and the
+    /// source's error thrown.
+    /// </summary>
+    ValueTask<ChunkFetch> FetchAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct);
+
+    /// <summary>Reads a chunk again after its copy failed a check: through the same gate, cap, retries and counters.</summary>
+    ValueTask<int> RereadAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct);
+}
+
+/// <summary>A fetched chunk's length and its fetch slot (released on dispose; dispose once).</summary>
+public readonly struct ChunkFetch : IDisposable
+{
+    private readonly FetchGate? _gate;
+
+    /// <summary>A fetch that holds no slot (an <see cref="IChunkAccess"/> without a gate).</summary>
+    public ChunkFetch(int length) => Length = length;
+
+    internal ChunkFetch(int length, FetchGate gate)
+    {
+        Length = length;
+        _gate = gate;
+    }
+
+    public int Length { get; }
+    public void Dispose() => _gate?.Release();
+}
+
+/// <summary>What a <see cref="ChunkAccess"/> reports as it goes (restore counters, metrics; a reader's own counts).</summary>
+public interface IChunkAccessObserver
+{
+    /// <summary>A chunk arrived: <paramref name="length"/> encoded bytes, asked for at <paramref name="started"/> (a <see cref="Stopwatch"/> timestamp).</summary>
+    void Fetched(int length, long started, bool reread);
+    /// <summary>The bandwidth cap held a fetch back since <paramref name="since"/>.</summary>
+    void Throttled(long since);
+    /// <summary>A transient failure is retried.</summary>
+    void Retried();
+}
+
+/// <summary>Settings of a <see cref="ChunkAccess"/>.</summary>
+public sealed record ChunkAccessOptions
+{
+    /// <summary>Fetches in flight; null: automatic (start small, grow while throughput rises, up to <see cref="FetchBudget.AutoFetchLimit"/>).</summary>
+    public int? FetchConcurrency { get; init; }
+    /// <summary>Cap on encoded bytes read per second; null for none.</summary>
+    public long? MaxBytesPerSecond { get; init; }
+    /// <summary>A gate shared with other restores; overrides <see cref="FetchConcurrency"/>.</summary>
+    public FetchBudget? Budget { get; init; }
+}
+
+/// <summary>
+/// Transient failures of a chunk read (the connection broke or stalled, the server answered 5xx: errors of kind
+/// <see cref="PbsErrorKind.Connection"/>) are retried with exponential backoff; a session whose connection broke
+/// reconnects and downloads its indexes again before its next chunk (that is the session's part). What persists after
+/// <see cref="MaxAttempts"/> attempts, and every other failure (missing chunk, authentication), is final.
+/// </summary>
+public static class ChunkRetryPolicy
+{
+    /// <summary>Attempts per chunk before a transient failure is final.</summary>
+    public const int MaxAttempts = 6;
+
+    /// <summary>Wait before attempt n+1: 0.25, 0.5, 1, 2, 4 s (about 8 s in all, enough for a server restart or a
+    /// network blip), with ±25 % jitter so that many fetchers hit by one drop do not come back in lockstep.</summary>
+    public static TimeSpan Backoff(int attempt) =>
+        TimeSpan.FromMilliseconds(Math.Min(4000, 250 << Math.Min(attempt - 1, 4)) * (0.75 + Random.Shared.NextDouble() * 0.5));
+
+    public static bool IsTransient(PbsException e) => e.Kind == PbsErrorKind.Connection;
+}
+
+/// <summary>The chunk-access service over one <see cref="IChunkSource"/>; thread-safe. Dispose it to end its own gate's tuning.</summary>
+public sealed class ChunkAccess : IChunkAccess, IDisposable
+{
+    private readonly IChunkSource _source;
+    private readonly FetchGate _gate;
+    private readonly FetchGate? _ownGate;
+    private readonly FetchBudget? _budget;
+    private readonly BandwidthLimiter? _limiter;
+    private readonly IChunkAccessObserver? _observer;
+    private long _wireBytes;
+    private int _retries;
+
+    public ChunkAccess(IChunkSource source, ChunkAccessOptions? options = null, IChunkAccessObserver? observer = null)
+    {
+        options ??= new ChunkAccessOptions();
+        _source = source;
+        _observer = observer;
+        _budget = options.Budget;
+        _ownGate = _budget is null ? new FetchGate(options.FetchConcurrency, FetchBudget.AutoFetchLimit) : null;
+        _gate = _budget?.Gate ?? _ownGate!;
+        _limiter = options.MaxBytesPerSecond is { } bps ? new BandwidthLimiter(bps) : null;
+    }
+
+    public int MaxConcurrency => _gate.Max;
+    /// <summary>The gate's current limit.</summary>
+    public int Limit => _gate.Limit;
+    /// <summary>Encoded bytes read through this service (rereads included).</summary>
+    public long WireBytes => Interlocked.Read(ref _wireBytes);
+    /// <summary>Chunk reads repeated after a transient failure.</summary>
+    public int Retries => Volatile.Read(ref _retries);
+
+    /// <summary>
+    /// Tunes this service's own automatic gate on its wire rate until <paramref name="ct"/> ends (a shared budget is
+    /// tuned by its owner: then only its limit is reported).
+    /// </summary>
+    public Task TuneAsync(Action<int> report, CancellationToken ct)
+    {
+        if (_ownGate is null)
+        {
+            report(_gate.Limit);
+            return Task.CompletedTask;
+        }
+        return _ownGate.TuneAsync(() => WireBytes, report, ct);
+    }
+
+    public async ValueTask<ChunkFetch> FetchAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    {
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            int length = await ReadAsync(digest, buffer, reread: false, ct).ConfigureAwait(false);
+            return new ChunkFetch(length, _gate);
+        }
+        catch
+        {
+            _gate.Release();
+            throw;
+        }
+    }
+
+    public async ValueTask<int> RereadAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    {
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            return await ReadAsync(digest, buffer, reread: true, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Under a slot: the read with its retries, then counting and the bandwidth cap.</summary>
+    private async ValueTask<int> ReadAsync(ChunkDigest digest, byte[] buffer, bool reread, CancellationToken ct)
+    {
+        long started = Stopwatch.GetTimestamp();
+        int length;
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                length = await _source.ReadRawChunkAsync(digest, buffer, ct).ConfigureAwait(false);
+                break;
+            }
+            catch (PbsException e) when (ChunkRetryPolicy.IsTransient(e) && attempt < ChunkRetryPolicy.MaxAttempts && !ct.IsCancellationRequested)
+            {
+                Interlocked.Increment(ref _retries);
+                _observer?.Retried();
+                await Task.Delay(ChunkRetryPolicy.Backoff(attempt), ct).ConfigureAwait(false);
+            }
+        }
+        Interlocked.Add(ref _wireBytes, length);
+        _observer?.Fetched(length, started, reread);
+        _budget?.AddWire(length);
+        if (_limiter is not null)
+        {
+            long throttled = Stopwatch.GetTimestamp();
+            await _limiter.ChargeAsync(length, ct).ConfigureAwait(false);
+            _observer?.Throttled(throttled);
+        }
+        return length;
+    }
+
+    public void Dispose() => _ownGate?.Dispose();
+}
