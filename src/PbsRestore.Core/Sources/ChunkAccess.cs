@@ -22,7 +22,10 @@ public interface IChunkAccess
     /// </summary>
     ValueTask<ChunkFetch> FetchAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct);
 
-    /// <summary>Reads a chunk again after its copy failed a check: through the same gate, cap, retries and counters.</summary>
+    /// <summary>
+    /// Reads a chunk again after its copy failed a check: through the same cap, retries and counters, and in a slot of
+    /// the same gate when one is free (it never waits for one: the holders may be waiting for the caller).
+    /// </summary>
     ValueTask<int> RereadAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct);
 }
 
@@ -147,14 +150,17 @@ public sealed class ChunkAccess : IChunkAccess, IDisposable
 
     public async ValueTask<int> RereadAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
     {
-        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        // A reread takes a free slot, but never waits for one: the slots may all be held by fetchers waiting for the
+        // decoders, and the decoder asking here is one of those they wait for. It reuses the decoder's buffer, so
+        // going over the limit by at most one read per decoder costs no memory.
+        bool slot = _gate.TryEnter();
         try
         {
             return await ReadAsync(digest, buffer, reread: true, ct).ConfigureAwait(false);
         }
         finally
         {
-            _gate.Release();
+            if (slot) _gate.Release();
         }
     }
 

@@ -25,6 +25,8 @@ internal sealed class FetchGate : IDisposable
     public int Max => _max;
 
     public Task WaitAsync(CancellationToken ct) => _slots.WaitAsync(ct);
+    /// <summary>Takes a free slot if there is one, without waiting.</summary>
+    public bool TryEnter() => _slots.Wait(0);
     public void Release() => _slots.Release();
 
     /// <summary>Runs the automatic tuning until <paramref name="ct"/> ends; reads the wire counter.</summary>

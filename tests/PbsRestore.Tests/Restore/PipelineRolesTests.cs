@@ -72,18 +72,46 @@ public sealed class PipelineRolesTests : IDisposable
         Assert.Equal(1, missing.Calls);
     }
 
-    [Fact]
-    public async Task A_reread_waits_for_a_slot_of_the_same_gate()
+    /// <summary>A source whose reads of one digest wait until released.</summary>
+    private sealed class HeldSource(IChunkSource inner, ChunkDigest held) : IChunkSource
     {
-        var (source, plan, _) = MakePlan(2);
-        using var access = new ChunkAccess(source, new ChunkAccessOptions { FetchConcurrency = 1 });
-        var held = await access.FetchAsync(plan.Jobs[0].Digest, new byte[ChunkSize + 64], default);
-        var reread = access.RereadAsync(plan.Jobs[1].Digest, new byte[ChunkSize + 64], default).AsTask();
-        await Task.Delay(200);
-        Assert.False(reread.IsCompleted, "the reread went around the fetch gate");
-        held.Dispose();
-        Assert.True(await reread > 0);
-        Assert.Equal(2, source.Reads);
+        public readonly TaskCompletionSource Release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public readonly TaskCompletionSource Entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+        {
+            if (digest == held)
+            {
+                Entered.TrySetResult();
+                await Release.Task.WaitAsync(ct);
+            }
+            return await inner.ReadRawChunkAsync(digest, buffer, ct);
+        }
+    }
+
+    [Fact]
+    public async Task A_reread_takes_a_free_slot_of_the_same_gate_but_never_waits_behind_fetchers()
+    {
+        var (source, plan, _) = MakePlan(3);
+        // The only slot held by a fetch (a fetcher waiting for the decoders): the decoder's reread still goes ahead.
+        using (var access = new ChunkAccess(source, new ChunkAccessOptions { FetchConcurrency = 1 }))
+        {
+            using var held = await access.FetchAsync(plan.Jobs[0].Digest, new byte[ChunkSize + 64], default);
+            Assert.True(await access.RereadAsync(plan.Jobs[1].Digest, new byte[ChunkSize + 64], default).AsTask().WaitAsync(TimeSpan.FromSeconds(30)) > 0);
+        }
+        // A free slot is taken by the reread: a fetch waits until the reread is done.
+        var slow = new HeldSource(source, plan.Jobs[1].Digest);
+        using (var access = new ChunkAccess(slow, new ChunkAccessOptions { FetchConcurrency = 1 }))
+        {
+            var reread = access.RereadAsync(plan.Jobs[1].Digest, new byte[ChunkSize + 64], default).AsTask();
+            await slow.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            var fetch = access.FetchAsync(plan.Jobs[2].Digest, new byte[ChunkSize + 64], default).AsTask();
+            await Task.Delay(200);
+            Assert.False(fetch.IsCompleted, "the fetch went past the slot the reread holds");
+            slow.Release.SetResult();
+            Assert.True(await reread > 0);
+            (await fetch).Dispose();
+        }
     }
 
     [Fact]
