@@ -438,8 +438,9 @@ internal sealed partial class IscsiConnection
                     bool found = false;
                     if (_reads.TryGetValue(referenced, out var read)) { await AbortAsync(read).ConfigureAwait(false); found = true; }
                     if (_writes.Remove(referenced, out var write)) { write.Dispose(); found = true; }
-                    // A task that already finished counts as aborted (§11.5.1: function complete).
-                    response = found || true ? (byte)0 : (byte)1;
+                    // Not found: a task that already completed is "task does not exist"; one whose CmdSN never
+                    // arrived counts as received and aborted (§11.5.1).
+                    response = found ? (byte)0 : _session.AcceptLostCmdSn(pdu.U32(32), pdu.U32(24)) ? (byte)0 : (byte)1;
                     break;
                 }
             case 2 or 4 or 5: // ABORT TASK SET, CLEAR TASK SET, LUN RESET
@@ -500,6 +501,7 @@ internal sealed partial class IscsiConnection
         public long Requested;      // end of the range covered by unsolicited data or R2Ts so far
         public uint R2TSn;
         public uint Ttt = Pdu.ReservedTag;
+        public uint ExpDataSn;      // next DataSN of the current sequence (unsolicited or one R2T's)
         public bool UnsolicitedOpen;
         public byte[] Stage = [];
         public int StageCount;
@@ -544,7 +546,13 @@ internal sealed partial class IscsiConnection
                 return false;
             case PlanKind.Read:
                 {
-                    if (!readFlag && edtl > 0) { await SendStatusAsync(itt, ScsiPlan.Check(Sense.InvalidFieldInCdb), edtl, 0, ct).ConfigureAwait(false); return false; }
+                    if (!readFlag && edtl > 0)
+                    {
+                        // A READ the initiator flagged as a write: nothing goes to the initiator; any data it pushed
+                        // is dropped; GOOD with the whole EDTL as residual (what libiscsi's Read10Invalid expects).
+                        await SendStatusAsync(itt, ScsiPlan.Good(), edtl, 0, ct).ConfigureAwait(false);
+                        return false;
+                    }
                     await _inflight.WaitAsync(ct).ConfigureAwait(false);
                     var running = new RunningRead { Lun = lun, Cancel = CancellationTokenSource.CreateLinkedTokenSource(ct) };
                     _reads[itt] = running;
@@ -608,6 +616,16 @@ internal sealed partial class IscsiConnection
             throw new IscsiProtocolException($"Data-Out with target transfer tag 0x{ttt:x8} not issued for task 0x{itt:x8}");
         if (offset + (long)pdu.DataLength > Math.Max(w.Requested, w.Transfer) && offset + (long)pdu.DataLength > w.Edtl)
             throw new IscsiProtocolException($"Data-Out beyond the expected data transfer length {w.Edtl}");
+        uint dataSn = pdu.U32(36);
+        if (dataSn != w.ExpDataSn && w.Error is null)
+        {
+            // A lost or reordered Data-Out: the task's data cannot be trusted; nothing more of it is written and the
+            // command ends with ABORTED COMMAND (the connection stays up; the initiator retries the command).
+            Interlocked.Increment(ref Stats.ProtocolErrors);
+            _target.Log(IscsiDiagnosticLevel.Warning, $"Data-Out DataSN {dataSn}, expected {w.ExpDataSn} (task 0x{itt:x8}); command aborted", _remote);
+            w.Error = Sense.DataPhaseError;
+        }
+        w.ExpDataSn = dataSn + 1;
         await AcceptDataAsync(w, pdu.DataMemory, ct).ConfigureAwait(false);
         if (pdu.Final)
         {
@@ -622,7 +640,6 @@ internal sealed partial class IscsiConnection
     {
         long take = Math.Clamp(w.Transfer - w.Received, 0, data.Length);
         w.Received += data.Length;
-        Stats.BytesWritten += 0; // counted when written
         var rest = data[..(int)take];
         while (!rest.IsEmpty)
         {
@@ -662,6 +679,7 @@ internal sealed partial class IscsiConnection
             uint length = (uint)Math.Min(_session!.Parameters.MaxBurstLength, w.Transfer - w.Received);
             w.Ttt = NextTtt();
             w.Requested = w.Received + length;
+            w.ExpDataSn = 0;
             var r = PduWriter.NewBhs(Opcode.ReadyToTransfer, 0x80);
             BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(8), Pdu.EncodeLun(Math.Max(w.Lun, 0)));
             PduWriter.Put32(r, 16, w.Itt);
@@ -686,6 +704,8 @@ internal sealed partial class IscsiConnection
                 }
                 result = w.Error is { } s ? ScsiPlan.Check(s) : ScsiPlan.Good();
             }
+            else if (w.Error is { } failed)
+                result = ScsiPlan.Check(failed);
             else if (w.Transfer < w.Plan.Length)
                 result = ScsiPlan.Check(Sense.ParameterListLengthError);
             else

@@ -52,6 +52,20 @@ internal sealed class IscsiSession
         }
     }
 
+    /// <summary>
+    /// ABORT TASK for a task that is not running: true when its CmdSN (<paramref name="refCmdSn"/>) never arrived but
+    /// lies in the window before the TMF's own CmdSN; it is then taken as received (§11.5.1).
+    /// </summary>
+    public bool AcceptLostCmdSn(uint refCmdSn, uint tmfCmdSn)
+    {
+        lock (_lock)
+        {
+            uint distance = refCmdSn - _expCmdSn;
+            if (distance >= (uint)_window || (int)(tmfCmdSn - refCmdSn) <= 0 || _ahead.Contains(refCmdSn)) return false;
+        }
+        return AcceptCmdSn(refCmdSn, false);
+    }
+
     public bool TryAddConnection(IscsiConnection c, int max)
     {
         lock (_lock)

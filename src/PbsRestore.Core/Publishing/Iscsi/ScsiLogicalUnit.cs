@@ -22,7 +22,7 @@ internal readonly record struct Sense(byte Key, byte Asc, byte Ascq)
     public static readonly Sense WriteError = new(MediumError, 0x0C, 0x00);
     public static readonly Sense LunNotReady = new(NotReady, 0x04, 0x00);
     public static readonly Sense MiscompareDuringVerify = new(Miscompare, 0x1D, 0x00);
-    public static readonly Sense CommandAborted = new(AbortedCommand, 0x00, 0x00);
+    public static readonly Sense DataPhaseError = new(AbortedCommand, 0x4B, 0x00);
 
     /// <summary>Fixed-format sense data (response code 70h, 18 bytes).</summary>
     public byte[] ToFixedFormat()
