@@ -83,7 +83,8 @@ internal sealed partial class IscsiConnection
         catch (Exception e)
         {
             Interlocked.Increment(ref Stats.ProtocolErrors);
-            _target.Log(IscsiDiagnosticLevel.Error, $"connection failed: {e.GetType().Name}: {e.Message}", _remote);
+            // Not a protocol or I/O error: a bug. The stack says where (no secrets live in this code's messages).
+            _target.Log(IscsiDiagnosticLevel.Error, $"connection failed: {e}", _remote);
         }
         finally
         {

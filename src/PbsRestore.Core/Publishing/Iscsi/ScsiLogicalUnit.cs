@@ -135,7 +135,7 @@ internal sealed class ScsiLogicalUnit
                     BinaryPrimitives.WriteUInt64BigEndian(d, (ulong)(Blocks - 1));
                     BinaryPrimitives.WriteUInt32BigEndian(d.AsSpan(8), (uint)_device.BlockSize);
                     d[14] = 0x80 | 0x40; // LBPME: UNMAP supported; LBPRZ: unmapped blocks read as zeros
-                    return Allocate(d, (int)BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]));
+                    return Allocate(d, BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]));
                 }
             case 0x1A: // MODE SENSE (6)
                 return ModeSense(cdb, ten: false);
@@ -496,6 +496,6 @@ internal sealed class ScsiLogicalUnit
     }
 
     /// <summary>Returns at most the allocation length of <paramref name="data"/> (SPC-4 §4.2.5.6).</summary>
-    private static ScsiPlan Allocate(byte[] data, int allocation) =>
-        ScsiPlan.Good(allocation >= data.Length ? data : data[..allocation]);
+    private static ScsiPlan Allocate(byte[] data, long allocation) =>
+        ScsiPlan.Good(allocation >= data.Length ? data : data[..(int)allocation]);
 }
