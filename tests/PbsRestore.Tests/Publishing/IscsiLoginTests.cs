@@ -146,6 +146,11 @@ public class IscsiLoginTests
         Assert.DoesNotContain("correct-secret", chap.ToString());
         Assert.DoesNotContain("correct-secret", Options(chap).ToString());
         Assert.Throws<ArgumentException>(() => new IscsiChapSecret("alice", "short"));
+        // From a SecureString (what a PSCredential holds): the same secret proves the same response.
+        var secure = new System.Security.SecureString();
+        foreach (char ch in "correct-secret-16") secure.AppendChar(ch);
+        using var fromSecure = new IscsiChapSecret("alice", secure);
+        Assert.Equal(chap.Secret.ToArray(), fromSecure.Secret.ToArray());
     }
 
     [Fact]

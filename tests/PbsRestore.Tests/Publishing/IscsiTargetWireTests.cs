@@ -183,4 +183,72 @@ public class IscsiTargetWireTests
         Assert.Equal((3, 2), (refused.Class, refused.Detail)); // out of resources
         Assert.Equal(1, target.Counters.ActiveSessions);
     }
+
+    [Fact]
+    public async Task A_second_connection_joins_the_session_and_shares_its_cmdsn_window()
+    {
+        var contents = Pattern(1 << 20);
+        await using var target = await Start(new MemoryBlockDevice(1 << 20, contents: contents));
+        await using var a = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        Assert.Equal(0, (await a.LoginAsync(Iqn, "MaxConnections=2")).Class);
+        Assert.NotEqual(0, a.Tsih);
+        await using var b = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        b.Tsih = a.Tsih;
+        b.Cid = 1;
+        b.CmdSn = a.CmdSn;
+        Assert.Equal(0, (await b.LoginAsync(Iqn)).Class);
+        Assert.Equal(1, target.Counters.ActiveSessions);
+        Assert.Equal(2, target.Counters.ActiveConnections);
+
+        // CmdSN n goes on connection b, n+1 on a: both complete, and the window moved past both.
+        b.CmdSn = a.CmdSn;
+        await b.SendAsync(b.ScsiCommand(Read10(0, 1), 512, true, false));
+        a.CmdSn = b.CmdSn;
+        await a.SendAsync(a.ScsiCommand(Read10(1, 1), 512, true, false));
+        using var rb = await b.ReceiveAsync();
+        using var ra = await a.ReceiveAsync();
+        Assert.Equal(contents.AsSpan(0, 512).ToArray(), rb!.Data.ToArray());
+        Assert.Equal(contents.AsSpan(512, 512).ToArray(), ra!.Data.ToArray());
+        Assert.Equal(a.CmdSn, ra.U32(28)); // ExpCmdSN
+
+        // A third connection is over MaxConnections=2.
+        await using var c = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        c.Tsih = a.Tsih;
+        c.Cid = 2;
+        var refused = await c.LoginAsync(Iqn);
+        Assert.Equal((2, 6), (refused.Class, refused.Detail)); // too many connections
+    }
+
+    [Fact]
+    public async Task An_idle_connection_gets_a_nop_in_ping_and_is_dropped_when_it_never_answers()
+    {
+        await using var target = await Start(new MemoryBlockDevice(1 << 20), o => o with { IdleTimeout = TimeSpan.FromMilliseconds(600) });
+        await using var c = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        Assert.Equal(0, (await c.LoginAsync(Iqn)).Class);
+        using var ping = await c.ReceiveAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(Opcode.NopIn, ping!.Opcode);
+        Assert.Equal(Pdu.ReservedTag, ping.InitiatorTaskTag);
+        Assert.NotEqual(Pdu.ReservedTag, ping.U32(20)); // a target transfer tag the initiator must echo
+        Assert.True(await c.ClosedByPeerAsync(TimeSpan.FromSeconds(20)));
+    }
+
+    [Fact]
+    public async Task Logout_closes_the_session()
+    {
+        await using var target = await Start(new MemoryBlockDevice(1 << 20));
+        await using var c = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        Assert.Equal(0, (await c.LoginAsync(Iqn)).Class);
+        var bhs = new byte[48];
+        bhs[0] = 0x46; bhs[1] = 0x80; // immediate Logout, close the session
+        PduWriter.Put32(bhs, 16, 77);
+        PduWriter.Put32(bhs, 24, c.CmdSn);
+        await c.SendAsync(bhs);
+        using var r = await c.ReceiveAsync();
+        Assert.Equal(Opcode.LogoutResponse, r!.Opcode);
+        Assert.Equal(0, r.Bhs[2]);
+        Assert.Equal(77u, r.InitiatorTaskTag);
+        Assert.True(await c.ClosedByPeerAsync(TimeSpan.FromSeconds(10)));
+        for (int i = 0; i < 100 && target.Counters.ActiveSessions > 0; i++) await Task.Delay(20);
+        Assert.Equal(0, target.Counters.ActiveSessions);
+    }
 }

@@ -44,12 +44,17 @@ internal sealed class RawInitiator : IAsyncDisposable
     }
 
     /// <summary>Logs in straight to full feature phase (operational stage only) with the given keys.</summary>
+    public ushort Tsih;
+    public ulong Isid = 0x4000_0000_0001UL;
+    public ushort Cid;
+
     public async Task<(byte Class, byte Detail, Dictionary<string, string> Keys)> LoginAsync(string target, params string[] keys)
     {
         var bhs = new byte[48];
         bhs[0] = 0x43;
         bhs[1] = 0x80 | (1 << 2) | 3;
-        BinaryPrimitives.WriteUInt64BigEndian(bhs.AsSpan(8), 0x4000_0000_0001UL << 16);
+        BinaryPrimitives.WriteUInt64BigEndian(bhs.AsSpan(8), (Isid << 16) | Tsih);
+        BinaryPrimitives.WriteUInt16BigEndian(bhs.AsSpan(20), Cid);
         BinaryPrimitives.WriteUInt32BigEndian(bhs.AsSpan(16), Itt++);
         BinaryPrimitives.WriteUInt32BigEndian(bhs.AsSpan(24), CmdSn);
         var text = new List<string> { $"InitiatorName={Name}" };
@@ -60,6 +65,7 @@ internal sealed class RawInitiator : IAsyncDisposable
         var parsed = TextKeys.Parse(r.Data, out _)!.ToDictionary(k => k.Key, k => k.Value);
         if (r.Bhs[36] == 0)
         {
+            Tsih = r.U16(14);
             Limits.HeaderDigest = parsed.GetValueOrDefault("HeaderDigest") == "CRC32C";
             Limits.DataDigest = parsed.GetValueOrDefault("DataDigest") == "CRC32C";
         }

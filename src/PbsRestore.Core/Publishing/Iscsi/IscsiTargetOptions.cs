@@ -24,7 +24,22 @@ public sealed class IscsiChapSecret : IDisposable
         if (secret.Length is < 12 or > 255)
             throw new ArgumentException("The CHAP secret must be 12 to 255 characters long (Windows' initiator requires 12 to 16).", nameof(secret));
         User = user;
-        _secret = System.Text.Encoding.UTF8.GetBytes(secret.ToArray());
+        _secret = new byte[System.Text.Encoding.UTF8.GetByteCount(secret)];
+        System.Text.Encoding.UTF8.GetBytes(secret, _secret);
+    }
+
+    /// <summary>From a SecureString (a PSCredential's password); the plain copy is cleared right after use.</summary>
+    public IscsiChapSecret(string user, System.Security.SecureString secret) : this(user, Unprotect(secret, out var chars))
+        => Array.Clear(chars);
+
+    private static ReadOnlySpan<char> Unprotect(System.Security.SecureString secret, out char[] chars)
+    {
+        ArgumentNullException.ThrowIfNull(secret);
+        chars = new char[secret.Length];
+        IntPtr p = System.Runtime.InteropServices.Marshal.SecureStringToGlobalAllocUnicode(secret);
+        try { System.Runtime.InteropServices.Marshal.Copy(p, chars, 0, chars.Length); }
+        finally { System.Runtime.InteropServices.Marshal.ZeroFreeGlobalAllocUnicode(p); }
+        return chars;
     }
 
     /// <summary>The CHAP name the initiator must send (CHAP_N).</summary>
