@@ -144,6 +144,17 @@ public class ScsiLogicalUnitTests
     }
 
     [Fact]
+    public async Task Get_lba_status_reports_the_rest_of_the_disk_as_mapped_or_unknown()
+    {
+        var u = Unit(new MemoryBlockDevice(1 << 20));
+        var d = (await Run(u, 0x9E, 0x12, 0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0, 24)).DataIn!;
+        Assert.Equal(100UL, BinaryPrimitives.ReadUInt64BigEndian(d.AsSpan(8)));
+        Assert.Equal(2048u - 100, BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(16)));
+        Assert.Equal(0, d[20]);
+        Assert.Equal(Sense.LbaOutOfRange, (await Run(u, 0x9E, 0x12, 0, 0, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 24)).Sense);
+    }
+
+    [Fact]
     public async Task Report_luns_and_missing_luns()
     {
         var d = (await Run(Unit(new MemoryBlockDevice(1 << 20)), 0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0)).DataIn!;

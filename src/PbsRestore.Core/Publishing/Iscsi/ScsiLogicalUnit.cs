@@ -137,6 +137,20 @@ internal sealed class ScsiLogicalUnit
                     d[14] = 0x80 | 0x40; // LBPME: UNMAP supported; LBPRZ: unmapped blocks read as zeros
                     return Allocate(d, BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]));
                 }
+            case 0x9E when (cdb[1] & 0x1F) == 0x12: // GET LBA STATUS (16)
+                {
+                    // We advertise logical block provisioning (LBPME), so initiators ask; the seam cannot tell mapped
+                    // from unmapped blocks, so the rest of the disk is one descriptor "mapped or unknown" (SBC-4 0h).
+                    ulong start = BinaryPrimitives.ReadUInt64BigEndian(cdb[2..]);
+                    uint alloc = BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]);
+                    if (start >= (ulong)Blocks) return ScsiPlan.Check(Sense.LbaOutOfRange);
+                    var d = new byte[24];
+                    BinaryPrimitives.WriteUInt32BigEndian(d, 20);
+                    BinaryPrimitives.WriteUInt64BigEndian(d.AsSpan(8), start);
+                    BinaryPrimitives.WriteUInt32BigEndian(d.AsSpan(16), (uint)Math.Min((ulong)Blocks - start, uint.MaxValue));
+                    d[20] = 0x00;
+                    return Allocate(d, alloc);
+                }
             case 0x1A: // MODE SENSE (6)
                 return ModeSense(cdb, ten: false);
             case 0x5A: // MODE SENSE (10)
