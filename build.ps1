@@ -133,6 +133,26 @@ function Install-QemuImg {
     }
 }
 
+function Install-IscsiTools {
+    # The iSCSI target tests use independent initiators: libiscsi's tools and conformance suite (libiscsi-bin),
+    # qemu-img/qemu-io over iscsi:// (qemu-block-extra), and tgt as the reference target for the conformance bench.
+    $need = @(@{ Tool = 'iscsi-test-cu'; Package = 'libiscsi-bin' }, @{ Tool = 'tgtd'; Package = 'tgt' }) |
+        Where-Object { -not (Get-Command $_.Tool -ErrorAction SilentlyContinue) } | ForEach-Object { $_.Package }
+    $blockExtra = @(Get-ChildItem -Path '/usr/lib/*/qemu/block-iscsi.so', '/usr/lib/qemu/block-iscsi.so' -ErrorAction SilentlyContinue).Count -gt 0
+    if (-not $blockExtra) { $need += 'qemu-block-extra' }
+    if (-not $need) { return }
+    $apt = Get-Command apt-get -ErrorAction SilentlyContinue
+    if ($apt -and $IsLinux -and ((& id -u) -eq '0')) {
+        Write-Host "> apt-get install $($need -join ' ') (for the iSCSI initiator tests)"
+        & apt-get install -y --no-install-recommends @need *> $null
+        if ($LASTEXITCODE -ne 0) {
+            & apt-get update *> $null
+            & apt-get install -y --no-install-recommends @need *> $null
+        }
+    }
+    else { Write-Warning "$($need -join ', ') not installed and not installable here: the iSCSI initiator tests will be skipped." }
+}
+
 function Start-UpstreamPeer {
     # The genuine-server test group (issue 12): the genuine PBS 3.2.4 from ../shared/upstream-pbs, started empty once
     # per run, filled by its make-data.sh; the tests read PBS_UPSTREAM_STATE / _DATA / _DATASTORE, or skip visibly
@@ -216,6 +236,7 @@ function Get-UpstreamSummary {
 function Invoke-Test {
     Invoke-Package | Out-Null   # builds, and gives tests/pester/Package.Tests.ps1 the packaged module
     Install-QemuImg
+    Install-IscsiTools
 
     if (Test-Path -LiteralPath $TestResults) { Remove-Item -LiteralPath $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null

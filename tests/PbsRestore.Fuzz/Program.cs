@@ -16,12 +16,12 @@ namespace PbsRestore.Fuzz;
 /// an input taking more than 1 s or allocating more than 64 MiB. Failing inputs are saved to
 /// tests/PbsRestore.Tests/Formats/FuzzRegressions/&lt;target&gt;-&lt;sha8&gt;.bin and the exit code is 1.
 ///
-/// Usage: PbsRestore.Fuzz --seconds N [--seed S] [--target blob|fidx|didx|manifest|keyfile|pxar|catalog|all] [--corpus DIR] [--out DIR]
+/// Usage: PbsRestore.Fuzz --seconds N [--seed S] [--target blob|fidx|didx|manifest|keyfile|pxar|catalog|iscsipdu|iscsilogin|iscsisession|all] [--corpus DIR] [--out DIR]
 /// (--seconds is per target; 'all' runs the targets one after the other.)
 /// </summary>
 public static class Program
 {
-    public static readonly string[] AllTargets = ["blob", "fidx", "didx", "manifest", "keyfile", "pxar", "catalog"];
+    public static readonly string[] AllTargets = ["blob", "fidx", "didx", "manifest", "keyfile", "pxar", "catalog", .. IscsiFuzz.Targets];
     private const double SlowSeconds = 1.0;
     private const long MaxAllocated = 64L << 20;
 
@@ -43,7 +43,7 @@ public static class Program
                 case "corpus": corpus = Next(); break;
                 case "out": outDir = Next(); break;
                 case "h" or "help" or "?":
-                    Console.WriteLine("PbsRestore.Fuzz --seconds N [--seed S] [--target blob|fidx|didx|manifest|keyfile|pxar|catalog|all] [--corpus DIR] [--out DIR]");
+                    Console.WriteLine("PbsRestore.Fuzz --seconds N [--seed S] [--target blob|fidx|didx|manifest|keyfile|pxar|catalog|iscsipdu|iscsilogin|iscsisession|all] [--corpus DIR] [--out DIR]");
                     return 0;
                 default:
                     Console.Error.WriteLine($"unknown argument '{args[i]}'");
@@ -170,6 +170,9 @@ public sealed class Harness
                 break;
             case "catalog":
                 errors += Try(() => PbsRestore.Fixtures.FormatExercise.Catalog(input));
+                break;
+            case "iscsipdu" or "iscsilogin" or "iscsisession":
+                errors += IscsiFuzz.Run(target, input);
                 break;
             default:
                 throw new ArgumentException($"unknown target {target}");

@@ -19,6 +19,9 @@ public static class Seeds
         var t0 = DateTimeOffset.FromUnixTimeSeconds(1714557600);
         switch (target)
         {
+            case "iscsipdu" or "iscsilogin" or "iscsisession":
+                seeds.AddRange(IscsiFuzz.Seeds(target));
+                break;
             case "blob":
                 seeds.AddRange(Files("*.blob").Select(File.ReadAllBytes));
                 string chunks = Path.Combine(store, ".chunks");

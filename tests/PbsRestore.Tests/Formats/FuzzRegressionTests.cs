@@ -56,7 +56,7 @@ public class FuzzRegressionTests
     [Fact]
     public void TheFolderHoldsOnlyNamedTargets()
     {
-        string[] targets = ["blob", "fidx", "didx", "manifest", "keyfile", "pxar", "catalog"];
+        string[] targets = ["blob", "fidx", "didx", "manifest", "keyfile", "pxar", "catalog", .. PbsRestore.Fuzz.IscsiFuzz.Targets];
         foreach (var f in Directory.EnumerateFiles(Folder))
         {
             string n = Path.GetFileName(f);
@@ -119,6 +119,9 @@ public class FuzzRegressionTests
                 break;
             case "catalog":
                 Try(() => PbsRestore.Fixtures.FormatExercise.Catalog(input));
+                break;
+            case "iscsipdu" or "iscsilogin" or "iscsisession":
+                PbsRestore.Fuzz.IscsiFuzz.Run(target, input); // throws on a crash (tests/PbsRestore.Fuzz/IscsiFuzz.cs, linked)
                 break;
             default:
                 throw new ArgumentException($"unknown fuzz target '{target}'");
