@@ -149,8 +149,14 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
         WriteError(ToErrorRecord(e, target));
     }
 
+    /// <summary>Releases what the command holds (sources, clients); PowerShell disposes a command when its pipeline ends, however it ends.</summary>
+    protected virtual void DisposeResources()
+    {
+    }
+
     public void Dispose()
     {
+        DisposeResources();
         _cts.Dispose();
         GC.SuppressFinalize(this);
     }
