@@ -30,6 +30,25 @@ public sealed class RemoteGoldenFixture : IAsyncLifetime
     /// <summary>How often the server refused a chunk as "not allowed" so far (its log).</summary>
     public int NotAllowedInLog() =>
         Server.StandardError.Split('\n').Count(l => l.Contains("download chunk", StringComparison.Ordinal) && l.Contains("not allowed", StringComparison.Ordinal));
+
+    /// <summary>
+    /// Returns once the server's log, as read here, holds every line the server wrote before this call: it sends a
+    /// request the server logs (an unauthenticated one, for a path never asked before) and waits for that line. The
+    /// log is one ordered stream, so what came before it is in too; no guess at how long the reading takes.
+    /// </summary>
+    public async Task LogBarrierAsync()
+    {
+        string marker = "log-barrier-" + Guid.NewGuid().ToString("N");
+        using (var http = Server.CreateRestClient())
+        using (var answer = await http.GetAsync($"/api2/json/{marker}"))
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, answer.StatusCode);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!Server.StandardError.Contains(marker, StringComparison.Ordinal))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"the server never logged {marker}");
+            await Task.Delay(10);
+        }
+    }
 }
 
 public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixture<RemoteGoldenFixture>, IDisposable
@@ -138,7 +157,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         var remoteReader = Assert.IsType<RemoteSnapshotReader>(reader);
         Assert.All(remoteReader.Sessions, s => Assert.Equal(0, s.NotAllowedRefusals));
         Assert.All(remoteReader.Sessions, s => Assert.True(s.Connections <= 1));
-        await Task.Delay(50); // the log is read asynchronously
+        await fixture.LogBarrierAsync(); // the log is read asynchronously: everything up to now, not a guess of 50 ms
         Assert.Equal(refusedBefore, fixture.NotAllowedInLog());
     }
 
