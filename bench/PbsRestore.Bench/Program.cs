@@ -36,6 +36,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "--image-formats") return await ImageFormatsBench.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--genuine") return await GenuineBench.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--file-restore") return await FileRestoreBench.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "--server-session") return await ServerSessionBench.RunAsync(args[1..]);
         var opts = BenchOptions.Parse(args);
         var bench = new Benchmark(opts);
         try
@@ -71,7 +72,7 @@ internal sealed record BenchOptions(int Repeats, TimeSpan Cap, bool Quick, strin
         return new BenchOptions(repeats, TimeSpan.FromSeconds(cap), quick, root);
     }
 
-    private static string FindRoot()
+    internal static string FindRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, "PbsRestore.slnx"))) return d.FullName;
@@ -196,16 +197,23 @@ internal sealed class Benchmark(BenchOptions o)
     // Servers and sources
     // ================================================================================================
 
-    private sealed record ServerInfo(Process Process, int Port, string Fingerprint);
+    internal sealed record ServerInfo(Process Process, int Port, string Fingerprint);
 
     private async Task<ServerInfo> StartServerAsync(string[] flags)
     {
-        string dll = Path.Combine(o.Root, "src", "PbsRestore.Server", "bin", "Release", "net10.0", "PbsRestore.Server.dll");
+        var server = await StartServerAsync(o.Root, Store, flags);
+        _servers.Add(server.Process);
+        return server;
+    }
+
+    /// <summary>Starts PbsRestore.Server (built under <paramref name="root"/>) over <paramref name="store"/> as 'bench', with the bench token.</summary>
+    internal static async Task<ServerInfo> StartServerAsync(string root, string store, string[] flags)
+    {
+        string dll = Path.Combine(root, "src", "PbsRestore.Server", "bin", "Release", "net10.0", "PbsRestore.Server.dll");
         if (!File.Exists(dll)) throw new FileNotFoundException($"server not built: {dll}");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { dll, "--datastore", "bench=" + Store, "--token", Program.Token }.Concat(flags)) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { dll, "--datastore", "bench=" + store, "--token", Program.Token }.Concat(flags)) psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
-        _servers.Add(p);
         p.ErrorDataReceived += (_, _) => { };
         p.BeginErrorReadLine();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));

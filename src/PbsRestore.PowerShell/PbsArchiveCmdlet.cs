@@ -49,8 +49,6 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
 
     protected CryptConfig? Crypt { get; private set; }
 
-    private ISnapshotSource? _namedSource;
-
     protected override void BeginProcessing()
     {
         if (Keyfile is null) return;
@@ -99,7 +97,7 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
 
     /// <summary>
     /// Where the current snapshot is read from: a piped snapshot object restores from the source that listed it,
-    /// unless a source is named; otherwise the named source, opened once per pipeline.
+    /// unless a source is named; otherwise the named source. Each is opened once per pipeline and closed at its end.
     /// </summary>
     protected ISnapshotSource SourceForSnapshot()
     {
@@ -107,10 +105,10 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
         bool sourceNamed = ParameterSetName != ConnectionSet || Connection is not null || Store is not null;
         if (!sourceNamed && info is not null)
         {
-            if (SnapshotSources.Of(info) is { } listed) return listed;
-            if (Directory.Exists(info.Location)) return new LocalDatastore(info.Location);
+            if (SnapshotSources.Of(info) is { } listed) return OpenSource(listed);
+            if (Directory.Exists(info.Location)) return OpenSource(SourceRequest.ForFolder(info.Location));
         }
-        return _namedSource ??= OpenSource();
+        return OpenSource();
     }
 
     /// <summary>Finds the snapshot and opens it (dispose the reader).</summary>
@@ -174,12 +172,6 @@ public abstract class PbsArchiveCmdlet : PbsSourceCmdlet
         var level = preference is ConfirmImpact c ? c
             : Enum.TryParse(preference?.ToString(), ignoreCase: true, out ConfirmImpact parsed) ? parsed : ConfirmImpact.High;
         return level == ConfirmImpact.High;
-    }
-
-    protected override void EndProcessing()
-    {
-        (_namedSource as IDisposable)?.Dispose();
-        _namedSource = null;
     }
 
     /// <summary>

@@ -4,44 +4,66 @@ using PbsRestore.Restore;
 namespace PbsRestore.PowerShell;
 
 /// <summary>
-/// Base of the module's cmdlets: one cancellation source that Ctrl+C (StopProcessing) cancels, a way to run
-/// core work on the thread pool while the pipeline thread draws progress (Write* only ever runs on the pipeline
-/// thread), and one mapping from core errors to ErrorRecords.
+/// Base of the module's cmdlets: one cancellation source that Ctrl+C (StopProcessing) cancels, a bridge that runs
+/// core work on the thread pool while the pipeline thread writes what it produces as it happens (Write* and
+/// ShouldProcess only ever run on the pipeline thread), and one mapping from core errors to ErrorRecords.
 /// </summary>
+/// <remarks>
+/// A cmdlet runs async work with <see cref="RunWithBridge{T}"/>: the work gets a <see cref="PipelineBridge"/> and
+/// writes objects, warnings, verbose lines and progress through it, and asks ShouldProcess with
+/// <see cref="PipelineBridge.ShouldProcessAsync"/>; each reaches the pipeline as soon as the pipeline thread is free.
+/// <see cref="Run{T}(Func{CancellationToken, Task{T}}, Action?)"/> is the short form for work that only returns a
+/// value (with an optional progress draw).
+/// </remarks>
 public abstract class PbsCmdlet : PSCmdlet, IDisposable
 {
     private readonly CancellationTokenSource _cts = new();
+    private volatile bool _stoppedByUser;
+
+    /// <summary>How often progress drawn from counters is redrawn while work runs.</summary>
+    internal static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(200);
 
     protected CancellationToken StopToken => _cts.Token;
 
-    protected override void StopProcessing() => _cts.Cancel();
-
-    /// <summary>Runs <paramref name="work"/> off the pipeline thread, calling <paramref name="tick"/> on it every 250 ms.</summary>
-    protected T Run<T>(Func<CancellationToken, Task<T>> work, Action? tick = null)
+    protected override void StopProcessing()
     {
-        var task = Task.Run(() => work(_cts.Token));
-        while (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(250))
-            Tick(tick);
-        Tick(tick);
-        return task.GetAwaiter().GetResult();
+        _stoppedByUser = true;
+        _cts.Cancel();
     }
 
     /// <summary>
-    /// Draws progress unless the pipeline is stopping: then WriteProgress throws, and the work's own outcome (a
-    /// cancellation that knows what it kept, for the resume hint) must be awaited instead of abandoned.
+    /// Runs <paramref name="work"/> off the pipeline thread and returns its result; <paramref name="tick"/> (a
+    /// progress draw) runs on the pipeline thread every <see cref="ProgressInterval"/> and once when the work ends.
     /// </summary>
-    private void Tick(Action? tick)
-    {
-        if (tick is null || _cts.IsCancellationRequested) return;
-        try
+    protected T Run<T>(Func<CancellationToken, Task<T>> work, Action? tick = null) =>
+        RunWithBridge(async (bridge, ct) =>
         {
-            tick();
-        }
-        catch (PipelineStoppedException)
+            var timer = tick is null ? null : bridge.DrawEvery(ProgressInterval, tick);
+            try
+            {
+                return await work(ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                timer?.Dispose();
+                if (tick is not null) bridge.Post(tick);
+            }
+        });
+
+    /// <summary>
+    /// Runs <paramref name="work"/> off the pipeline thread; what it writes or asks through the bridge reaches the
+    /// pipeline as it happens. Returns the work's result or throws its failure once it has ended.
+    /// </summary>
+    protected T RunWithBridge<T>(Func<PipelineBridge, CancellationToken, Task<T>> work) =>
+        new PipelineBridge(this, _cts, () => _stoppedByUser).Pump(work);
+
+    /// <summary><see cref="RunWithBridge{T}"/> for work without a result.</summary>
+    protected void RunWithBridge(Func<PipelineBridge, CancellationToken, Task> work) =>
+        RunWithBridge<bool>(async (bridge, ct) =>
         {
-            _cts.Cancel();
-        }
-    }
+            await work(bridge, ct).ConfigureAwait(false);
+            return true;
+        });
 
     /// <summary>Resolves a user path (relative to the current PowerShell location, ~ expanded) to a file-system path.</summary>
     protected string ResolvePath(string path) => GetUnresolvedProviderPathFromPSPath(path);
@@ -127,8 +149,14 @@ public abstract class PbsCmdlet : PSCmdlet, IDisposable
         WriteError(ToErrorRecord(e, target));
     }
 
+    /// <summary>Releases what the command holds (sources, clients); PowerShell disposes a command when its pipeline ends, however it ends.</summary>
+    protected virtual void DisposeResources()
+    {
+    }
+
     public void Dispose()
     {
+        DisposeResources();
         _cts.Dispose();
         GC.SuppressFinalize(this);
     }

@@ -58,30 +58,43 @@ public abstract class PbsSourceCmdlet : PbsCmdlet
     /// <summary>Reader sessions per snapshot for server sources.</summary>
     protected virtual int SessionsPerSnapshot => RemoteDatastore.DefaultSessionsPerSnapshot;
 
-    /// <summary>Opens the source the parameters name. Call on the pipeline thread (it reads session state).</summary>
-    protected ISnapshotSource OpenSource()
+    private readonly Dictionary<string, ISnapshotSource> _opened = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The source the parameters name (SourceFactory reads them as the completers do). Call on the pipeline thread
+    /// (it reads session state).
+    /// </summary>
+    private protected SourceRequest DescribeSource() => ParameterSetName switch
     {
-        switch (ParameterSetName)
-        {
-            case FolderSet:
-                return new LocalDatastore(ResolvePath(Datastore));
-            case RepositorySet:
-            {
-                var settings = SettingsFor(Repository, Fingerprint, Credential);
-                return new RemoteDatastore(new PbsClient(settings), SessionsPerSnapshot, ownsClient: true);
-            }
-            default:
-            {
-                var connection = Connection ?? DefaultConnection;
-                if (connection is not null) return new RemoteDatastore(connection.ClientFor(Store), SessionsPerSnapshot);
-                // Like proxmox-backup-client: PBS_REPOSITORY (with PBS_PASSWORD, PBS_FINGERPRINT) is a repository too.
-                if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PbsConnectionSettings.RepositoryVariable)))
-                    return new RemoteDatastore(new PbsClient(SettingsFor(null, null, null)), SessionsPerSnapshot, ownsClient: true);
-                throw new PbsException("NoSource", PbsErrorKind.InvalidArgument,
-                    "no datastore given: use -Datastore <folder>, -Repository <repository> (or PBS_REPOSITORY), or connect first with Connect-PbsServer");
-            }
-        }
+        FolderSet => SourceFactory.Describe(ResolvePath(Datastore), null, null, null, null, null, null),
+        RepositorySet => SourceFactory.Describe(null, Repository, Fingerprint, Credential, null, null, null),
+        _ => SourceFactory.Describe(null, null, null, null, Connection, Store, DefaultConnection),
+    } ?? throw SourceFactory.NoSource();
+
+    /// <summary>
+    /// Opens the source the parameters name. Call on the pipeline thread (it reads session state). The command
+    /// owns it: it is closed when the command ends (a client opened for -Repository included).
+    /// </summary>
+    protected ISnapshotSource OpenSource() => OpenSource(DescribeSource());
+
+    /// <summary>Opens a request's source once per command; closed by <see cref="CloseSources"/> when the command ends.</summary>
+    private protected ISnapshotSource OpenSource(SourceRequest request)
+    {
+        if (!_opened.TryGetValue(request.Key, out var source))
+            _opened[request.Key] = source = SourceFactory.Open(request, SessionsPerSnapshot);
+        return source;
     }
+
+    /// <summary>Closes every source this command opened (at EndProcessing, and again on Dispose after a stop or a failure).</summary>
+    protected void CloseSources()
+    {
+        foreach (var source in _opened.Values) (source as IDisposable)?.Dispose();
+        _opened.Clear();
+    }
+
+    protected override void EndProcessing() => CloseSources();
+
+    protected override void DisposeResources() => CloseSources();
 
     /// <summary>Settings from parameters and PBS_* variables; a credential's user name replaces the repository's.</summary>
     internal static PbsConnectionSettings SettingsFor(string? repository, string? fingerprint, PSCredential? credential)
@@ -109,17 +122,18 @@ public abstract class PbsSourceCmdlet : PbsCmdlet
 
 /// <summary>
 /// Remembers which source listed a snapshot object, so that piping it into Restore-PbsImage restores from the
-/// same place with the same credentials. Weak: objects and sources are collected as usual.
+/// same place with the same credentials: the request, not an open client, so the listing command can close what it
+/// opened and the restoring command opens (and closes) its own. Weak: objects are collected as usual.
 /// </summary>
 internal static class SnapshotSources
 {
-    private static readonly ConditionalWeakTable<SnapshotInfo, ISnapshotSource> Table = new();
+    private static readonly ConditionalWeakTable<SnapshotInfo, SourceRequest> Table = new();
 
-    public static SnapshotInfo Remember(SnapshotInfo info, ISnapshotSource source)
+    public static SnapshotInfo Remember(SnapshotInfo info, SourceRequest source)
     {
         Table.AddOrUpdate(info, source);
         return info;
     }
 
-    public static ISnapshotSource? Of(SnapshotInfo info) => Table.TryGetValue(info, out var s) ? s : null;
+    public static SourceRequest? Of(SnapshotInfo info) => Table.TryGetValue(info, out var s) ? s : null;
 }

@@ -35,18 +35,77 @@ public static class Program
             return 0;
         }
 
+        ServerHost host;
+        try
+        {
+            host = await ServerHost.StartAsync(options);
+        }
+        catch (ServerStartException e)
+        {
+            Console.Error.WriteLine("error: " + e.Message);
+            return e.ExitCode;
+        }
+        await using (host)
+        {
+            Console.Out.WriteLine($$"""{"url":"{{host.Url}}","fingerprint":"{{host.Fingerprint}}"}""");
+            Console.Out.Flush();
+            host.LogStart();
+            await host.WaitForShutdownAsync();
+        }
+        return 0;
+    }
+}
+
+/// <summary>Why the server could not start, and the exit code the program ends with (2: bad arguments, 1: cannot listen).</summary>
+public sealed class ServerStartException(string message, int exitCode) : Exception(message)
+{
+    public int ExitCode { get; } = exitCode;
+}
+
+/// <summary>
+/// The server, started: Kestrel listening, the datastores open. The program runs one and waits for SIGTERM; tests
+/// can run one in their own process with a clock of their own (<paramref name="time"/> in <see cref="StartAsync"/>),
+/// so that ticket lifetimes pass without waiting for them.
+/// </summary>
+public sealed class ServerHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly X509Certificate2 _certificate;
+    private readonly ServerOptions _options;
+
+    private ServerHost(WebApplication app, X509Certificate2 certificate, ServerOptions options, string url, int port, string fingerprint)
+    {
+        _app = app;
+        _certificate = certificate;
+        _options = options;
+        Url = url;
+        Port = port;
+        Fingerprint = fingerprint;
+    }
+
+    /// <summary>https://host:port as it listens.</summary>
+    public string Url { get; }
+    public int Port { get; }
+    /// <summary>SHA-256 of its certificate, lower-case colon hex.</summary>
+    public string Fingerprint { get; }
+
+    /// <summary>
+    /// Starts the server. <paramref name="time"/>: the clock tickets are issued and checked by (the system clock when
+    /// null). <paramref name="consoleLog"/>: log to stderr, as the program does (tests in-process pass false).
+    /// </summary>
+    public static async Task<ServerHost> StartAsync(ServerOptions options, TimeProvider? time = null, bool consoleLog = true)
+    {
         var stores = new List<(string, LocalDatastore)>();
         foreach (var (name, folder) in options.Datastores)
         {
             try { stores.Add((name, new LocalDatastore(folder))); }
             catch (PbsException e)
             {
-                Console.Error.WriteLine($"error: --datastore {name}: {e.Message}");
-                return 2;
+                throw new ServerStartException($"--datastore {name}: {e.Message}", 2);
             }
         }
 
-        using var certificate = CreateCertificate(options.Listen.Address);
+        var certificate = CreateCertificate(options.Listen.Address);
         string fingerprint = Convert.ToHexString(SHA256.HashData(certificate.RawData)).ToLowerInvariant();
         fingerprint = string.Join(':', Enumerable.Range(0, fingerprint.Length / 2).Select(i => fingerprint.Substring(i * 2, 2)));
 
@@ -54,8 +113,11 @@ public static class Program
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.WebHost.UseKestrelHttpsConfiguration();
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
-        builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        if (consoleLog)
+        {
+            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+            builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        }
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("System", LogLevel.Warning);
@@ -64,7 +126,8 @@ public static class Program
 
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(new Datastores(stores));
-        builder.Services.AddSingleton<Authenticator>();
+        // The clock goes to the authenticator alone: Kestrel keeps the real one for its own timeouts.
+        builder.Services.AddSingleton(sp => new Authenticator(sp.GetRequiredService<ServerOptions>(), time));
         builder.Services.AddSingleton<TrafficShaper>();
         builder.Services.AddSingleton<FaultInjector>();
         builder.Services.AddSingleton<ReaderSessionTransport>();
@@ -110,36 +173,48 @@ public static class Program
             return Task.CompletedTask;
         });
 
-        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("PbsRestore.Server");
         try
         {
             await app.StartAsync();
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException)
         {
-            Console.Error.WriteLine($"error: cannot listen on {options.Listen}: {e.Message}");
-            return 1;
+            await app.DisposeAsync();
+            certificate.Dispose();
+            throw new ServerStartException($"cannot listen on {options.Listen}: {e.Message}", 1);
         }
         var bound = httpsListen?.IPEndPoint ?? options.Listen;
         string host = bound.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{bound.Address}]" : bound.Address.ToString();
-        Console.Out.WriteLine($$"""{"url":"https://{{host}}:{{bound.Port}}","fingerprint":"{{fingerprint}}"}""");
-        Console.Out.Flush();
-        log.LogInformation("listening on https://{Host}:{Port}; datastores: {Stores}; {Tokens} token(s), {Users} user(s), ticket lifetime {Lifetime}s",
-            host, bound.Port, string.Join(", ", options.Datastores.Select(d => $"{d.Name}={d.Folder}")), options.Tokens.Count, options.Users.Count,
+        return new ServerHost(app, certificate, options, $"https://{host}:{bound.Port}", bound.Port, fingerprint);
+    }
+
+    /// <summary>Logs what the server serves and which faults it injects (after the JSON line).</summary>
+    public void LogStart()
+    {
+        var options = _options;
+        var log = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("PbsRestore.Server");
+        log.LogInformation("listening on {Url}; datastores: {Stores}; {Tokens} token(s), {Users} user(s), ticket lifetime {Lifetime}s",
+            Url, string.Join(", ", options.Datastores.Select(d => $"{d.Name}={d.Folder}")), options.Tokens.Count, options.Users.Count,
             (long)options.TicketLifetime.TotalSeconds);
         if (options.ChunkLatency > TimeSpan.Zero || options.MaxParallelReads is not null || options.BandwidthMbit is not null || options.ConnectionBandwidthMbit is not null)
             log.LogInformation("injection: chunk latency {Latency} ms, max parallel reads {Reads}, link {Link} Mbit/s, per connection {Connection} Mbit/s",
                 options.ChunkLatency.TotalMilliseconds, options.MaxParallelReads?.ToString() ?? "unlimited",
                 options.BandwidthMbit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unlimited",
                 options.ConnectionBandwidthMbit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unlimited");
-        var faults = app.Services.GetRequiredService<FaultInjector>();
+        var faults = _app.Services.GetRequiredService<FaultInjector>();
         if (faults.Enabled) log.LogInformation("fault injection: {Faults}", faults.Describe());
         if (options.Tokens.Count == 0 && options.Users.Count == 0)
             log.LogWarning("no --token and no --user given: every request will be refused");
+    }
 
-        await app.WaitForShutdownAsync();
-        await app.DisposeAsync();
-        return 0;
+    /// <summary>Until the host is told to stop (SIGTERM, Ctrl+C).</summary>
+    public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+        _certificate.Dispose();
     }
 
     /// <summary>A self-signed certificate, made in memory at start (ECDSA P-256, CN=localhost, SAN localhost/127.0.0.1/::1).</summary>

@@ -420,7 +420,7 @@ Get-PbsSnapshot -Repository $HostRepo -Credential (Cred $UserId $UserPassword) -
 
 Describe 'The server log' {
     It 'holds the sessions and refusals of this file, but no secret' {
-        Start-Sleep -Milliseconds 500   # the console logger writes from a queue
+        Wait-TestServerLog $script:Server   # the console logger writes from a queue: wait for all of it, not 500 ms
         $log = Get-TestServerLog $script:Server
         $log | Should -BeLike '*listening on*'
         $log | Should -BeLike '*reader session*'

@@ -114,6 +114,21 @@ function Get-TestServerLog {
     try { [System.IO.StreamReader]::new($fs).ReadToEnd() } finally { $fs.Dispose() }
 }
 
+function Wait-TestServerLog {
+    # Returns once Get-TestServerLog holds every line the server wrote before this call: sends a request the server
+    # logs (unauthenticated, for a path never asked before) and waits for that line. The log is one ordered stream,
+    # so what came before is in too; no guess at how long the logger's queue and the copy to the file take.
+    param([Parameter(Mandatory)] $Server, [int] $TimeoutSeconds = 60)
+    $marker = 'log-barrier-' + [guid]::NewGuid().ToString('N')
+    $answer = Invoke-WebRequest -Uri "$($Server.Url)/api2/json/$marker" -SkipCertificateCheck -SkipHttpErrorCheck -UseBasicParsing
+    if ($answer.StatusCode -ne 401) { throw "log barrier: expected 401 from the server, got $($answer.StatusCode)" }
+    $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
+    while (-not (Get-TestServerLog $Server).Contains($marker)) {
+        if ([DateTime]::UtcNow -gt $deadline) { throw "the server never logged $marker" }
+        Start-Sleep -Milliseconds 20
+    }
+}
+
 function Save-PbsEnvironment {
     # The PBS_* variables and $global:DefaultPbsServer as they are now (for Restore-PbsEnvironment).
     $saved = @{}
@@ -162,5 +177,5 @@ function Get-Errors {
     @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
 }
 
-Export-ModuleMember -Function Start-TestServer, Stop-TestServer, Get-TestServerLog, Save-PbsEnvironment, Clear-PbsEnvironment,
+Export-ModuleMember -Function Start-TestServer, Stop-TestServer, Get-TestServerLog, Wait-TestServerLog, Save-PbsEnvironment, Clear-PbsEnvironment,
     Restore-PbsEnvironment, New-PbsCredential, Get-DotnetPath, Get-Errors

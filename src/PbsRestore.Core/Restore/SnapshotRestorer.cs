@@ -59,17 +59,22 @@ public sealed class SnapshotRestorer
     /// <summary>
     /// Restores <paramref name="entries"/> into <paramref name="folder"/> (created if needed). <paramref name="countersFor"/>
     /// gives each archive's counters (for progress). The first failure cancels the others and is thrown; archives
-    /// already finished stay, unfinished ones leave no file.
+    /// already finished stay, unfinished ones leave no file. <paramref name="finished"/>, when given, hears of each
+    /// archive as soon as it is complete (the caller can report it while the others go on).
     /// </summary>
     public async Task<IReadOnlyList<RestoreResult>> RestoreAsync(IReadOnlyList<ManifestFile> entries, string folder, RestoreOptions options,
-        Func<ManifestFile, RestoreCounters> countersFor, CancellationToken ct)
+        Func<ManifestFile, RestoreCounters> countersFor, CancellationToken ct, Action<RestoreResult>? finished = null)
     {
         var snapshot = await OpenAsync(ct).ConfigureAwait(false);
         Directory.CreateDirectory(folder);
         var results = new List<RestoreResult>();
         foreach (var blob in entries.Where(e => e.Kind == ArchiveKind.Blob))
-            results.Add(await ArchiveRestorer.RestoreAsync(snapshot.Open(blob), PathFor(folder, blob), options with { Format = null },
-                countersFor(blob), ct).ConfigureAwait(false));
+        {
+            var done = await ArchiveRestorer.RestoreAsync(snapshot.Open(blob), PathFor(folder, blob), options with { Format = null },
+                countersFor(blob), ct).ConfigureAwait(false);
+            results.Add(done);
+            finished?.Invoke(done);
+        }
 
         var indexes = entries.Where(e => e.Kind != ArchiveKind.Blob).ToList();
         if (indexes.Count == 0) return results;
@@ -82,7 +87,9 @@ public sealed class SnapshotRestorer
             {
                 // -Format applies to the disk images; a container's file archive stays as it is.
                 var own = e.Kind == ArchiveKind.FixedIndex ? shared : shared with { Format = null };
-                return await ArchiveRestorer.RestoreAsync(snapshot.Open(e), PathFor(folder, e, own.Format), own, countersFor(e), cts.Token).ConfigureAwait(false);
+                var done = await ArchiveRestorer.RestoreAsync(snapshot.Open(e), PathFor(folder, e, own.Format), own, countersFor(e), cts.Token).ConfigureAwait(false);
+                finished?.Invoke(done);
+                return done;
             }
             catch
             {

@@ -32,33 +32,14 @@ public sealed class GetPbsDatastoreCommand : PbsCmdlet
     {
         try
         {
-            PbsClient client;
-            bool owned = false;
-            if (ParameterSetName == "Repository")
-            {
-                client = new PbsClient(PbsSourceCmdlet.SettingsFor(Repository, Fingerprint, Credential));
-                owned = true;
-            }
-            else
-            {
-                var connection = Connection
-                    ?? (SessionState.PSVariable.GetValue("global:" + PbsSourceCmdlet.DefaultConnectionVariable) is PbsServerConnection { IsConnected: true } c ? c : null);
-                if (connection is not null)
-                {
-                    client = connection.ClientFor(null);
-                }
-                else if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PbsConnectionSettings.RepositoryVariable)))
-                {
-                    // Like the other cmdlets: PBS_REPOSITORY (with PBS_PASSWORD, PBS_FINGERPRINT) names a server too.
-                    client = new PbsClient(PbsSourceCmdlet.SettingsFor(null, null, null));
-                    owned = true;
-                }
-                else
-                {
-                    throw new PbsException("NoSource", PbsErrorKind.InvalidArgument,
-                        "not connected: use -Repository (or PBS_REPOSITORY), or Connect-PbsServer first");
-                }
-            }
+            var connection = Connection
+                ?? (SessionState.PSVariable.GetValue("global:" + PbsSourceCmdlet.DefaultConnectionVariable) is PbsServerConnection { IsConnected: true } c ? c : null);
+            var request = ParameterSetName == "Repository"
+                ? SourceFactory.Describe(null, Repository, Fingerprint, Credential, null, null, null)
+                : SourceFactory.Describe(null, null, null, null, connection, null, null)
+                  ?? throw new PbsException("NoSource", PbsErrorKind.InvalidArgument,
+                      "not connected: use -Repository (or PBS_REPOSITORY), or Connect-PbsServer first");
+            var client = SourceFactory.OpenClient(request!, useStore: false, out bool owned);
             try
             {
                 foreach (var store in Run(ct => client.ListDatastoresAsync(ct)))

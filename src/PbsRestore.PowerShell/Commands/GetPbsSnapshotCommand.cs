@@ -68,7 +68,8 @@ public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
         try
         {
             var filter = BuildFilter();
-            var source = OpenSource();
+            var request = DescribeSource();
+            var source = OpenSource(request);
             target = source.Location;
             var ns = BackupNamespace.Parse(Namespace);
             var (listed, searched) = Run(async ct =>
@@ -81,7 +82,7 @@ public sealed class GetPbsSnapshotCommand : PbsSourceCmdlet
             });
             var selection = filter.Apply(listed);
             foreach (var s in selection.Snapshots)
-                WriteObject(SnapshotSources.Remember(s, source));
+                WriteObject(SnapshotSources.Remember(s, request));
             ReportMisses(source, filter, selection, searched);
         }
         catch (Exception e) when (e is PbsException or IOException or UnauthorizedAccessException or OperationCanceledException or HttpRequestException)

@@ -256,16 +256,22 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             var total = new TotalCounters(children.Values.Select(c => c.Counters).ToList(), entries.Sum(e => e.Size));
             try
             {
-                var results = Run(ct => restorer.RestoreAsync(entries, target, options, e => children[e].Counters, ct), () =>
+                void Draw()
                 {
                     parent.Update(total.Snapshot());
                     foreach (var c in children.Values) c.View.Update(c.Counters);
-                });
-                foreach (var r in results)
-                {
-                    WarnBadRanges(r);
-                    WriteObject(r);
                 }
+                // Each archive's result is written as soon as it is complete, while the others go on.
+                RunWithBridge(async (bridge, ct) =>
+                {
+                    using (bridge.DrawEvery(ProgressInterval, Draw))
+                        await restorer.RestoreAsync(entries, target, options, e => children[e].Counters, ct, r => bridge.Post(() =>
+                        {
+                            WarnBadRanges(r);
+                            WriteObject(r);
+                        })).ConfigureAwait(false);
+                    bridge.Post(Draw);
+                });
             }
             finally
             {

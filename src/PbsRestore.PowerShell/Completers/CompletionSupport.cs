@@ -125,24 +125,47 @@ internal static class CompletionSupport
     }
 
     /// <summary>
-    /// The snapshot source the bound parameters name, like PbsSourceCmdlet.OpenSource: -Datastore, -Repository
-    /// (with -Fingerprint, -Credential), -Connection or the session default (with -Store), PBS_REPOSITORY. Null when
-    /// there is none or it cannot be opened. <paramref name="key"/> identifies it for the cache (null: do not cache).
+    /// What the bound parameters name as the source, read by <see cref="SourceFactory"/> exactly as the cmdlets read
+    /// theirs: -Datastore, -Repository (with -Fingerprint, -Credential), -Connection or the session default (with
+    /// -Store), PBS_REPOSITORY. Null when there is none or it cannot be described (a folder without .chunks).
     /// </summary>
-    public static ISnapshotSource? OpenSource(IDictionary? bound, out string? key)
+    public static SourceRequest? Describe(IDictionary? bound, bool useStore = true)
     {
-        key = null;
         try
         {
             if (BoundString(bound, "Datastore") is { } folder)
             {
                 if (string.IsNullOrWhiteSpace(folder)) return null;
                 string? path = ResolvePath(folder);
-                if (path is null || !Directory.Exists(Path.Combine(path, ".chunks"))) return null;
-                return new LocalDatastore(path);
+                return path is null || !Directory.Exists(Path.Combine(path, ".chunks")) ? null : SourceRequest.ForFolder(path);
             }
-            var client = OpenClient(bound, useStore: true, out key, out bool owned);
-            return client is null ? null : new RemoteDatastore(client, 1, ownsClient: owned);
+            string? repository = BoundString(bound, "Repository");
+            if (repository is not null && string.IsNullOrWhiteSpace(repository)) return null;
+            string? store = useStore ? BoundString(bound, "Store") : null;
+            if (store is not null && string.IsNullOrWhiteSpace(store)) return null;
+            var given = Bound(bound, "Connection") as PbsServerConnection;
+            var connection = repository is not null ? null : given ?? DefaultConnection();
+            return SourceFactory.Describe(null, repository, BoundString(bound, "Fingerprint"), Bound(bound, "Credential") as PSCredential,
+                connection is { IsConnected: true } ? connection : null, store, null);
+        }
+        catch (Exception)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The snapshot source the bound parameters name (dispose it); <paramref name="key"/> identifies it for the cache.</summary>
+    public static ISnapshotSource? OpenSource(IDictionary? bound, out string? key)
+    {
+        key = null;
+        try
+        {
+            var request = Describe(bound);
+            if (request is null) return null;
+            var source = SourceFactory.Open(request, 1);
+            // A folder is read afresh each time; a server's listing is reused for a few seconds.
+            key = request.Folder is null ? request.Key : null;
+            return source;
         }
         catch (Exception)
         {
@@ -157,47 +180,17 @@ internal static class CompletionSupport
         owned = false;
         try
         {
-            if (BoundString(bound, "Repository") is { } repository)
-            {
-                if (string.IsNullOrWhiteSpace(repository)) return null;
-                string? fingerprint = BoundString(bound, "Fingerprint");
-                var credential = Bound(bound, "Credential") as PSCredential;
-                var settings = PbsSourceCmdlet.SettingsFor(repository, fingerprint, credential);
-                key = $"repo|{settings.Repository}|{settings.Fingerprint}|{SecretTag(settings)}";
-                owned = true;
-                return new PbsClient(settings);
-            }
-            var connection = Bound(bound, "Connection") as PbsServerConnection ?? DefaultConnection();
-            if (connection is { IsConnected: true })
-            {
-                string? store = useStore ? BoundString(bound, "Store") : null;
-                if (store is not null && string.IsNullOrWhiteSpace(store)) return null;
-                key = $"conn|{RuntimeHelpers.GetHashCode(connection)}|{connection.Repository}|{store}";
-                return connection.ClientFor(store);
-            }
-            if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(PbsConnectionSettings.RepositoryVariable)))
-            {
-                var settings = PbsSourceCmdlet.SettingsFor(null, null, null);
-                key = $"env|{settings.Repository}|{settings.Fingerprint}|{SecretTag(settings)}";
-                owned = true;
-                return new PbsClient(settings);
-            }
-            return null;
+            var request = Describe(bound, useStore);
+            if (request is null || request.Folder is not null) return null;
+            var client = SourceFactory.OpenClient(request, useStore, out owned);
+            key = request.Key;
+            return client;
         }
         catch (Exception)
         {
             return null;
         }
     }
-
-    /// <summary>
-    /// Tells secrets apart in cache keys without keeping them there: a listing made with one password is not
-    /// offered for another.
-    /// </summary>
-    private static string SecretTag(PbsConnectionSettings settings) =>
-        settings.Secret is { } secret
-            ? Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("pbs-completion|" + secret)))[..16]
-            : "-";
 
     /// <summary>
     /// Runs a listing off the pipeline thread with a time limit; on a server the result is reused for a few seconds

@@ -14,12 +14,32 @@ namespace PbsRestore.Tests.Access;
 /// <summary>A chunk source that counts reads per digest and can delay them (to make concurrent readers overlap).</summary>
 internal sealed class CountingChunkSource(IChunkSource inner, int delayMs = 0) : IChunkSource
 {
+    private readonly List<(int Count, TaskCompletionSource Done)> _waiters = [];
+
     public ConcurrentDictionary<ChunkDigest, int> Reads { get; } = new();
     public int Total => Reads.Values.Sum();
+
+    /// <summary>Completes once <paramref name="count"/> distinct chunks have been asked for (however long the machine takes).</summary>
+    public Task WhenDistinctReads(int count)
+    {
+        lock (_waiters)
+        {
+            if (Reads.Count >= count) return Task.CompletedTask;
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((count, done));
+            return done.Task;
+        }
+    }
 
     public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
     {
         Reads.AddOrUpdate(digest, 1, (_, n) => n + 1);
+        lock (_waiters)
+            foreach (var w in _waiters.Where(w => Reads.Count >= w.Count).ToList())
+            {
+                w.Done.TrySetResult();
+                _waiters.Remove(w);
+            }
         if (delayMs > 0) await Task.Delay(delayMs, ct);
         return await inner.ReadRawChunkAsync(digest, buffer, ct);
     }
@@ -128,7 +148,9 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
         await access.ReadAtAsync(0, new byte[1], default);
         await access.ReadAtAsync(index.OffsetOf(1), new byte[1], default);
         // Reading chunk 1 right after chunk 0 starts chunks 2..4 in the background.
-        for (int i = 0; i < 100 && counting.Reads.Count < 5; i++) await Task.Delay(20);
+        // Waited for by the reads themselves, not for 2 s of real time that a busy machine can outlast; the bound only
+        // ends a test whose read-ahead never comes.
+        await counting.WhenDistinctReads(5).WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(5, counting.Reads.Count);
         Assert.All(counting.Reads.Values, n => Assert.Equal(1, n));
     }

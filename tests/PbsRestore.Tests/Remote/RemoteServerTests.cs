@@ -31,6 +31,25 @@ public sealed class RemoteGoldenFixture : IAsyncLifetime
     /// <summary>How often the server refused a chunk as "not allowed" so far (its log).</summary>
     public int NotAllowedInLog() =>
         Server.StandardError.Split('\n').Count(l => l.Contains("download chunk", StringComparison.Ordinal) && l.Contains("not allowed", StringComparison.Ordinal));
+
+    /// <summary>
+    /// Returns once the server's log, as read here, holds every line the server wrote before this call: it sends a
+    /// request the server logs (an unauthenticated one, for a path never asked before) and waits for that line. The
+    /// log is one ordered stream, so what came before it is in too; no guess at how long the reading takes.
+    /// </summary>
+    public async Task LogBarrierAsync()
+    {
+        string marker = "log-barrier-" + Guid.NewGuid().ToString("N");
+        using (var http = Server.CreateRestClient())
+        using (var answer = await http.GetAsync($"/api2/json/{marker}"))
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, answer.StatusCode);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!Server.StandardError.Contains(marker, StringComparison.Ordinal))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"the server never logged {marker}");
+            await Task.Delay(10);
+        }
+    }
 }
 
 public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixture<RemoteGoldenFixture>, IDisposable
@@ -139,7 +158,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         var remoteReader = Assert.IsType<RemoteSnapshotReader>(reader);
         Assert.All(remoteReader.Sessions, s => Assert.Equal(0, s.NotAllowedRefusals));
         Assert.All(remoteReader.Sessions, s => Assert.True(s.Connections <= 1));
-        await Task.Delay(50); // the log is read asynchronously
+        await fixture.LogBarrierAsync(); // the log is read asynchronously: everything up to now, not a guess of 50 ms
         Assert.Equal(refusedBefore, fixture.NotAllowedInLog());
     }
 
@@ -340,14 +359,20 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
     }
 }
 
-/// <summary>A server whose tickets live 3 seconds: the client must renew (or log in again) to keep going.</summary>
+/// <summary>
+/// A server whose tickets live 3 seconds: the client must renew (or log in again) to keep going. Server and client
+/// share a manual clock (the server runs in this process), so the lifetime passes when the test says, not while a
+/// busy machine happens to stall: on real time, a stall longer than the 750 ms renewal window made the client log in
+/// again with its password, failing "one login" about once in four runs.
+/// </summary>
 public sealed class RemoteTicketRenewalTests : IAsyncLifetime, IDisposable
 {
+    private readonly Microsoft.Extensions.Time.Testing.FakeTimeProvider _clock = new(DateTimeOffset.FromUnixTimeSeconds(1_800_000_000));
     private TestServer _server = null!;
     private readonly string _dir = Directory.CreateTempSubdirectory("pbsrestore-ticket-").FullName;
 
     public async Task InitializeAsync() =>
-        _server = await TestServer.StartAsync("--datastore", "golden=" + TestPaths.GoldenPath("datastore"),
+        _server = await TestServer.StartInProcessAsync(_clock, "--datastore", "golden=" + TestPaths.GoldenPath("datastore"),
             "--user", "carol@pbs:carol-Pa55", "--ticket-lifetime", "3");
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
@@ -355,7 +380,15 @@ public sealed class RemoteTicketRenewalTests : IAsyncLifetime, IDisposable
 
     private PbsClient Client(TimeSpan lifetime) => new(
         PbsConnectionSettings.Resolve($"carol@pbs@127.0.0.1:{_server.Port}:golden", _server.Fingerprint, "carol-Pa55", _ => null),
-        new PbsClientOptions { TicketLifetime = lifetime });
+        new PbsClientOptions { TicketLifetime = lifetime, Clock = _clock });
+
+    private async Task RestoreScsi0Async(RemoteSnapshotReader reader, string name)
+    {
+        var archive = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z").Archives.Single(a => a.Name == "drive-scsi0.img.fidx");
+        string dest = Path.Combine(_dir, name);
+        await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions(), new RestoreCounters(), default);
+        Assert.Equal(archive.PlaintextSha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
+    }
 
     [Fact]
     public async Task Listing_and_restoring_past_the_ticket_lifetime_renews_the_ticket()
@@ -365,34 +398,23 @@ public sealed class RemoteTicketRenewalTests : IAsyncLifetime, IDisposable
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         var reference = new SnapshotRef(BackupNamespace.Root, "vm", "100", DateTimeOffset.FromUnixTimeSeconds(snap.BackupTime));
         await using var reader = (RemoteSnapshotReader)await remote.OpenSnapshotAsync(reference, default);
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        // Listing keeps asking for the ticket every 100 ms while the restores run beside it, until the end: the
-        // renewal window (the last quarter of the 3 s lifetime) is 750 ms, which a list + restore round on a busy
-        // machine can outlast, and then the client rightly falls back to the password.
-        using var stop = new CancellationTokenSource();
-        var listing = Task.Run(async () =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                Assert.NotEmpty(await remote.ListSnapshotsAsync(BackupNamespace.Root, null, null, default));
-                await Task.Delay(100);
-            }
-        });
-        int round = 0;
-        while (clock.Elapsed < TimeSpan.FromSeconds(5))
-        {
-            await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", Path.Combine(_dir, $"r{round++}.img"),
-                new RestoreOptions(), new RestoreCounters(), default);
-            await Task.Delay(200);
-        }
-        // A new connection late in the restore authenticates with the renewed ticket.
-        reader.Sessions[0].DropConnection();
-        await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", Path.Combine(_dir, "last.img"), new RestoreOptions(), new RestoreCounters(), default);
-        stop.Cancel();
-        await listing;
+        await RestoreScsi0Async(reader, "first.img");
         var auth = Assert.IsType<TicketAuth>(client.Auth);
-        Assert.True(auth.Renewals >= 1, $"renewals {auth.Renewals}, logins {auth.Logins}");
-        Assert.Equal(1, auth.Logins);
+        Assert.Equal((1, 0), (auth.Logins, auth.Renewals));
+
+        // In the last quarter of the lifetime the next request renews the ticket (the old one is still valid).
+        _clock.Advance(TimeSpan.FromSeconds(2.5));
+        Assert.NotEmpty(await remote.ListSnapshotsAsync(BackupNamespace.Root, null, null, default));
+        Assert.Equal((1, 1), (auth.Logins, auth.Renewals));
+
+        // Past the first ticket's lifetime, inside the renewed one's: restoring and listing go on without a login.
+        _clock.Advance(TimeSpan.FromSeconds(2));
+        await RestoreScsi0Async(reader, "second.img");
+        Assert.NotEmpty(await remote.ListSnapshotsAsync(BackupNamespace.Root, null, null, default));
+        // A new connection late in the restore authenticates with the renewed ticket (the first one would be refused).
+        reader.Sessions[0].DropConnection();
+        await RestoreScsi0Async(reader, "last.img");
+        Assert.Equal((1, 1), (auth.Logins, auth.Renewals));
         Assert.Equal(2, reader.Sessions[0].Connections);
     }
 
@@ -402,7 +424,7 @@ public sealed class RemoteTicketRenewalTests : IAsyncLifetime, IDisposable
         using var client = Client(TimeSpan.FromHours(2));
         using var remote = new RemoteDatastore(client);
         Assert.NotEmpty(await remote.ListSnapshotsAsync(BackupNamespace.Root, null, null, default));
-        await Task.Delay(5000); // tickets carry whole seconds: past 3 s of lifetime whatever the rounding
+        _clock.Advance(TimeSpan.FromSeconds(5)); // past the server's 3 s, far inside the 2 h the client expects
         Assert.NotEmpty(await remote.ListSnapshotsAsync(BackupNamespace.Root, null, null, default));
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         await using var reader = await remote.OpenSnapshotAsync(

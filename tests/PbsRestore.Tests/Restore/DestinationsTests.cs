@@ -16,10 +16,10 @@ public sealed class DestinationsTests
     public void The_format_comes_from_the_parameter_else_the_extension(string path, ImageFormat? requested, ImageFormat expected) =>
         Assert.Equal(expected, ImageDestinations.FormatFor(path, requested));
 
-    [Fact]
+    [SkippableFact]
     public void A_device_node_or_pipe_is_never_replaced_by_a_file()
     {
-        if (!OperatingSystem.IsLinux()) return;
+        Skip.IfNot(OperatingSystem.IsLinux(), "uses /dev/null as the device node, a Linux path");
         // /dev/null is a character device: a restore "to" it with -Force must not rename a file over it.
         var e = Assert.Throws<PbsException>(() => DestinationFile.CheckWritable("/dev/null", force: true));
         Assert.Equal("DestinationNotSupported", e.ErrorId);

@@ -84,8 +84,16 @@ internal sealed class LoopDevice : IDisposable
             if (code == 0 && stdout.Trim().StartsWith("/dev/", StringComparison.Ordinal)) return new LoopDevice(stdout.Trim(), backingFile);
             why = $"losetup failed ({code}): {stderr.Trim()}";
         }
-        output.WriteLine($"NOTE: no loop device ({why}); this test ran its regular-file fallback instead.");
+        output.WriteLine($"NOTE: no loop device ({why}).");
         return null;
+    }
+
+    /// <summary>A loop device over <paramref name="backingFile"/>, or the test is reported skipped with the reason there is none.</summary>
+    public static LoopDevice Attach(string backingFile, ITestOutputHelper output, bool partitions = false)
+    {
+        var loop = TryAttach(backingFile, output, partitions);
+        Skip.If(loop is null, "needs a loop device (Linux, root, losetup); none could be attached here");
+        return loop!;
     }
 
     public void Dispose()
@@ -128,7 +136,6 @@ public sealed class DeviceDestinationTests(ITestOutputHelper output) : IDisposab
     /// <summary>(b) An existing file written in place, as a target that rejects holes: zero chunks must be written.</summary>
     private async Task RestoreOverGarbageFile()
     {
-        // Its own folder: the loop tests that fall back here may have generated a datastore already.
         string dir = Directory.CreateDirectory(Temp("file-target")).FullName;
         var image = DeviceImage.Create(dir);
         string target = Path.Combine(dir, "existing.img");
@@ -150,19 +157,14 @@ public sealed class DeviceDestinationTests(ITestOutputHelper output) : IDisposab
     [Fact]
     public Task Restore_over_an_existing_garbage_file_is_bit_exact_including_zero_chunks() => RestoreOverGarbageFile();
 
-    [Fact]
+    [SkippableFact]
     public async Task Restore_onto_a_loop_device_over_garbage_is_bit_exact()
     {
         var image = DeviceImage.Create(_dir.Path);
         string backing = Temp("backing.img");
         // Whole MiBs (a loop device is whole sectors), at least a MiB past the image to see that the tail is kept.
         var garbage = DeviceImage.WriteGarbage(backing, (image.Size >> 20) + 2 << 20);
-        using var loop = LoopDevice.TryAttach(backing, output);
-        if (loop is null)
-        {
-            await RestoreOverGarbageFile();
-            return;
-        }
+        using var loop = LoopDevice.Attach(backing, output);
 
         await using (var destination = DeviceDestination.Open(loop.Path, image.Size))
         {
@@ -176,17 +178,12 @@ public sealed class DeviceDestinationTests(ITestOutputHelper output) : IDisposab
         output.WriteLine($"restored {image.Size} bytes onto {loop.Path}");
     }
 
-    [Fact]
-    public async Task A_loop_device_smaller_than_the_image_is_refused()
+    [SkippableFact]
+    public void A_loop_device_smaller_than_the_image_is_refused()
     {
         string backing = Temp("small.img");
         var garbage = DeviceImage.WriteGarbage(backing, 1 << 20);
-        using var loop = LoopDevice.TryAttach(backing, output);
-        if (loop is null)
-        {
-            await RestoreOverGarbageFile();
-            return;
-        }
+        using var loop = LoopDevice.Attach(backing, output);
         long imageSize = (2L << 20) + 4096;
         var e = Assert.Throws<PbsException>(() => DeviceDestination.Open(loop.Path, imageSize));
         Assert.Equal("DeviceTooSmall", e.ErrorId);
@@ -198,26 +195,16 @@ public sealed class DeviceDestinationTests(ITestOutputHelper output) : IDisposab
         Assert.Equal(garbage, File.ReadAllBytes(backing));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task A_mounted_loop_device_is_refused()
     {
         string backing = Temp("fs.img");
         DeviceImage.WriteGarbage(backing, 8 << 20);
-        using var loop = LoopDevice.TryAttach(backing, output);
-        if (loop is null)
-        {
-            await RestoreOverGarbageFile();
-            return;
-        }
+        using var loop = LoopDevice.Attach(backing, output);
         var (code, _, stderr) = LoopDevice.Run("mkfs.ext4", ["-q", "-F", loop.Path]);
         string mountPoint = Directory.CreateDirectory(Temp("mnt")).FullName;
         if (code == 0) (code, _, stderr) = LoopDevice.Run("mount", [loop.Path, mountPoint]);
-        if (code != 0)
-        {
-            output.WriteLine($"NOTE: cannot make and mount a file system here ({stderr.Trim()}); ran the regular-file fallback instead.");
-            await RestoreOverGarbageFile();
-            return;
-        }
+        Skip.If(code != 0, $"cannot make and mount a file system on a loop device here: {stderr.Trim()}");
         try
         {
             var e = Assert.Throws<PbsException>(() => DeviceDestination.Open(loop.Path, 1 << 20));
@@ -233,7 +220,7 @@ public sealed class DeviceDestinationTests(ITestOutputHelper output) : IDisposab
         Assert.Equal(false, destination.Info.IsInUse);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task A_loop_device_with_a_mounted_partition_is_refused()
     {
         string backing = Temp("disk.img");
@@ -244,12 +231,7 @@ public sealed class DeviceDestinationTests(ITestOutputHelper output) : IDisposab
         disk[510] = 0x55;
         disk[511] = 0xAA;
         File.WriteAllBytes(backing, disk);
-        using var loop = LoopDevice.TryAttach(backing, output, partitions: true);
-        if (loop is null)
-        {
-            await RestoreOverGarbageFile();
-            return;
-        }
+        using var loop = LoopDevice.Attach(backing, output, partitions: true);
         string partition = loop.Path + "p1";
         // The kernel adds the partition node asynchronously; partx asks again where the scan was missed.
         for (int i = 0; i < 50 && !File.Exists(partition); i++)
@@ -260,12 +242,7 @@ public sealed class DeviceDestinationTests(ITestOutputHelper output) : IDisposab
         var (code, _, stderr) = File.Exists(partition) ? LoopDevice.Run("mkfs.ext4", ["-q", "-F", partition]) : (-1, "", "no partition node appeared");
         string mountPoint = Directory.CreateDirectory(Temp("mnt")).FullName;
         if (code == 0) (code, _, stderr) = LoopDevice.Run("mount", [partition, mountPoint]);
-        if (code != 0)
-        {
-            output.WriteLine($"NOTE: cannot mount a partition of a loop device here ({stderr.Trim()}); ran the regular-file fallback instead.");
-            await RestoreOverGarbageFile();
-            return;
-        }
+        Skip.If(code != 0, $"cannot mount a partition of a loop device here: {stderr.Trim()}");
         try
         {
             var info = BlockDevices.Describe(loop.Path);
@@ -281,17 +258,12 @@ public sealed class DeviceDestinationTests(ITestOutputHelper output) : IDisposab
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task A_device_already_open_for_restore_is_refused_by_the_kernel()
     {
         string backing = Temp("busy.img");
         DeviceImage.WriteGarbage(backing, 1 << 20);
-        using var loop = LoopDevice.TryAttach(backing, output);
-        if (loop is null)
-        {
-            await RestoreOverGarbageFile();
-            return;
-        }
+        using var loop = LoopDevice.Attach(backing, output);
         // O_EXCL: the second open gets EBUSY, so two restores (or a mount) cannot share the device.
         await using var first = DeviceDestination.Open(loop.Path, 4096);
         var e = Assert.Throws<PbsException>(() => DeviceDestination.Open(loop.Path, 4096));

@@ -196,7 +196,9 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
     [Fact]
     public async Task Ticket_expire_after_refuses_an_old_ticket_for_the_reader()
     {
-        await using var server = await StartAsync("--user", "carol@pbs:pw", "--ticket-expire-after", "2");
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.FromUnixTimeSeconds(1_800_000_000));
+        await using var server = await TestServer.StartInProcessAsync(clock,
+            "--datastore", "bench=" + store.Store, "--token", TestServer.DefaultToken, "--user", "carol@pbs:pw", "--ticket-expire-after", "2");
         using var rest = server.CreateRestClient();
         var login = await rest.PostAsync("/api2/json/access/ticket", new FormUrlEncodedContent(
             new Dictionary<string, string> { ["username"] = "carol@pbs", ["password"] = "pw" }));
@@ -207,7 +209,7 @@ public sealed class ServerFaultInjectionTests(InjectionDatastoreFixture store) :
         var fresh = await ReaderTestClient.UpgradeAsync(server, store.Query, cookie);
         Assert.Equal(101, fresh.Status);
         fresh.Stream!.Dispose();
-        await Task.Delay(TimeSpan.FromSeconds(3.5));
+        clock.Advance(TimeSpan.FromSeconds(3.5)); // the server's clock (in-process): no sleeping through the 2 s
         var old = await ReaderTestClient.UpgradeAsync(server, store.Query, cookie);
         Assert.Equal(401, old.Status);
         Assert.Contains("expired", old.Body);

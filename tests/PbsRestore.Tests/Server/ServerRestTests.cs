@@ -197,7 +197,9 @@ public sealed class ServerLifecycleTests
     [Fact]
     public async Task Ticket_expires_after_the_given_lifetime()
     {
-        await using var server = await TestServer.StartAsync("--datastore", "golden=" + TestPaths.GoldenPath("datastore"),
+        // The server's clock is a manual one (in-process server): the lifetime passes without sleeping through it.
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.FromUnixTimeSeconds(1_800_000_000));
+        await using var server = await TestServer.StartInProcessAsync(clock, "--datastore", "golden=" + TestPaths.GoldenPath("datastore"),
             "--user", "carol@pbs:pw", "--ticket-lifetime", "2");
         using var http = server.CreateRestClient();
         var response = await http.PostAsync("/api2/json/access/ticket", new FormUrlEncodedContent(
@@ -213,7 +215,9 @@ public sealed class ServerLifecycleTests
             return r;
         }
         Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(WithTicket())).StatusCode);
-        await Task.Delay(TimeSpan.FromSeconds(3.5));
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(WithTicket())).StatusCode); // still inside its 2 s
+        clock.Advance(TimeSpan.FromSeconds(2.5)); // 3.5 s: tickets carry whole seconds, so past 2 s whatever the rounding
         var expired = await http.SendAsync(WithTicket());
         Assert.Equal(HttpStatusCode.Unauthorized, expired.StatusCode);
         Assert.Contains("expired", await expired.Content.ReadAsStringAsync());

@@ -30,7 +30,8 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>The Authorization header value for <see cref="DefaultToken"/> (secret percent-encoded, as upstream's client sends it).</summary>
     public static string DefaultTokenHeader => $"PBSAPIToken={DefaultTokenId}:{Uri.EscapeDataString(DefaultTokenSecret)}";
 
-    private readonly Process _process;
+    private readonly Process _process = null!;
+    private readonly PbsRestore.Server.ServerHost? _host;
     private readonly StringBuilder _stderr = new();
 
     private TestServer(Process process, Uri url, string fingerprint)
@@ -39,6 +40,21 @@ public sealed class TestServer : IAsyncDisposable
         Url = url;
         Fingerprint = fingerprint;
     }
+
+    private TestServer(PbsRestore.Server.ServerHost host)
+    {
+        _host = host;
+        Url = new Uri(host.Url);
+        Fingerprint = host.Fingerprint;
+    }
+
+    /// <summary>
+    /// The same server in this process, its tickets issued and checked by <paramref name="clock"/>: a test moves the
+    /// clock past a ticket lifetime instead of sleeping through it. No process: <see cref="StandardError"/> stays
+    /// empty and <see cref="StopAsync"/> is not available.
+    /// </summary>
+    public static async Task<TestServer> StartInProcessAsync(TimeProvider clock, params string[] args) =>
+        new(await PbsRestore.Server.ServerHost.StartAsync(PbsRestore.Server.ServerOptions.Parse(args), clock, consoleLog: false));
 
     /// <summary>https://127.0.0.1:PORT as the server printed it.</summary>
     public Uri Url { get; }
@@ -151,6 +167,7 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>Asks the server to stop (SIGTERM on Unix, kill elsewhere) and returns its exit code.</summary>
     public async Task<int> StopAsync(TimeSpan timeout)
     {
+        if (_host is not null) throw new NotSupportedException("an in-process server has no process to stop");
         if (!_process.HasExited)
         {
             if (OperatingSystem.IsWindows()) _process.Kill(entireProcessTree: true);
@@ -163,6 +180,11 @@ public sealed class TestServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_host is not null)
+        {
+            await _host.DisposeAsync();
+            return;
+        }
         try
         {
             if (!_process.HasExited)

@@ -81,7 +81,7 @@ internal abstract class PbsAuth
     /// <summary>Logs in (password or current ticket) and returns the ticket and CSRF token.</summary>
     public delegate Task<(string Ticket, string Csrf)> LoginFunc(string userId, string password, CancellationToken ct);
 
-    public static PbsAuth Create(PbsConnectionSettings settings, LoginFunc login, TimeSpan ticketLifetime)
+    public static PbsAuth Create(PbsConnectionSettings settings, LoginFunc login, TimeSpan ticketLifetime, TimeProvider? clock = null)
     {
         var repo = settings.Repository;
         if (!settings.HasSecret)
@@ -90,7 +90,7 @@ internal abstract class PbsAuth
                 : $"no password for {repo.AuthId}: give it with -Credential or set {PbsConnectionSettings.PasswordVariable}");
         return repo.IsToken
             ? new TokenAuth(repo.AuthId, settings.Secret!)
-            : new TicketAuth(repo.AuthId, settings.Secret!, login, ticketLifetime);
+            : new TicketAuth(repo.AuthId, settings.Secret!, login, ticketLifetime, clock);
     }
 
     protected static string RedactAll(string text, params string?[] secrets)

@@ -24,6 +24,9 @@ public sealed record PbsClientOptions
 
     public const string StallTimeoutVariable = "PBS_RESTORE_STALL_TIMEOUT";
 
+    /// <summary>The clock a ticket's age is measured by (tests give a manual one, shared with an in-process server).</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
     private static TimeSpan DefaultStallTimeout() =>
         double.TryParse(Environment.GetEnvironmentVariable(StallTimeoutVariable), System.Globalization.NumberStyles.Float,
             System.Globalization.CultureInfo.InvariantCulture, out double s) && s > 0 && s <= 3600
@@ -50,7 +53,7 @@ public sealed class PbsClient : IDisposable
         Options = options ?? new PbsClientOptions();
         _tls = new TlsConnector(Repository, settings.Fingerprint);
         _rest = new RestTransport(Repository, _tls);
-        _auth = PbsAuth.Create(settings, _rest.LoginAsync, Options.TicketLifetime);
+        _auth = PbsAuth.Create(settings, _rest.LoginAsync, Options.TicketLifetime, Options.Clock);
     }
 
     public PbsRepository Repository { get; }
