@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using PbsRestore.Formats;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Local;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Sources;
 
 namespace PbsRestore.Bench;

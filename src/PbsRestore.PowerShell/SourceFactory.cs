@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using System.Runtime.CompilerServices;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Local;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Sources;
 
 namespace PbsRestore.PowerShell;
