@@ -257,7 +257,9 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         if (ns.IsRoot) return true;
         try
         {
-            return Sync(drive.Source.ListNamespacesAsync(ns, 0, CancellationToken.None)).Count > 0;
+            // Asked of the parent: a server may answer a listing below a namespace that does not exist with an empty one.
+            var parent = BackupNamespace.Parse(string.Join('/', ns.Components.Take(ns.Depth - 1)));
+            return Sync(drive.Source.ListNamespacesAsync(parent, 1, CancellationToken.None)).Contains(ns);
         }
         catch (PbsNotFoundException)
         {
@@ -310,7 +312,24 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
     protected override void GetItem(string path)
     {
         var node = Guard(() => Locate(path) is { } w ? Resolve(w) : null);
-        if (node is not null) WriteItemObject(node.Item, path, node.Container);
+        if (node is not null) WriteItem(node.Item, path, node.Container, DriveOf(path)!);
+    }
+
+    /// <summary>
+    /// Writes an item. A file's Path becomes its drive path (pbs:\...\etc\hosts; ArchivePath keeps '/etc/hosts'):
+    /// cmdlets bind a piped object's Path before its PSPath, and '/etc/hosts' would name the local file, so
+    /// Get-ChildItem pbs:\...\etc | Get-Content would read the wrong files.
+    /// </summary>
+    private void WriteItem(object item, string path, bool container, PbsDriveInfo drive)
+    {
+        if (item is PbsFileInfo f)
+        {
+            var o = PSObject.AsPSObject(f);
+            o.Properties.Add(new PSNoteProperty("ArchivePath", f.Path));
+            o.Properties.Add(new PSNoteProperty("Path", $"{drive.Name}:\\{Under(path, drive.Root)!.TrimStart('\\')}"));
+            item = o;
+        }
+        WriteItemObject(item, path, container);
     }
 
     protected override void GetChildItems(string path, bool recurse) => Guard(() => Children(path, recurse, namesOnly: false));
@@ -370,7 +389,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
             if (Stopping) return true;
             string child = Join(path, name);
             if (namesOnly) WriteItemObject(name, child, container);
-            else WriteItemObject(item, child, container);
+            else WriteItem(item, child, container, drive);
             if (recurse && container && !namesOnly) Children(child, true, false);
         }
         return true;
