@@ -474,7 +474,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
-            while (!task.Wait(200))
+            while (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(200))
             {
                 if (Stopping) cts.Cancel();
                 while (warnings.TryDequeue(out var m)) WriteWarning(m);
