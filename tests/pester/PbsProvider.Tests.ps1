@@ -67,6 +67,8 @@ Describe 'PbsRestore drive over a datastore folder' {
         Test-Path "$base\nope" | Should -BeFalse
         Get-Content "$base\sub\deeper\file.txt" | Should -Be 'deep'
         Get-Content "$base\zz-hardlink" | Should -Be 'hello world'
+        Get-Content "$base\hello.txt" -Raw | Should -BeExactly "hello world`n"
+        @(Get-Content "$base\hello.txt" -AsByteStream -TotalCount 5) | Should -Be @(104, 101, 108, 108, 111)
         (Get-Item "$base\hello.txt").Size | Should -Be 12
     }
 
@@ -186,6 +188,9 @@ Describe 'PbsRestore drive over our server' {
         New-PSDrive -Name srvc -PSProvider PbsRestore -Root files -Connection $c | Out-Null
         Get-Content "srvc:\ct\302\$script:T\root.pxar\hello.txt" -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         Get-Content "srvc:\ns\prod\ns\web\ct\302\$script:T\root.pxar\hello.txt" | Should -Be 'hello world'
+        $bytes = Get-Content "srvc:\ct\311\$script:T\root.pxar\var\log\big.log" -AsByteStream -Raw
+        $bytes.Length | Should -Be (5MB + 3)
+        [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData([byte[]]$bytes)) | Should -Be (Get-FileHash (Join-Path $script:Source 'var/log/big.log')).Hash
         (Get-Item "srvc:\ct\310\$script:T\root.pxar\var\log\big.log").Size | Should -Be (5MB + 3)
         Remove-PSDrive srvc
         New-PSDrive -Name srvc -PSProvider PbsRestore -Root files | Out-Null

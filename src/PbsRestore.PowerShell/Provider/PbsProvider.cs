@@ -503,21 +503,30 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         if (entry is null) throw new ItemNotFoundException($"no file at '{path}'");
         if (entry.Type == PxarEntryType.Hardlink) entry = Guard(() => Sync(archive!.Archive.ResolveHardlinkAsync(entry, CancellationToken.None)));
         if (entry.Type != PxarEntryType.File) throw new PSArgumentException($"'{path}' is a {entry.Type}, not a file");
-        return new LineReader(Guard(() => Sync(archive!.Archive.OpenContentAsync(entry, CancellationToken.None))));
+        var stream = Guard(() => Sync(archive!.Archive.OpenContentAsync(entry, CancellationToken.None)));
+        var p = DynamicParameters as PbsContentParameters;
+        return p?.AsByteStream == true ? new ByteReader(stream, p.Raw) : new LineReader(stream, p?.Raw == true);
     }
 
-    public object? GetContentReaderDynamicParameters(string path) => null;
+    public object? GetContentReaderDynamicParameters(string path) => new PbsContentParameters();
     public IContentWriter GetContentWriter(string path) => throw new PSNotSupportedException("PbsRestore drives are read-only");
     public object? GetContentWriterDynamicParameters(string path) => null;
     public void ClearContent(string path) => throw new PSNotSupportedException("PbsRestore drives are read-only");
     public object? ClearContentDynamicParameters(string path) => null;
 
-    private sealed class LineReader(Stream stream) : IContentReader
+    private sealed class LineReader(Stream stream, bool raw) : IContentReader
     {
         private readonly StreamReader _reader = new(stream, Encoding.UTF8);
+        private bool _done;
 
         public IList Read(long readCount)
         {
+            if (raw)
+            {
+                if (_done) return new List<string>();
+                _done = true;
+                return new List<string> { _reader.ReadToEnd() };
+            }
             var lines = new List<string>();
             while (readCount <= 0 || lines.Count < readCount)
             {
@@ -532,4 +541,43 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         public void Close() => _reader.Dispose();
         public void Dispose() => _reader.Dispose();
     }
+
+    /// <summary>Bytes as the file system's Get-Content -AsByteStream gives them: one byte[] with -Raw, else single bytes.</summary>
+    private sealed class ByteReader(Stream stream, bool raw) : IContentReader
+    {
+        private bool _done;
+
+        public IList Read(long readCount)
+        {
+            if (raw)
+            {
+                if (_done) return Array.Empty<object>();
+                _done = true;
+                using var all = new MemoryStream();
+                stream.CopyTo(all);
+                return new List<object> { all.ToArray() };
+            }
+            var buffer = new byte[readCount <= 0 ? 64 * 1024 : (int)Math.Min(readCount, 64 * 1024)];
+            int n = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+            var list = new List<object>(n);
+            for (int i = 0; i < n; i++) list.Add(buffer[i]);
+            return list;
+        }
+
+        public void Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public void Close() => stream.Dispose();
+        public void Dispose() => stream.Dispose();
+    }
+}
+
+/// <summary>Get-Content's parameters on a PbsRestore drive, as the file system has them: -Raw and -AsByteStream.</summary>
+public sealed class PbsContentParameters
+{
+    /// <summary>The whole content as one object (a string, or with -AsByteStream a byte[]).</summary>
+    [Parameter]
+    public SwitchParameter Raw { get; set; }
+
+    /// <summary>Bytes instead of lines of text.</summary>
+    [Parameter]
+    public SwitchParameter AsByteStream { get; set; }
 }
