@@ -76,6 +76,8 @@ Describe 'PbsRestore drive over a datastore folder' {
         $item = Get-Item "pbstest:\ct\300\$script:T\root.pxar\sub\deeper\file.txt"
         $item.Path | Should -Be "pbstest:\ct\300\$script:T\root.pxar\sub\deeper\file.txt"
         $item.ArchivePath | Should -Be '/sub/deeper/file.txt'
+        $item.Snapshot | Should -Be 'ct/300/2024-05-01T10:00:00Z'
+        (Get-Item "pbstest:\ns\prod\ns\web\ct\302\$script:T\root.pxar\hello.txt").Snapshot | Should -Be 'ns/prod/ns/web/ct/302/2024-05-01T10:00:00Z'
         Get-ChildItem "pbstest:\ct\300\$script:T\root.pxar\sub\deeper" | Get-Content | Should -Be 'deep'
     }
 

@@ -216,7 +216,8 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
     private sealed record Where(PbsDriveInfo Drive, BackupNamespace Ns, bool NamespaceList, string[] Rest, bool Invalid = false)
     {
         public string ArchivePath => string.Join('/', Rest.Skip(4));
-        public string SnapshotText => $"{(Ns.IsRoot ? "" : Ns + ":")}{Rest[0]}/{Rest[1]}/{Rest[2]}";
+        /// <summary>As Get-PbsFile shows it: ns/prod/ct/200/2024-05-01T10:10:00Z.</summary>
+        public string SnapshotText => string.Concat(Ns.Components.Select(c => $"ns/{c}/")) + $"{Rest[0]}/{Rest[1]}/{Rest[2].Replace('_', ':')}";
     }
 
     private static T Sync<T>(Task<T> task) => task.GetAwaiter().GetResult();
