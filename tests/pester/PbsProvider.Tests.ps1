@@ -79,6 +79,9 @@ Describe 'PbsRestore drive over a datastore folder' {
         $item.Snapshot | Should -Be 'ct/300/2024-05-01T10:00:00Z'
         (Get-Item "pbstest:\ns\prod\ns\web\ct\302\$script:T\root.pxar\hello.txt").Snapshot | Should -Be 'ns/prod/ns/web/ct/302/2024-05-01T10:00:00Z'
         Get-ChildItem "pbstest:\ct\300\$script:T\root.pxar\sub\deeper" | Get-Content | Should -Be 'deep'
+        # The default table shows the path in the archive, as for Get-PbsFile.
+        Get-ChildItem "pbstest:\ct\300\$script:T\root.pxar\sub" | Out-String -Width 200 | Should -Match '\s/sub/deeper\r?\n'
+        Get-ChildItem "pbstest:\ct\300\$script:T\root.pxar" | Out-String -Width 200 | Should -Match '/link-rel -> hello.txt'
     }
 
     It 'the snapshot items pipe into Restore-PbsFile' {
