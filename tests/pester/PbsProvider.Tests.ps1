@@ -84,6 +84,14 @@ Describe 'PbsRestore drive over a datastore folder' {
         Get-ChildItem "pbstest:\ct\300\$script:T\root.pxar" | Out-String -Width 200 | Should -Match '/link-rel -> hello.txt'
     }
 
+    It 'reads on after more archives were opened than the drive keeps open (the oldest are closed and reopened)' {
+        $paths = @('ct\300', 'ct\301', 'ct\310', 'ct\311', 'ns\prod\ns\web\ct\302', 'ct\300', 'ct\311') | ForEach-Object { "pbstest:\$_\$script:T\root.pxar" }
+        foreach ($p in $paths) {
+            if ($p -like '*31?\*') { (Get-Item "$p\etc\hosts").Size | Should -Be (Get-Item (Join-Path $script:Source 'etc/hosts')).Length }
+            else { Get-Content "$p\sub\deeper\file.txt" | Should -Be 'deep' }
+        }
+    }
+
     It 'the snapshot items pipe into Restore-PbsFile' {
         $dest = Join-Path $TestDrive 'from-item'
         $r = Get-Item "pbstest:\ct\310\$script:T" | Restore-PbsFile -Path /etc/hosts -Destination $dest

@@ -48,6 +48,25 @@ public sealed class PbsDriveInfo : PSDriveInfo
         return list;
     }
 
+    private readonly Queue<string> _openOrder = new();
+
+    /// <summary>
+    /// Keeps an opened archive for the next paths inside it; beyond a few, the oldest is closed (over a server each
+    /// holds reader sessions, which the server keeps as tasks).
+    /// </summary>
+    internal void Remember(string key, ISnapshotReader reader, FileArchive archive)
+    {
+        const int MaxOpen = 4;
+        while (_openOrder.Count >= MaxOpen && _openOrder.TryDequeue(out var oldest))
+        {
+            if (!Open.Remove(oldest, out var old)) continue;
+            old.Archive.Dispose();
+            old.Reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+        Open[key] = (reader, archive);
+        _openOrder.Enqueue(key);
+    }
+
     internal void CloseAll()
     {
         foreach (var (reader, archive) in Open.Values)
@@ -56,6 +75,7 @@ public sealed class PbsDriveInfo : PSDriveInfo
             reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
         Open.Clear();
+        _openOrder.Clear();
         _owned?.Dispose();
     }
 }
@@ -288,7 +308,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         try
         {
             var archive = Sync(FileArchive.OpenAsync(reader, snapshot.Encrypted ? drive.Crypt : null, w.Rest[3], null, CancellationToken.None));
-            drive.Open[Key(w)] = (reader, archive);
+            drive.Remember(Key(w), reader, archive);
             return archive;
         }
         catch
