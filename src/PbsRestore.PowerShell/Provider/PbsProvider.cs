@@ -40,6 +40,9 @@ public sealed class PbsDriveInfo : PSDriveInfo
     /// </summary>
     internal IReadOnlyList<SnapshotInfo> Snapshots(BackupNamespace ns, string? type, string? id)
     {
+        // A server answers one listing of the namespace as fast as a filtered one: filter that here.
+        if (Source is RemoteDatastore && (type is not null || id is not null))
+            return Snapshots(ns, null, null).Where(s => (type is null || s.Ref.BackupType == type) && (id is null || s.Ref.BackupId == id)).ToList();
         string key = $"{ns}|{type}|{id}";
         if (_snapshots.TryGetValue(key, out var hit) && DateTime.UtcNow - hit.At < TimeSpan.FromSeconds(5)) return hit.List;
         var list = Source.ListSnapshotsAsync(ns, type, id, CancellationToken.None).GetAwaiter().GetResult();
@@ -65,6 +68,18 @@ public sealed class PbsDriveInfo : PSDriveInfo
         }
         Open[key] = (reader, archive);
         _openOrder.Enqueue(key);
+    }
+
+    private readonly Dictionary<string, (DateTime At, IReadOnlyList<BackupNamespace> List)> _namespaces = new(StringComparer.Ordinal);
+
+    /// <summary>A namespace and its children, kept a few seconds like the snapshot listings.</summary>
+    internal IReadOnlyList<BackupNamespace> NamespacesBelow(BackupNamespace parent)
+    {
+        string key = parent.ToString();
+        if (_namespaces.TryGetValue(key, out var hit) && DateTime.UtcNow - hit.At < TimeSpan.FromSeconds(5)) return hit.List;
+        var list = Source.ListNamespacesAsync(parent, 1, CancellationToken.None).GetAwaiter().GetResult();
+        _namespaces[key] = (DateTime.UtcNow, list);
+        return list;
     }
 
     internal void CloseAll()
@@ -280,7 +295,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         {
             // Asked of the parent: a server may answer a listing below a namespace that does not exist with an empty one.
             var parent = BackupNamespace.Parse(string.Join('/', ns.Components.Take(ns.Depth - 1)));
-            return Sync(drive.Source.ListNamespacesAsync(parent, 1, CancellationToken.None)).Contains(ns);
+            return drive.NamespacesBelow(parent).Contains(ns);
         }
         catch (PbsNotFoundException)
         {
@@ -364,7 +379,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         var drive = w.Drive;
         IEnumerable<(string Name, bool Container, object Item)> items;
         if (w.NamespaceList)
-            items = Sync(drive.Source.ListNamespacesAsync(w.Ns, 1, CancellationToken.None)).Where(n => n.Depth == w.Ns.Depth + 1)
+            items = drive.NamespacesBelow(w.Ns).Where(n => n.Depth == w.Ns.Depth + 1)
                 .Select(n => (n.Components[^1], true, (object)new PbsNamespaceInfo(n.ToString(), n.Depth, drive.Location)));
         else
             switch (w.Rest.Length)
@@ -374,7 +389,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
                     var types = drive.Snapshots(w.Ns, null, null).Select(s => s.Ref.BackupType).Distinct().OrderBy(t => t, StringComparer.Ordinal)
                         .Select(t => (t, true, (object)t)).ToList();
                     bool hasChildren = w.Ns.Depth < BackupNamespace.MaxDepth
-                                       && Sync(drive.Source.ListNamespacesAsync(w.Ns, 1, CancellationToken.None)).Any(n => n.Depth > w.Ns.Depth);
+                                       && drive.NamespacesBelow(w.Ns).Any(n => n.Depth > w.Ns.Depth);
                     if (hasChildren) types.Add((NamespaceFolder, true, new PbsNamespaceInfo(w.Ns.ToString(), w.Ns.Depth, drive.Location)));
                     items = types;
                     break;
