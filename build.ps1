@@ -153,6 +153,17 @@ function Install-IscsiTools {
     else { Write-Warning "$($need -join ', ') not installed and not installable here: the iSCSI initiator tests will be skipped." }
 }
 
+function Install-AclTools {
+    # The ACL and file-capability restore tests read restored metadata back with getfacl (acl) and getcap (libcap2-bin).
+    if ((Get-Command getfacl -ErrorAction SilentlyContinue) -and (Get-Command getcap -ErrorAction SilentlyContinue)) { return }
+    if ((Get-Command apt-get -ErrorAction SilentlyContinue) -and $IsLinux -and ((& id -u) -eq '0')) {
+        Write-Host '> apt-get install acl libcap2-bin (for the ACL and fcaps restore tests)'
+        & apt-get install -y --no-install-recommends acl libcap2-bin *> $null
+        if ($LASTEXITCODE -ne 0) { & apt-get update *> $null; & apt-get install -y --no-install-recommends acl libcap2-bin *> $null }
+    }
+    if (-not (Get-Command getfacl -ErrorAction SilentlyContinue)) { Write-Warning 'getfacl not found: the ACL read-back tests are skipped.' }
+}
+
 function Start-UpstreamPeer {
     # The genuine-server test group (issue 12): the genuine PBS 3.2.4 from ../shared/upstream-pbs, started empty once
     # per run, filled by its make-data.sh; the tests read PBS_UPSTREAM_STATE / _DATA / _DATASTORE, or skip visibly
@@ -237,6 +248,7 @@ function Invoke-Test {
     Invoke-Package | Out-Null   # builds, and gives tests/pester/Package.Tests.ps1 the packaged module
     Install-QemuImg
     Install-IscsiTools
+    Install-AclTools
 
     if (Test-Path -LiteralPath $TestResults) { Remove-Item -LiteralPath $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null

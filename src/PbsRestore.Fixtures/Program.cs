@@ -34,7 +34,7 @@ public static class Program
                 Pattern: a sequence of chunk kinds repeated to fill the size, or a mix in percent
                 ("zero:70%,random:10%,text:15%,dup:5%"); kinds: zero, random, text, dup.
 
-          files --path <dir> [--source <folder>] [--id 300] [--time <epoch>] [--split]
+          files --path <dir> [--source <folder>] [--id 300] [--time <epoch>] [--ns <a/b>] [--split]
                 One container snapshot (ct/<id>) with a file archive of <folder>, or of a sample tree with
                 every kind of entry: root.pxar (format v1), or with --split root.mpxar + root.ppxar (v2).
 
@@ -81,7 +81,7 @@ public static class Program
         string id = o.Get("id") ?? "300";
         long time = long.TryParse(o.Get("time"), out var t) ? t : 1_714_557_600;
         var store = new DatastoreWriter(path);
-        var snapshot = store.BeginSnapshot("", "ct", id, DateTimeOffset.FromUnixTimeSeconds(time));
+        var snapshot = store.BeginSnapshot(o.Get("ns") ?? "", "ct", id, DateTimeOffset.FromUnixTimeSeconds(time));
         if (o.Flag("split"))
         {
             var meta = new MemoryStream();

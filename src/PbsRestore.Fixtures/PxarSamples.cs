@@ -31,7 +31,22 @@ public static class PxarSamples
             [
                 big, etc, hello,
                 new PxarNode { Name = "zz-hardlink"u8.ToArray(), HardlinkTo = hello },
-                PxarNode.Dir("sub", PxarNode.Dir("deeper", PxarNode.File("file.txt", "deep\n"u8.ToArray())), PxarNode.Dir("empty")),
+                // ACLs as the genuine client's sample has them: a default ACL on sub, an access ACL with a named user and group on deeper.
+                new PxarNode
+                {
+                    Name = "sub"u8.ToArray(), Type = PxarEntryType.Directory, Permissions = 0x1ED,
+                    AclDefault = (7, 5, 5, 7), AclDefaultUsers = [new PxarAclEntry(34, 7)],
+                    Children =
+                    [
+                        new PxarNode
+                        {
+                            Name = "deeper"u8.ToArray(), Type = PxarEntryType.Directory, Permissions = 0x1E8,
+                            AclUsers = [new PxarAclEntry(65534, 5)], AclGroupObj = 5, AclGroups = [new PxarAclEntry(34, 7)],
+                            Children = [PxarNode.File("file.txt", "deep\n"u8.ToArray())],
+                        },
+                        PxarNode.Dir("empty"),
+                    ],
+                },
                 PxarNode.Symlink("link-rel", "hello.txt"),
                 PxarNode.Symlink("link-out", "../../outside"),
                 PxarNode.File("empty.txt", []),
@@ -39,7 +54,7 @@ public static class PxarSamples
                 new PxarNode { Name = "socket"u8.ToArray(), Type = PxarEntryType.Socket, Permissions = 0x1ED },
                 new PxarNode { Name = "sda1"u8.ToArray(), Type = PxarEntryType.BlockDevice, Permissions = 0x1B0, DeviceMajor = 8, DeviceMinor = 1 },
                 new PxarNode { Name = "null"u8.ToArray(), Type = PxarEntryType.CharDevice, Permissions = 0x1B6, DeviceMajor = 1, DeviceMinor = 3 },
-                new PxarNode { Name = "ping"u8.ToArray(), Content = "ELF"u8.ToArray(), Permissions = 0x9ED, FCaps = [1, 0, 0, 2, 0, 32, 0, 0], QuotaProjectId = 42 },
+                new PxarNode { Name = "ping"u8.ToArray(), Content = "ELF"u8.ToArray(), Permissions = 0x9ED, FCaps = [1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] /* VFS caps v2: cap_net_raw=ep */, QuotaProjectId = 42 },
                 PxarNode.File("Ünïcödé-文件.txt", "unicode\n"u8.ToArray()),
                 PxarNode.File("name:with*chars?.txt", "windows-hostile\n"u8.ToArray()),
                 PxarNode.File("CON", "reserved\n"u8.ToArray()),

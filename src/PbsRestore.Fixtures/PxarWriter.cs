@@ -29,6 +29,10 @@ public sealed class PxarNode
     public List<PxarAclEntry> AclUsers { get; init; } = [];
     public List<PxarAclEntry> AclGroups { get; init; } = [];
     public ulong? AclGroupObj { get; init; }
+    /// <summary>A directory's default ACL: owner, owning group, other and mask bits (mask <see cref="PxarFormat.AclNoMask"/> for none).</summary>
+    public (ulong UserObj, ulong GroupObj, ulong Other, ulong Mask)? AclDefault { get; init; }
+    public List<PxarAclEntry> AclDefaultUsers { get; init; } = [];
+    public List<PxarAclEntry> AclDefaultGroups { get; init; } = [];
     public byte[]? FCaps { get; init; }
     public ulong? QuotaProjectId { get; init; }
     public List<PxarNode> Children { get; init; } = [];
@@ -163,6 +167,22 @@ public sealed class PxarWriter
             BinaryPrimitives.WriteUInt64LittleEndian(pair, go);
             Item(PxarFormat.AclGroupObj, pair[..8]);
         }
+        if (n.AclDefault is { } d)
+        {
+            Span<byte> four = stackalloc byte[32];
+            BinaryPrimitives.WriteUInt64LittleEndian(four, d.UserObj);
+            BinaryPrimitives.WriteUInt64LittleEndian(four[8..], d.GroupObj);
+            BinaryPrimitives.WriteUInt64LittleEndian(four[16..], d.Other);
+            BinaryPrimitives.WriteUInt64LittleEndian(four[24..], d.Mask);
+            Item(PxarFormat.AclDefault, four);
+        }
+        foreach (var (list, type) in new[] { (n.AclDefaultUsers, PxarFormat.AclDefaultUser), (n.AclDefaultGroups, PxarFormat.AclDefaultGroup) })
+            foreach (var u in list)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(pair, u.Id);
+                BinaryPrimitives.WriteUInt64LittleEndian(pair[8..], u.Permissions);
+                Item(type, pair);
+            }
         if (n.FCaps is { } caps) Item(PxarFormat.FCaps, caps);
         if (n.QuotaProjectId is { } q)
         {

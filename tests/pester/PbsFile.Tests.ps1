@@ -124,6 +124,8 @@ Describe 'The genuine client''s file backups' {
             $f.ModifiedTime | Should -Be ([DateTime]::UnixEpoch.AddSeconds($x.mtime).AddTicks([math]::Floor($x.mtime_ns / 100))) -Because $x.path
             if ($x.type -in 'symlink', 'hardlink') { $f.LinkTarget | Should -Be $x.target -Because $x.path }
             if ($x.type -in 'file', 'hardlink') { $f.Size | Should -Be $x.size }
+            $acl = @(if ($x.PSObject.Properties['acl']) { $x.acl }) + @(if ($x.PSObject.Properties['default_acl']) { $x.default_acl | ForEach-Object { "default:$_" } })
+            @($f.Acl) | Should -Be $acl -Because "$($x.path) ACL"
         }
 
         # Restore: contents, modes, times, links; owners when running as root.
@@ -152,5 +154,36 @@ Describe 'The genuine client''s file backups' {
             $time = if ($x.type -eq 'dir') { [IO.Directory]::GetLastWriteTimeUtc($p) } else { [IO.File]::GetLastWriteTimeUtc($p) }
             $time | Should -Be ([DateTime]::UnixEpoch.AddSeconds($x.mtime).AddTicks([math]::Floor($x.mtime_ns / 100))) -Because $x.path
         }
+        # POSIX ACLs as getfacl reads them back (Linux, where getfacl is installed: build.ps1 Test installs it).
+        if ($IsLinux -and (Get-Command getfacl -ErrorAction SilentlyContinue)) {
+            foreach ($x in $entries | Where-Object { $_.PSObject.Properties['acl'] -or $_.PSObject.Properties['default_acl'] }) {
+                $lines = @(& getfacl -n -p -P -E -- (Join-Path $dest $x.path) | Where-Object { $_ -and -not $_.StartsWith('#') })
+                if ($x.PSObject.Properties['acl']) { @($lines | Where-Object { -not $_.StartsWith('default:') }) | Should -Be @($x.acl) -Because "$($x.path) ACL" }
+                @($lines | Where-Object { $_.StartsWith('default:') } | ForEach-Object { $_.Substring(8) }) | Should -Be @(if ($x.PSObject.Properties['default_acl']) { $x.default_acl }) -Because "$($x.path) default ACL"
+            }
+        }
+    }
+}
+
+Describe 'POSIX ACLs and file capabilities from our writer''s archive (<Name>)' -ForEach @(@{ Name = 'v1'; Id = '320' }, @{ Name = 'v2'; Id = '321' }) {
+    BeforeAll {
+        $script:AclStore = Join-Path $TestDrive "acl-store-$Id"
+        $writerArgs = @('files', '--path', $script:AclStore, '--id', $Id) + @(if ($Id -eq '321') { '--split' })
+        Invoke-FixtureWriter $writerArgs | Out-Null
+        $script:AclSkip = if (-not $IsLinux) { 'POSIX ACLs are restored on Linux only' } elseif (-not (Get-Command getfacl -ErrorAction SilentlyContinue)) { 'getfacl (Debian package acl) is not installed' }
+    }
+
+    It 'Get-PbsFile shows them; Restore-PbsFile writes them (getfacl) and fcaps as root (getcap)' {
+        @((Get-PbsFile -Datastore $script:AclStore -Snapshot "ct/$Id" | Where-Object Name -EQ 'sub').Acl) |
+            Should -Be @('default:user::rwx', 'default:user:34:rwx', 'default:group::r-x', 'default:mask::rwx', 'default:other::r-x')
+        @((Get-PbsFile -Datastore $script:AclStore -Snapshot "ct/$Id" -Path /sub | Where-Object Name -EQ 'deeper').Acl) | Should -Be @('user::rwx', 'user:65534:r-x', 'group::r-x', 'group:34:rwx', 'mask::r-x', 'other::---')
+        if ($script:AclSkip) { Set-ItResult -Skipped -Because $script:AclSkip; return }
+        $dest = Join-Path $TestDrive "acl-$Id"
+        Restore-PbsFile -Datastore $script:AclStore -Snapshot "ct/$Id" -Path /sub, /hello.txt, /ping -Destination $dest -WarningVariable w -WarningAction SilentlyContinue | Out-Null
+        @($w | Where-Object { "$_" -like '*ACL*' }) | Should -BeNullOrEmpty
+        @(& getfacl -n -p -P -E -- (Join-Path $dest 'sub') | Where-Object { $_ -like 'default:*' }) | Should -Be @('default:user::rwx', 'default:user:34:rwx', 'default:group::r-x', 'default:mask::rwx', 'default:other::r-x')
+        @(& getfacl -n -p -P -E -- (Join-Path $dest 'sub/deeper') | Where-Object { $_ -and -not $_.StartsWith('#') }) | Should -Be @('user::rwx', 'user:65534:r-x', 'group::r-x', 'group:34:rwx', 'mask::r-x', 'other::---')
+        @(& getfacl -n -p -P -E -- (Join-Path $dest 'hello.txt') | Where-Object { $_ -and -not $_.StartsWith('#') }) | Should -Be @('user::rw-', 'user:34:r--', 'group::r--', 'mask::rw-', 'other::r--')
+        if ((& id -u) -eq '0' -and (Get-Command getcap -ErrorAction SilentlyContinue)) { (& getcap (Join-Path $dest 'ping')) | Should -BeLike '* cap_net_raw=ep' }
     }
 }

@@ -375,3 +375,42 @@ Describe 'Genuine PBS server: refusals' -Skip:([bool]$script:UpstreamSkip) {
         }
     }
 }
+
+Describe 'Genuine PBS server: the PbsRestore drive' -Skip:([bool]$script:UpstreamSkip) {
+    BeforeAll {
+        $script:DriveKey = @{ Keyfile = $script:Key; KeyPassword = $script:KeyPassword }
+        New-PSDrive -Name upsrv -PSProvider PbsRestore -Root $script:TokenRepo -Credential $script:TokenCred -Fingerprint $script:Fp @script:DriveKey | Out-Null
+        New-PSDrive -Name updir -PSProvider PbsRestore -Root $env:PBS_UPSTREAM_DATASTORE @script:DriveKey | Out-Null
+        function script:DriveTime($Snap) { $Snap.time -replace ':', '_' }
+    }
+    AfterAll { Remove-PSDrive -Name upsrv, updir -ErrorAction SilentlyContinue }
+
+    It '<_>: namespaces (prod, prod/web), groups and snapshots as expected.json has them' -ForEach 'upsrv', 'updir' {
+        $root = @($script:Expected.snapshots | Where-Object namespace -EQ '')
+        @(Get-ChildItem "${_}:\" -Name) | Should -Be @(@($root.type | Sort-Object -Unique) + 'ns')
+        @(Get-ChildItem "${_}:\ns" -Name) | Should -Be @('prod')
+        $prod = @($script:Expected.snapshots | Where-Object namespace -EQ 'prod')
+        @(Get-ChildItem "${_}:\ns\prod" -Name) | Should -Be @(@($prod.type | Sort-Object -Unique) + 'ns')
+        @(Get-ChildItem "${_}:\ns\prod\ns" -Name) | Should -Be @('web')
+        @(Get-ChildItem "${_}:\ns\prod\ns\web" -Name) | Should -Be @()
+        @(Get-ChildItem "${_}:\ns\prod\vm\200" -Name) | Should -Be @($prod | ForEach-Object { DriveTime $_ })
+        @(Get-ChildItem "${_}:\ct\300" -Name) | Should -Be @($script:Expected.snapshots | Where-Object { $_.type -eq 'ct' -and $_.id -eq '300' } | ForEach-Object { DriveTime $_ })
+        Test-Path "${_}:\ns\prod\ns\nope" | Should -BeFalse
+    }
+
+    It '<Drive> <Type>/<Id>: Copy-Item -Recurse of the whole archive is bit-exact; Get-Content reads a file' -ForEach @(
+        @{ Drive = 'upsrv'; Type = 'ct'; Id = '300' }, @{ Drive = 'upsrv'; Type = 'ct'; Id = '301' }, @{ Drive = 'upsrv'; Type = 'host'; Id = 'files' }
+        @{ Drive = 'updir'; Type = 'ct'; Id = '301' }) {
+        $snap = $script:Expected.snapshots | Where-Object { $_.type -eq $Type -and $_.id -eq $Id }
+        $entries = @(($snap.archives | Where-Object name -EQ 'root.pxar.didx').entries)
+        $base = "${Drive}:\$Type\$Id\$(DriveTime $snap)\root.pxar"
+        $dest = Join-Path $TestDrive "drive-$Drive-$Type-$Id"
+        Copy-Item $base -Destination "PbsRestore::$dest" -Recurse -WarningAction SilentlyContinue
+        $files = @($entries | Where-Object type -In 'file', 'hardlink')
+        $files.Count | Should -BeGreaterThan 0
+        foreach ($x in $files) { Get-Sha256 (Join-Path $dest $x.path) | Should -Be $x.sha256 -Because $x.path }
+        $small = $files | Where-Object { $_.size -gt 0 -and $_.size -lt 4096 -and $_.path -notmatch '[\[\]*?]' } | Select-Object -First 1
+        $inner = $small.path -replace '/', '\'
+        (Get-Content -LiteralPath "$base\$inner") | Should -Be (Get-Content -LiteralPath (Join-Path $dest $small.path))
+    }
+}

@@ -65,18 +65,21 @@ public sealed class FileRestorer(PxarArchive archive, FileRestoreOptions options
 
     /// <summary>
     /// Restores <paramref name="entry"/> into <paramref name="destination"/> (created if missing): a file or
-    /// directory lands there under its own name; the archive root's contents land directly in it.
+    /// directory lands there under its own name, or under <paramref name="targetName"/> when given (a copy to a new
+    /// name, as Copy-Item does); the archive root's contents land directly in it unless a target name is given.
     /// </summary>
-    public async Task<FileRestoreResult> RestoreAsync(string archiveName, PxarEntry entry, string destination, CancellationToken ct)
+    public async Task<FileRestoreResult> RestoreAsync(string archiveName, PxarEntry entry, string destination, CancellationToken ct, string? targetName = null)
     {
         var clock = Stopwatch.StartNew();
+        if (targetName is not null && (targetName.Length == 0 || targetName is "." or ".." || targetName.IndexOfAny(['/', '\\', '\0']) >= 0))
+            throw new PbsException("TargetNameInvalid", PbsErrorKind.InvalidArgument, $"'{targetName}' is not a single file name");
         _root = Path.GetFullPath(destination);
         Directory.CreateDirectory(_root);
         CheckRealDirectory(_root, "");
-        if (entry.Path.Length == 0)
+        if (entry.Path.Length == 0 && targetName is null)
             await RestoreChildrenAsync(entry, _root, ct).ConfigureAwait(false);
         else
-            await RestoreEntryAsync(entry, _root, ct).ConfigureAwait(false);
+            await RestoreEntryAsync(entry, _root, ct, targetName).ConfigureAwait(false);
         return new FileRestoreResult
         {
             Archive = archiveName, Path = "/" + entry.Path, Destination = _root, Files = _files, Directories = _dirs,
@@ -114,9 +117,9 @@ public sealed class FileRestorer(PxarArchive archive, FileRestoreOptions options
         }
     }
 
-    private async Task RestoreEntryAsync(PxarEntry e, string parent, CancellationToken ct)
+    private async Task RestoreEntryAsync(PxarEntry e, string parent, CancellationToken ct, string? name = null)
     {
-        string path = Path.Combine(parent, TargetName(e));
+        string path = Path.Combine(parent, name ?? TargetName(e));
         EnsureInside(path, e);
         counters.Current = "/" + e.Path;
         counters.AddEntry();
@@ -269,6 +272,35 @@ public sealed class FileRestorer(PxarArchive archive, FileRestoreOptions options
                 $"'/{e.Path}' would be written to '{full}', outside the destination '{_root}'; refused");
     }
 
+    /// <summary>
+    /// POSIX ACLs (before the permission bits: setting the access ACL sets the rwx bits from it, chmod then puts back
+    /// setuid/setgid/sticky). The archive keeps the owning group's entry apart; the mode's group bits are the mask.
+    /// </summary>
+    private void ApplyAcl(PxarEntry e, string path)
+    {
+        if (!FileMetadata.CanSetAcls)
+        {
+            if (!_aclWarned) Warn($"'/{e.Path}' (and maybe others): POSIX ACLs not restored: this OS has none; permission bits are");
+            _aclWarned = true;
+            return;
+        }
+        static IEnumerable<FileMetadata.AclEntry> Named(List<PxarAclEntry> list) => list.Select(x => new FileMetadata.AclEntry((uint)x.Id, (uint)x.Permissions));
+        var acl = e.Acl;
+        uint mode = (uint)e.Permissions;
+        try
+        {
+            if (acl.Users.Count > 0 || acl.Groups.Count > 0 || acl.GroupObj is not null)
+                FileMetadata.SetPosixAcl(path, false, (mode >> 6) & 7, Named(acl.Users), (uint)(acl.GroupObj ?? ((mode >> 3) & 7)), Named(acl.Groups), (mode >> 3) & 7, mode & 7);
+            if (acl.Default is { } d && e.Type == PxarEntryType.Directory)
+                FileMetadata.SetPosixAcl(path, true, (uint)d.UserObj, Named(acl.DefaultUsers), (uint)d.GroupObj, Named(acl.DefaultGroups),
+                    d.Mask == PxarFormat.AclNoMask ? null : (uint)d.Mask, (uint)d.Other);
+        }
+        catch (IOException x)
+        {
+            Warn($"'/{e.Path}': POSIX ACL not restored: {x.Message}");
+        }
+    }
+
     /// <summary>Owner, permission bits, xattrs, then the time (last: everything before it changes the ctime/mtime).</summary>
     private void ApplyMetadata(PxarEntry e, string path)
     {
@@ -278,6 +310,7 @@ public sealed class FileRestorer(PxarArchive archive, FileRestoreOptions options
             try { FileMetadata.SetOwner(path, e.Uid, e.Gid); }
             catch (IOException x) { Warn($"'/{e.Path}': {x.Message}"); }
         }
+        if (!e.Acl.IsEmpty && !link) ApplyAcl(e, path);
         if (!link) FileMetadata.SetPermissions(path, e.Permissions);
         if (FileMetadata.CanSetXattrs)
         {
@@ -294,11 +327,6 @@ public sealed class FileRestorer(PxarArchive archive, FileRestoreOptions options
         }
         else if (e.Xattrs.Count > 0 || e.FCaps is not null)
             Warn($"'/{e.Path}': {e.Xattrs.Count + (e.FCaps is null ? 0 : 1)} extended attribute(s) not restored: this OS has no xattrs");
-        if (!e.Acl.IsEmpty && !_aclWarned)
-        {
-            _aclWarned = true;
-            Warn($"'/{e.Path}' (and maybe others): POSIX ACLs are listed by Get-PbsFile but not restored; permission bits are");
-        }
         try { FileMetadata.SetModifiedTime(path, e.MtimeSeconds, e.MtimeNanos, link); }
         catch (IOException x) { Warn($"'/{e.Path}': {x.Message}"); }
     }

@@ -1,3 +1,4 @@
+using PbsRestore.Tests.Platform;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using PbsRestore.Access;
@@ -205,6 +206,18 @@ public sealed class UpstreamPxarTests
                 foreach (var (name, hex) in x["xattrs"]!.AsObject())
                     Assert.Contains($"{name}=0x{(string)hex!}", text);
             }
+            // POSIX ACLs (access and default): read back with getfacl, entry for entry as expected.json records them.
+            int withAcl = 0;
+            foreach (var x in Entries(snap, "root.pxar.didx").Where(x => x!["acl"] is not null || x!["default_acl"] is not null))
+            {
+                string path = (string)x!["path"]!;
+                var (access, defaults) = Getfacl.Read(Path.Combine(dest, path));
+                if (x["acl"] is { } acl) Assert.Equal(acl.AsArray().Select(a => (string)a!), access);
+                if (x["default_acl"] is { } def) Assert.Equal(def.AsArray().Select(a => (string)a!), defaults);
+                else Assert.Empty(defaults);
+                withAcl++;
+            }
+            if (type == "ct") Assert.True(withAcl > 0, "expected.json lists no ACLs for the container backups: the data set lacks what this test checks");
         }
         finally
         {
