@@ -7,7 +7,7 @@ using System.Text;
 using PbsRestore.Access;
 using PbsRestore.Formats;
 using PbsRestore.Formats.Pxar;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.PowerShell.Commands;
 using PbsRestore.Sources;
@@ -21,9 +21,10 @@ public sealed class PbsDriveInfo : PSDriveInfo
     private readonly IDisposable? _owned;
     private readonly Dictionary<string, (DateTime At, IReadOnlyList<SnapshotInfo> List)> _snapshots = new(StringComparer.Ordinal);
 
-    internal PbsDriveInfo(PSDriveInfo drive, ISnapshotSource source, CryptConfig? crypt, IDisposable? owned) : base(drive)
+    internal PbsDriveInfo(PSDriveInfo drive, ISnapshotSource source, SourceRequest request, CryptConfig? crypt, IDisposable? owned) : base(drive)
     {
         Source = source;
+        Request = request;
         Crypt = crypt;
         _owned = owned;
     }
@@ -32,6 +33,9 @@ public sealed class PbsDriveInfo : PSDriveInfo
     public string Location => Source.Location;
 
     internal ISnapshotSource Source { get; }
+
+    /// <summary>How to open the drive's source again: snapshots listed here remember it, not the live source.</summary>
+    internal SourceRequest Request { get; }
     internal CryptConfig? Crypt { get; }
     internal Dictionary<string, (ISnapshotReader Reader, FileArchive Archive)> Open { get; } = new(StringComparer.Ordinal);
 
@@ -47,7 +51,7 @@ public sealed class PbsDriveInfo : PSDriveInfo
         string key = $"{ns}|{type}|{id}";
         if (_snapshots.TryGetValue(key, out var hit) && DateTime.UtcNow - hit.At < TimeSpan.FromSeconds(5)) return hit.List;
         var list = Source.ListSnapshotsAsync(ns, type, id, CancellationToken.None).GetAwaiter().GetResult();
-        foreach (var s in list) SnapshotSources.Remember(s, Source);
+        foreach (var s in list) SnapshotSources.Remember(s, Request);
         _snapshots[key] = (DateTime.UtcNow, list);
         return list;
     }
@@ -143,6 +147,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         string root = drive.Root.Trim();
         var credential = drive.Credential is { } c && c != PSCredential.Empty ? c : null;
         ISnapshotSource source;
+        SourceRequest request;
         IDisposable? owned = null;
         try
         {
@@ -151,7 +156,10 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
             bool pathLike = Rooted(root) || !root.Contains(':');
             string? folder = pathLike ? FileSystemPath(root) : null;
             if (connection is null && folder is not null && Directory.Exists(folder))
+            {
                 source = new LocalDatastore(folder);
+                request = SourceRequest.ForFolder(folder);
+            }
             else if (connection is not null || (!root.Contains(':') && sessionDefault is { IsConnected: true }))
             {
                 // Over a connection (given, or the session default): -Root names a datastore of that server.
@@ -160,13 +168,15 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
                 var client = connection.ClientFor(store);
                 Sync(Check(client));
                 source = new RemoteDatastore(client);
+                request = SourceRequest.ForConnection(connection, store);
             }
             else if (pathLike)
                 throw new PSArgumentException($"'{folder}' is not a folder; -Root must be a datastore folder (the one holding .chunks), " +
                                               "a repository [[user@realm[!token]@]host[:port]:]datastore, or a datastore of the server connected with Connect-PbsServer");
             else
             {
-                var client = new PbsClient(PbsSourceCmdlet.SettingsFor(root, p?.Fingerprint, credential));
+                var settings = PbsSourceCmdlet.SettingsFor(root, p?.Fingerprint, credential);
+                var client = new PbsClient(settings);
                 try
                 {
                     Sync(Check(client));
@@ -178,6 +188,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
                 }
                 var remote = new RemoteDatastore(client, ownsClient: true);
                 source = remote;
+                request = SourceRequest.ForRepository(settings);
                 owned = remote;
             }
         }
@@ -185,7 +196,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         {
             throw new PSInvalidOperationException($"{e.ErrorId}: {e.Message}", e);
         }
-        return new PbsDriveInfo(new PSDriveInfo(drive.Name, drive.Provider, source.Location, drive.Description, drive.Credential), source, crypt, owned);
+        return new PbsDriveInfo(new PSDriveInfo(drive.Name, drive.Provider, source.Location, drive.Description, drive.Credential), source, request, crypt, owned);
 
         static async Task<bool> Check(PbsClient client)
         {
