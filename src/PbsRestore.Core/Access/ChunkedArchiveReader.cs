@@ -141,23 +141,24 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     /// <summary>The decoded chunk (an empty array stands for all zeros), from the cache or one shared fetch.</summary>
     private Task<byte[]> GetChunkAsync(int chunk, CancellationToken ct)
     {
-        if (IsZero(chunk))
-        {
-            Interlocked.Increment(ref _zeroServed);
-            return Task.FromResult(Array.Empty<byte>());
-        }
-        Task<byte[]> task;
-        bool sequential;
+        bool zero = IsZero(chunk);
+        Task<byte[]>? task = null;
         lock (_gate)
         {
-            task = Lookup(chunk);
+            if (!zero) task = Lookup(chunk);
             // A few requests of one sequential reader arrive out of order (an initiator keeps several in flight), so
             // a step back by one or ahead by two still counts as sequential; the front only moves forward then.
-            sequential = chunk >= _lastChunk - 1 && chunk <= _lastChunk + 2;
+            // Zero chunks move the front too: a sequential reader crossing a hole keeps its read-ahead.
+            bool sequential = chunk >= _lastChunk - 1 && chunk <= _lastChunk + 2;
             if (!sequential || chunk > _lastChunk) _lastChunk = chunk;
             if (sequential)
                 for (int ahead = 1; ahead <= _options.ReadAhead && chunk + ahead < _index.Count; ahead++)
                     if (!IsZero(chunk + ahead)) Lookup(chunk + ahead);
+        }
+        if (task is null)
+        {
+            Interlocked.Increment(ref _zeroServed);
+            return Task.FromResult(Array.Empty<byte>());
         }
         // The fetch runs on its own token (others may be waiting for it); this caller stops waiting when cancelled.
         return task.WaitAsync(ct);
