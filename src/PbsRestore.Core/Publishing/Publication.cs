@@ -105,6 +105,10 @@ public sealed class Publication : IAsyncDisposable
     public long BytesWritten => Luns.Sum(l => l.BytesWritten);
     public long ChunksFetched => Luns.Sum(l => l.ChunksFetched);
     public long MediumErrors => Luns.Sum(l => l.MediumErrors);
+    /// <summary>Initiator sessions logged in now (discovery included).</summary>
+    public int Sessions => IsPublished ? _target?.ActiveSessions ?? 0 : 0;
+    /// <summary>Logins refused so far (wrong CHAP, an initiator not allowed).</summary>
+    public long LoginFailures => _target?.LoginFailures ?? 0;
 
     /// <summary>Which disks of a manifest are published by default: every fixed-index archive (the VM's disks).</summary>
     public static IReadOnlyList<string> DefaultArchives(BackupManifest manifest) =>
@@ -235,6 +239,8 @@ internal sealed record TargetSpec(string TargetName, IPEndPoint Listen, IReadOnl
 internal interface ITargetHost : IAsyncDisposable
 {
     IPEndPoint LocalEndPoint { get; }
+    int ActiveSessions { get; }
+    long LoginFailures { get; }
 }
 
 /// <summary>

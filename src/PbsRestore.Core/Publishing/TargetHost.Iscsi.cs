@@ -8,21 +8,36 @@ internal static partial class TargetHost
 {
     public static async partial Task<ITargetHost> StartAsync(TargetSpec spec, CancellationToken ct)
     {
-        var options = new IscsiTargetOptions
+        var chap = spec.Chap is { } c ? new IscsiChapSecret(c.User, c.Secret) : null;
+        try
         {
-            TargetName = spec.TargetName,
-            EndPoint = spec.Listen,
-            Luns = spec.Luns.Select(l => new IscsiLun(l.Lun, l.Name, l.Device)).ToList(),
-            Chap = spec.Chap is { } c ? new IscsiChap(c.User, c.Secret) : null,
-            AllowedInitiators = spec.AllowedInitiators,
-        };
-        var target = await IscsiTarget.StartAsync(options, ct).ConfigureAwait(false);
-        return new Host(target);
+            var target = await IscsiTarget.StartAsync(new IscsiTargetOptions
+            {
+                TargetName = spec.TargetName,
+                Listen = spec.Listen,
+                Luns = spec.Luns.Select(l => new IscsiLun(l.Lun, l.Name, l.Device)).ToList(),
+                Chap = chap,
+                AllowedInitiators = spec.AllowedInitiators.Count > 0 ? spec.AllowedInitiators : null,
+            }, ct).ConfigureAwait(false);
+            return new Host(target, chap);
+        }
+        catch
+        {
+            chap?.Dispose();
+            throw;
+        }
     }
 
-    private sealed class Host(IscsiTarget target) : ITargetHost
+    private sealed class Host(IscsiTarget target, IscsiChapSecret? chap) : ITargetHost
     {
         public IPEndPoint LocalEndPoint => target.LocalEndPoint;
-        public ValueTask DisposeAsync() => target.DisposeAsync();
+        public int ActiveSessions => target.Counters.ActiveSessions;
+        public long LoginFailures => target.Counters.LoginFailures;
+
+        public async ValueTask DisposeAsync()
+        {
+            await target.DisposeAsync().ConfigureAwait(false);
+            chap?.Dispose();
+        }
     }
 }
