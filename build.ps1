@@ -118,7 +118,7 @@ function Get-PesterManifest {
 function Install-QemuImg {
     # The VHDX/VHD tests read our images back with qemu-img (Debian's qemu-utils), an independent implementation.
     # Publish-PbsImage's tests read our iSCSI target with qemu-img/qemu-io through libiscsi (qemu-block-extra).
-    $iscsi = { [bool](Get-ChildItem -Path '/usr/lib/*/qemu', '/usr/lib/qemu' -Filter 'block-iscsi.so' -ErrorAction SilentlyContinue) }
+    $iscsi = { [bool](Get-ChildItem -Path '/usr/lib/*/qemu/block-iscsi.so', '/usr/lib/qemu/block-iscsi.so' -ErrorAction SilentlyContinue) }
     if ((Get-Command qemu-img -ErrorAction SilentlyContinue) -and (-not $IsLinux -or (& $iscsi))) { return }
     $apt = Get-Command apt-get -ErrorAction SilentlyContinue
     $root = $IsLinux -and ((& id -u) -eq '0')
