@@ -339,3 +339,35 @@ Describe 'The publication outlives the command, not the session' {
         $p.Luns[0].OverlayPath | Should -Not -Exist
     }
 }
+
+Describe 'Runbook examples/Restore-OneFileFromVmBackup.ps1' {
+    It 'gets one file out of an ext4 partition of a VM disk backup through iSCSI (Qemu initiator), without restoring the disk' {
+        if ($script:Skip) { Set-ItResult -Skipped -Because $script:Skip; return }
+        foreach ($tool in 'mkfs.ext4', 'sfdisk', 'debugfs') {
+            if (-not (Get-Command $tool -ErrorAction SilentlyContinue)) { Set-ItResult -Skipped -Because "$tool is not installed (Debian: e2fsprogs, fdisk)"; return }
+        }
+        # A guest disk: an MBR with one Linux partition at 1 MiB holding an ext4 file system with /etc/hostname.
+        $tree = Join-Path $TestDrive 'guest'
+        $null = New-Item -ItemType Directory -Force -Path (Join-Path $tree 'etc')
+        $content = "web01.example.internal`n" + ('x' * 5000)
+        Set-Content -LiteralPath (Join-Path $tree 'etc/hostname') -Value $content -NoNewline
+        $fs = Join-Path $TestDrive 'fs.img'
+        & mkfs.ext4 -q -F -d $tree $fs 16M
+        $LASTEXITCODE | Should -Be 0
+        $disk = Join-Path $TestDrive 'disk.img'
+        $bytes = [byte[]]::new(1MB) + [IO.File]::ReadAllBytes($fs)
+        [IO.File]::WriteAllBytes($disk, $bytes)
+        '2048,,83' | & sfdisk -q $disk | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        $ds = Join-Path $TestDrive 'guest-ds'
+        $null = Invoke-FixtureWriter @('image', '--path', $ds, '--id', '900', '--source', $disk, '--chunk-size', '1MiB')
+
+        $out = Join-Path $TestDrive 'file-out'
+        $runbook = Join-Path $PSScriptRoot '../../examples/Restore-OneFileFromVmBackup.ps1'
+        $before = @(Get-PbsPublication).Count
+        $file = & $runbook -Datastore $ds -VmId 900 -Path /etc/hostname -Partition 1 -Destination $out -Initiator Qemu
+        $file.FullName | Should -Be (Join-Path (Resolve-Path $out).Path 'hostname')
+        Get-Content -LiteralPath $file.FullName -Raw | Should -BeExactly $content
+        @(Get-PbsPublication).Count | Should -Be $before -Because 'the runbook unpublishes what it published'
+    }
+}
