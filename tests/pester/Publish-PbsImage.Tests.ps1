@@ -355,8 +355,9 @@ Describe 'Runbook examples/Restore-OneFileFromVmBackup.ps1' {
         & mkfs.ext4 -q -F -d $tree $fs 16M
         $LASTEXITCODE | Should -Be 0
         $disk = Join-Path $TestDrive 'disk.img'
-        $bytes = [byte[]]::new(1MB) + [IO.File]::ReadAllBytes($fs)
-        [IO.File]::WriteAllBytes($disk, $bytes)
+        $fsBytes = [IO.File]::ReadAllBytes($fs)
+        $f = [IO.File]::Create($disk)
+        try { $f.Position = 1MB; $f.Write($fsBytes, 0, $fsBytes.Length) } finally { $f.Dispose() }
         '2048,,83' | & sfdisk -q $disk | Out-Null
         $LASTEXITCODE | Should -Be 0
         $ds = Join-Path $TestDrive 'guest-ds'
