@@ -39,6 +39,8 @@ public sealed class WriteOverlay : IDisposable
     private readonly ulong[]?[] _written, _zero;
     private readonly string _identity;
     private long _writtenBlocks;
+    private volatile bool _mapDirty = true;
+    private readonly object _saveLock = new();
     private int _disposed;
 
     private WriteOverlay(string path, FileStream stream, long length, int blockSize, string identity, bool created)
@@ -145,6 +147,7 @@ public sealed class WriteOverlay : IDisposable
             if (Set(_written, b, true)) Interlocked.Increment(ref _writtenBlocks);
             Set(_zero, b, false);
         }
+        _mapDirty = true; // after the bits: a map saved concurrently is saved again at the next flush
     }
 
     /// <summary>Marks whole blocks unmapped: they read as zeros; their bytes in the file are dropped where the OS can.</summary>
@@ -156,13 +159,15 @@ public sealed class WriteOverlay : IDisposable
             Set(_zero, b, true);
             if (Set(_written, b, false)) Interlocked.Decrement(ref _writtenBlocks);
         }
+        _mapDirty = true;
     }
 
     /// <summary>Makes the written blocks durable (fsync), and the map too when the overlay is kept.</summary>
     public void Flush()
     {
         _stream.Flush(flushToDisk: true);
-        if (Keep) SaveMap();
+        if (Keep)
+            lock (_saveLock) SaveMap();
     }
 
     // Bitmaps: a region's words are allocated on its first set bit; Interlocked keeps concurrent updates whole.
@@ -197,17 +202,33 @@ public sealed class WriteOverlay : IDisposable
     /// </summary>
     private void SaveMap()
     {
+        if (!_mapDirty && File.Exists(MapPath)) return;
+        _mapDirty = false;
         var runs = new List<(long First, long Count, byte State)>();
         long start = -1;
         var current = OverlayBlockState.Backing;
-        for (long b = 0; b <= BlockCount; b++)
+        for (long b = 0; b < BlockCount;)
         {
-            var s = b < BlockCount ? StateOf(b) : OverlayBlockState.Backing;
-            if (s == current) continue;
-            if (current != OverlayBlockState.Backing) runs.Add((start, b - start, (byte)current));
-            current = s;
-            start = b;
+            // Outside a run, skip what holds no bits: whole regions never touched, then 64 blocks at a time, so a
+            // flush of a large disk with a few writes costs little (SYNCHRONIZE CACHE comes often).
+            if (current == OverlayBlockState.Backing && (b & 63) == 0)
+            {
+                long region = b / BlocksPerRegion;
+                ulong[]? w = Volatile.Read(ref _written[region]), z = Volatile.Read(ref _zero[region]);
+                if (w is null && z is null) { b = (region + 1) * BlocksPerRegion; continue; }
+                long word = (b % BlocksPerRegion) >> 6;
+                if ((w is null || Volatile.Read(ref w[word]) == 0) && (z is null || Volatile.Read(ref z[word]) == 0)) { b += 64; continue; }
+            }
+            var s = StateOf(b);
+            if (s != current)
+            {
+                if (current != OverlayBlockState.Backing) runs.Add((start, b - start, (byte)current));
+                current = s;
+                start = b;
+            }
+            b++;
         }
+        if (current != OverlayBlockState.Backing) runs.Add((start, BlockCount - start, (byte)current));
         string tmp = MapPath + ".tmp";
         using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
         {
