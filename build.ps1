@@ -117,17 +117,15 @@ function Get-PesterManifest {
 
 function Install-QemuImg {
     # The VHDX/VHD tests read our images back with qemu-img (Debian's qemu-utils), an independent implementation.
-    # Publish-PbsImage's tests read our iSCSI target with qemu-img/qemu-io through libiscsi (qemu-block-extra).
-    $iscsi = { [bool](Get-ChildItem -Path '/usr/lib/*/qemu/block-iscsi.so', '/usr/lib/qemu/block-iscsi.so' -ErrorAction SilentlyContinue) }
-    if ((Get-Command qemu-img -ErrorAction SilentlyContinue) -and (-not $IsLinux -or (& $iscsi))) { return }
+    if (Get-Command qemu-img -ErrorAction SilentlyContinue) { return }
     $apt = Get-Command apt-get -ErrorAction SilentlyContinue
     $root = $IsLinux -and ((& id -u) -eq '0')
     if ($apt -and $root) {
-        Write-Host '> apt-get install qemu-utils qemu-block-extra (for the VHDX/VHD and iSCSI tests)'
-        & apt-get install -y --no-install-recommends qemu-utils qemu-block-extra *> $null
+        Write-Host '> apt-get install qemu-utils (for the VHDX/VHD tests)'
+        & apt-get install -y --no-install-recommends qemu-utils *> $null
         if ($LASTEXITCODE -ne 0) {
             & apt-get update *> $null
-            & apt-get install -y --no-install-recommends qemu-utils qemu-block-extra *> $null
+            & apt-get install -y --no-install-recommends qemu-utils *> $null
         }
     }
     if (-not (Get-Command qemu-img -ErrorAction SilentlyContinue)) {
