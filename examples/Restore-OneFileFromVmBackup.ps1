@@ -15,7 +15,8 @@
                 tested (Linux).
       Iscsiadm  Linux open-iscsi (needs root, iscsid and the iscsi_tcp module); the partition is mounted read-only.
       Qemu      No kernel initiator: qemu-img (libiscsi) reads only the partition that holds the file, and debugfs
-                copies the file out of it (ext2/3/4 file systems; Debian: qemu-utils, qemu-block-extra, e2fsprogs).
+                copies the file out of it (ext2/3/4 file systems in an MBR or GPT partition; Debian: qemu-utils,
+                qemu-block-extra, e2fsprogs).
     The default is Windows on Windows, Iscsiadm on Linux where it can work, else Qemu.
 
 .EXAMPLE
@@ -52,6 +53,26 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
+
+function Get-PartitionRange([byte[]] $Head, [int] $Number) {
+    # Byte offset and length of partition $Number (1-based) from an MBR, or from a GPT (entries within the first 64 KiB).
+    if ($Head[510] -ne 0x55 -or $Head[511] -ne 0xAA) { throw 'the disk has no partition table (use -Partition 0 for a disk that is one file system)' }
+    if ($Head[450] -eq 0xEE) {
+        if ([Text.Encoding]::ASCII.GetString($Head, 512, 8) -ne 'EFI PART') { throw 'protective MBR without a GPT header' }
+        $entries = [BitConverter]::ToInt64($Head, 512 + 72) * 512
+        $entrySize = [BitConverter]::ToInt32($Head, 512 + 84)
+        $at = $entries + ($Number - 1) * $entrySize
+        if ($at + $entrySize -gt $Head.Length) { throw "GPT entry $Number is beyond the first 64 KiB" }
+        $first = [BitConverter]::ToInt64($Head, $at + 32); $last = [BitConverter]::ToInt64($Head, $at + 40)
+        if ($first -eq 0) { throw "the disk has no partition $Number" }
+        return @(($first * 512), (($last - $first + 1) * 512))
+    }
+    if ($Number -gt 4) { throw 'only the 4 primary MBR partitions are supported' }
+    $entry = 446 + 16 * ($Number - 1)
+    $start = [BitConverter]::ToUInt32($Head, $entry + 8); $sectors = [BitConverter]::ToUInt32($Head, $entry + 12)
+    if ($Head[$entry + 4] -eq 0 -or $sectors -eq 0) { throw "the disk has no partition $Number" }
+    @(([long]$start * 512), ([long]$sectors * 512))
+}
 
 if (-not $VmId -and -not $Snapshot) { throw 'Give -VmId (its newest backup) or -Snapshot.' }
 $source = @{}
@@ -120,14 +141,12 @@ try {
             $url = "iscsi://$($publication.Portal)/$($publication.TargetName)/0"
             $offset = 0; $size = $publication.Luns[0].Size
             if ($Partition -gt 0) {
-                # The partition table from the disk's first MiB (sfdisk reads MBR and GPT from a file).
+                # The partition table, from the disk's first 64 KiB (MBR, or GPT behind a protective MBR).
                 $head = [IO.Path]::GetTempFileName()
                 try {
-                    & qemu-img dd -f raw -O raw bs=1M count=1 "if=$url" "of=$head" 2>$null
-                    $table = (& sfdisk --json $head | ConvertFrom-Json).partitiontable
-                    $p = @($table.partitions)[$Partition - 1]
-                    $sector = if ($table.PSObject.Properties['sectorsize']) { $table.sectorsize } else { 512 }
-                    $offset = [long]$p.start * $sector; $size = [long]$p.size * $sector
+                    & qemu-img dd -f raw -O raw bs=64k count=1 "if=$url" "of=$head" 2>$null
+                    if ($LASTEXITCODE -ne 0) { throw "qemu-img could not read the partition table of $url" }
+                    $offset, $size = Get-PartitionRange ([IO.File]::ReadAllBytes($head)) $Partition
                 }
                 finally { Remove-Item -LiteralPath $head -Force }
             }
