@@ -151,7 +151,9 @@ internal static class PublishBench
                 try { await Task.Delay(10, done.Token); } catch (OperationCanceledException) { }
             }
         });
-        Run("qemu-img", "convert", "-f", "raw", "-O", "raw", Url(publication), "/dev/null");
+        string sink = Path.Combine(Path.GetTempPath(), $"publish-memory-{Guid.NewGuid():N}.raw"); // qemu-img cannot write to /dev/null
+        try { Run("qemu-img", "convert", "-f", "raw", "-O", "raw", Url(publication), sink); }
+        finally { File.Delete(sink); }
         done.Cancel();
         await sampler;
         Console.WriteLine(JsonSerializer.Serialize(new { baselineMiB = baseline / 1048576.0, peakMiB = peak / 1048576.0 }));
