@@ -148,6 +148,21 @@ Describe 'Publish-PbsImage: what is published' {
         finally { $pub | Unpublish-PbsImage -Confirm:$false }
     }
 
+    It 'has default views: a row per publication, a row per disk' {
+        if ($script:NoTarget) { Set-ItResult -Skipped -Because $script:NoTarget; return }
+        $p = Publish-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -ReadOnly -ErrorAction Stop
+        try {
+            $table = ($p | Out-String -Width 400) -split "`r?`n" | Where-Object { $_.Trim() }
+            $table[0] | Should -Match '^Id\s+Snapshot\s+TargetName\s+Portal\s+Disks\s+ReadOnly\s+Read\s*$'
+            $table[2] | Should -Match '0:drive-scsi0\.img, 1:drive-virtio1\.img\s+True\s+0 B'
+            $luns = ($p.Luns | Out-String -Width 400) -split "`r?`n" | Where-Object { $_.Trim() }
+            $luns[0] | Should -Match '^Lun\s+Archive\s+Size\s+ReadOnly\s+Read\s+Written\s+OverlayPath\s*$'
+            $luns[2] | Should -Match '^\s*0\s+drive-scsi0\.img\s+3[.,]0 MiB\s+True'
+            $p.Luns[0].Size | Should -BeOfType [long]
+        }
+        finally { $p | Unpublish-PbsImage -Confirm:$false }
+    }
+
     It '-WhatIf publishes nothing' {
         $before = @(Get-PbsPublication).Count
         Publish-PbsImage -Datastore $script:Datastore -Snapshot vm/100 -WhatIf | Should -BeNullOrEmpty
