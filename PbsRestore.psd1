@@ -10,7 +10,7 @@
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('module/PbsRestore.Format.ps1xml')
     TypesToProcess       = @('module/PbsRestore.Types.ps1xml')
-    CmdletsToExport      = @('Get-PbsSnapshot', 'Restore-PbsImage', 'Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore', 'Get-PbsNamespace', 'Measure-PbsRestore', 'Test-PbsSnapshot', 'Get-PbsFile', 'Restore-PbsFile', 'Export-PbsFile')
+    CmdletsToExport      = @('Get-PbsSnapshot', 'Restore-PbsImage', 'Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore', 'Get-PbsNamespace', 'Measure-PbsRestore', 'Test-PbsSnapshot', 'Get-PbsFile', 'Restore-PbsFile', 'Export-PbsFile', 'Publish-PbsImage', 'Get-PbsPublication', 'Unpublish-PbsImage')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

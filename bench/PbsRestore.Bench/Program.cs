@@ -22,6 +22,7 @@ namespace PbsRestore.Bench;
 /// <c>--image-formats</c> alone runs only the Raw / VHDX / VHD comparison (<see cref="ImageFormatsBench"/>);
 /// <c>--genuine</c> alone only the row against the genuine PBS server (<see cref="GenuineBench"/>).
 /// <c>--file-restore [--quick]</c> alone runs only the file-level restore rows (<see cref="FileRestoreBench"/>).
+/// <c>--publish [--quick]</c> alone runs only the Publish-PbsImage rows (<see cref="PublishBench"/>).
 /// </summary>
 public static class Program
 {
@@ -37,6 +38,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "--genuine") return await GenuineBench.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--file-restore") return await FileRestoreBench.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--server-session") return await ServerSessionBench.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "--publish") return await PublishBench.RunAsync(args[1..]);
         var opts = BenchOptions.Parse(args);
         var bench = new Benchmark(opts);
         try

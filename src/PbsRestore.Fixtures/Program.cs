@@ -25,8 +25,9 @@ public static class Program
                 [--size 2GiB] [--chunk-size 4MiB] [--pattern "zero:4,random:2,text:3,dup:2"] [--seed N]
                 [--name drive-scsi0.img] [--conf] [--keyfile out.json --password pw --kdf scrypt|pbkdf2|none]
                 [--dir-style colon|f03a|underscore] [--parallel N] [--deterministic-iv] [--fast-zstd]
-                [--notes "web01"]
+                [--notes "web01"] [--source <raw image file>]
                 One snapshot with one fixed-index image (and qemu-server.conf with --conf).
+                --source: the image's bytes from a file (e.g. a file system made with mkfs) instead of a pattern.
                 --notes: the snapshot notes (manifest unprotected.notes; the first line is the comment PVE
                 fills with the guest name).
                 --fast-zstd: bulk zstd frames for all chunks (~2.5x faster to write; upstream frames
@@ -121,6 +122,7 @@ public static class Program
         bool conf = o.Flag("conf");
         bool fast = o.Flag("fast-zstd");
         string? notes = o.Get("notes");
+        string? source = o.Get("source");
         string? keyfile = o.Get("keyfile"), password = o.Get("password"), kdfText = o.Get("kdf");
         o.ThrowIfUnused();
 
@@ -140,10 +142,14 @@ public static class Program
 
         var writer = new DatastoreWriter(path) { MaxParallelism = parallel, DeterministicIvs = deterministic, DirStyle = style ?? DefaultStyle(),
             FrameStyle = fast ? ZstdFrameStyle.Bulk : null };
-        var content = ImagePattern.Parse(pattern, size, seed);
+        var content = source is null ? ImagePattern.Parse(pattern, size, seed) : null;
+        if (source is not null) size = new FileInfo(source).Length;
         var snapshot = writer.BeginSnapshot(ns, type, id, time, crypt);
         if (conf) snapshot.AddBlob("qemu-server.conf", Encoding.UTF8.GetBytes(Demo.QemuConfig(id, size)));
-        snapshot.AddImage(name, content, chunkSize);
+        if (content is not null) snapshot.AddImage(name, content, chunkSize);
+        else
+            using (var file = File.OpenRead(source!))
+                snapshot.AddImage(name, file, chunkSize);
         var info = snapshot.Finish(notes is null ? null : new JsonObject { ["notes"] = notes });
         double seconds = sw.Elapsed.TotalSeconds;
         Console.Error.WriteLine($"wrote {info.Path}: {size / 1048576.0:F1} MiB in {seconds:F2} s ({size / 1048576.0 / seconds:F0} MiB/s), " +
@@ -151,7 +157,7 @@ public static class Program
         var result = new JsonObject
         {
             ["datastore"] = writer.RootPath,
-            ["pattern"] = content.Spec,
+            ["pattern"] = content?.Spec ?? "file:" + source,
             ["seed"] = seed,
             ["snapshot"] = SnapshotJson(info),
             ["key"] = keyJson,

@@ -36,10 +36,15 @@ internal sealed class DependencyLoadContext : AssemblyLoadContext
     }
 }
 
-/// <summary>Hooks the private load context up when the module is imported, and off when it is removed.</summary>
+/// <summary>Hooks the private load context up when the module is imported, and off when it is removed (ending publications).</summary>
 public sealed class ModuleInitializer : IModuleAssemblyInitializer, IModuleAssemblyCleanup
 {
     public void OnImport() => AssemblyLoadContext.Default.Resolving += DependencyLoadContext.ResolveFromDefault;
 
-    public void OnRemove(PSModuleInfo module) => AssemblyLoadContext.Default.Resolving -= DependencyLoadContext.ResolveFromDefault;
+    public void OnRemove(PSModuleInfo module)
+    {
+        // Published disks end with the module (Publish-PbsImage): their targets stop and their overlays go.
+        PublicationRegistry.UnpublishAll();
+        AssemblyLoadContext.Default.Resolving -= DependencyLoadContext.ResolveFromDefault;
+    }
 }

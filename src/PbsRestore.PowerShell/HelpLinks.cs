@@ -19,4 +19,7 @@ internal static class HelpLinks
     public const string GetPbsFile = Base + "#get-pbsfile";
     public const string RestorePbsFile = Base + "#restore-pbsfile";
     public const string ExportPbsFile = Base + "#export-pbsfile";
+    public const string PublishPbsImage = Base + "#publish-pbsimage";
+    public const string GetPbsPublication = Base + "#get-pbspublication";
+    public const string UnpublishPbsImage = Base + "#unpublish-pbsimage";
 }

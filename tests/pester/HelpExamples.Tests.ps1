@@ -174,6 +174,21 @@ BeforeAll {
         Get-Sha256 $Path | Should -Be $Sha256 -Because "$Path must hold the restored plaintext"
     }
     function script:Get-Lines($Objects) { @($Objects | ForEach-Object { "$_" }) }
+    # Publish-PbsImage: a disk read back through iSCSI is the archive rounded up to whole sectors (zeros after it).
+    function script:Assert-DiskFile([string] $Path, [string] $Sha256, [long] $Size) {
+        $Path | Should -Exist
+        $bytes = [IO.File]::ReadAllBytes($Path)
+        $bytes.Length | Should -Be ([math]::Ceiling($Size / 512) * 512)
+        $sha = [Security.Cryptography.SHA256]::Create()
+        try { [Convert]::ToHexString($sha.ComputeHash($bytes, 0, [int]$Size)).ToLowerInvariant() | Should -Be $Sha256 } finally { $sha.Dispose() }
+    }
+    $script:NoIscsiInitiator = if (-not (Get-Command qemu-img -ErrorAction SilentlyContinue) -or
+        -not (Get-ChildItem -Path '/usr/lib/*/qemu/block-iscsi.so', '/usr/lib/qemu/block-iscsi.so' -ErrorAction SilentlyContinue)) {
+        'needs qemu-img with its iSCSI driver (Debian: qemu-utils, qemu-block-extra)'
+    }
+    $script:ChapPlain = 'help-chap-secret1'.Substring(0, 16)
+    $script:BaseVariables['PbsTestChap'] = New-PbsCredential 'restore' $script:ChapPlain
+    $script:PublishVm100 = "`$global:PbsTestPub = Publish-PbsImage -Datastore '$($script:UsbPlain)' -Snapshot vm/100"
 
     # ---- per-example entries: every example has one (extra replacements, setup, variables, probe, checks) ----
     # Replace: extra placeholder -> fixture pairs for this example only (each must occur in the code).
@@ -538,6 +553,75 @@ BeforeAll {
         }
         'Export-PbsFile#3'       = @{
             Check = { param($r) @($r.Output).Count | Should -Be 0 ; Test-Path (Join-Path $script:Restore 'big.tar') | Should -BeFalse }
+        }
+
+        # ---------------- Publish-PbsImage, Get-PbsPublication, Unpublish-PbsImage ----------------
+        # Each example's runspace is closed after it: that ends its publications (and tests that it does).
+        'Publish-PbsImage#1'     = @{
+            Probe = '$p.Luns | ForEach-Object { Test-Path -LiteralPath $_.OverlayPath }'
+            Check = {
+                param($r)
+                @($r.Output.Archive) | Should -Be @('drive-scsi0.img', 'drive-virtio1.img')
+                $r.Probe | Should -Be @($true, $true) -Because 'each disk has its overlay while published'
+                $r.Text | Should -Match 'drive-virtio1\.img'
+                # The example's runspace is closed now: that ended the publication and deleted its overlays.
+                $r.Output | ForEach-Object { $_.OverlayPath | Should -Not -Exist }
+            }
+        }
+        'Publish-PbsImage#2'     = @{
+            Allow   = $script:NoIscsiInitiator
+            # qemu-img asks for GET LBA STATUS (the target reports thin provisioning); while the target answers that
+            # command with ILLEGAL REQUEST, qemu-img says so on stderr and reads every block instead. The bytes are
+            # what is checked: the file's SHA-256 against the archive.
+            Replace = @(, @('E:\restore\scsi0.raw', 'E:\restore\scsi0.raw 2>$null'))
+            Check = {
+                param($r)
+                $a = Get-GoldenArchive (Get-GoldenSnapshot vm 100) 'drive-scsi0.img.fidx'
+                Assert-DiskFile (Join-Path $script:Restore 'scsi0.raw') $a.plaintext_sha256 $a.size
+            }
+        }
+        'Publish-PbsImage#3'     = @{
+            Replace = @(
+                , @("Get-Credential -UserName restore -Message 'CHAP secret, 12 to 16 characters'", '$PbsTestChap')
+                , @('-Port 3260', '-Port 0')   # 3260 may be taken on a test machine (tgtd)
+                , @("'iqn.1991-05.com.microsoft:fs01.example.com'", "'iqn.1991-05.com.microsoft:fs01'")
+            )
+            Check   = {
+                param($r)
+                $r.Text | Should -Match 'ChapUser\s*:\s*restore'
+                $r.Text | Should -Match 'Portal\s*:\s*0\.0\.0\.0:\d+'
+                $r.Text | Should -Not -Match ([regex]::Escape($script:ChapPlain))
+            }
+        }
+        'Publish-PbsImage#4'     = @{ Allow = "Windows' iSCSI initiator and Storage cmdlets (New-IscsiTargetPortal, Connect-IscsiTarget, Get-Disk, Set-Disk) exist only on Windows, which cannot run here" }
+        'Publish-PbsImage#5'     = @{ Allow = "the Linux kernel's iSCSI initiator (iscsiadm, iscsid, the iscsi_tcp module) and mounting need a machine that has them; this one has no iscsi_tcp module (qemu-img stands in, example 2)" }
+        'Get-PbsPublication#1'   = @{
+            Setup = $script:PublishVm100
+            Check = {
+                param($r)
+                @($r.Output | Where-Object { "$($_.Snapshot)" -eq 'vm/100/2024-05-01T10:00:00Z' }).Count | Should -BeGreaterOrEqual 1
+                $r.Text | Should -Match 'iqn\.2024-05\.io\.github\.pbsrestore:vm-100-20240501t100000z'
+            }
+        }
+        'Get-PbsPublication#2'   = @{
+            Setup = $script:PublishVm100
+            Check = { param($r) $r.Text | Should -Match 'drive-scsi0\.img' ; $r.Text | Should -Match 'drive-virtio1\.img' }
+        }
+        'Get-PbsPublication#3'   = @{
+            Check = { param($r) $r.Text | Should -Match 'ChunksFetched\s*:\s*0' ; $r.Text | Should -Match 'MediumErrors\s*:\s*0' }
+        }
+        'Unpublish-PbsImage#1'   = @{
+            Setup = $script:PublishVm100
+            Probe = '$PbsTestPub.IsPublished; $PbsTestPub.Luns | ForEach-Object { Test-Path -LiteralPath $_.OverlayPath }'
+            Check = { param($r) $r.Probe | Should -Be @($false, $false, $false) }
+        }
+        'Unpublish-PbsImage#2'   = @{
+            Probe = '$p.Luns | ForEach-Object { $_.Device.Overlay.Created }; (Get-ChildItem -LiteralPath (Split-Path $p.Luns[0].OverlayPath) -Filter *.overlay).Count'
+            Check = { param($r) $r.Probe | Should -Be @($false, $false, 2) -Because 'the second publication found the two kept overlays' }
+        }
+        'Unpublish-PbsImage#3'   = @{
+            Probe = '$p.IsPublished'
+            Check = { param($r) $r.Probe | Should -Be @($false) }
         }
 
         # ---------------- Restore-PbsImage ----------------

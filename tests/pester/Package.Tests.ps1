@@ -13,7 +13,7 @@ Describe 'build.ps1 Package' {
         $info.CompatiblePSEditions | Should -Be @('Core')
         ($info.ExportedCmdlets.Keys | Sort-Object) | Should -Be (@('Connect-PbsServer', 'Disconnect-PbsServer', 'Get-PbsDatastore',
             'Get-PbsNamespace', 'Get-PbsSnapshot', 'Measure-PbsRestore', 'Restore-PbsImage', 'Test-PbsSnapshot',
-            'Export-PbsFile', 'Get-PbsFile', 'Restore-PbsFile') | Sort-Object)
+            'Export-PbsFile', 'Get-PbsFile', 'Restore-PbsFile', 'Publish-PbsImage', 'Get-PbsPublication', 'Unpublish-PbsImage') | Sort-Object)
         $info.ExportedFunctions.Count | Should -Be 0
         $info.ExportedAliases.Count | Should -Be 0
     }

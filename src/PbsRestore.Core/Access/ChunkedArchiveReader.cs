@@ -9,7 +9,13 @@ public sealed record ChunkedReaderOptions
     /// <summary>Decoded chunks kept (least recently used go first). 16 x 4 MiB = 64 MiB at most.</summary>
     public int CacheChunks { get; init; } = 16;
 
-    /// <summary>Chunks fetched ahead of a sequential reader (0 = none).</summary>
+    /// <summary>
+    /// The cache's bound in bytes of decoded chunks (e.g. from -CacheSize); when set it replaces <see cref="CacheChunks"/>
+    /// with as many of the index's largest chunks as fit (at least one). Read-ahead chunks come on top of it.
+    /// </summary>
+    public long? CacheBytes { get; init; }
+
+    /// <summary>Chunks fetched ahead of a sequential reader (0 = none); they are fetched at once, all in flight together.</summary>
     public int ReadAhead { get; init; } = 4;
 }
 
@@ -39,7 +45,8 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     private readonly Dictionary<int, LinkedListNode<Slot>> _cache = [];
     private readonly LinkedList<Slot> _lru = new();
     private readonly CancellationTokenSource _life = new();
-    private int _lastChunk = -2;
+    private readonly int _cacheChunks;
+    private int _lastChunk = int.MinValue / 2;
     private long _fetched, _zeroServed, _bytesFetched;
 
     private sealed class Slot(int index, Task<byte[]> task)
@@ -65,6 +72,10 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         _encrypted = encrypted;
         _options = options ?? new ChunkedReaderOptions();
         if (_options.CacheChunks < 1) throw new ArgumentOutOfRangeException(nameof(options), "the cache needs room for one chunk");
+        if (_options.CacheBytes is < 0) throw new ArgumentOutOfRangeException(nameof(options), "the cache size cannot be negative");
+        _cacheChunks = _options.CacheBytes is { } bytes
+            ? (int)Math.Clamp(bytes / Math.Max(1, index.MaxChunkSize), 1, int.MaxValue / 2)
+            : _options.CacheChunks;
         _rawSize = index.MaxChunkSize + FileFormats.EncryptedBlobHeaderSize;
         if (index.Count > 0)
         {
@@ -89,6 +100,9 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
 
     /// <summary>Encoded bytes fetched from the source so far.</summary>
     public long BytesFetched => Interlocked.Read(ref _bytesFetched);
+
+    /// <summary>Decoded chunks the cache keeps at most (read-ahead chunks come on top).</summary>
+    public int CacheCapacity => _cacheChunks;
 
     /// <summary>Zero chunks served without a fetch.</summary>
     public long ZeroChunksServed => Interlocked.Read(ref _zeroServed);
@@ -139,21 +153,24 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     /// <summary>The decoded chunk (an empty array stands for all zeros), from the cache or one shared fetch.</summary>
     private Task<byte[]> GetChunkAsync(int chunk, CancellationToken ct)
     {
-        if (IsZero(chunk))
-        {
-            Interlocked.Increment(ref _zeroServed);
-            return Task.FromResult(Array.Empty<byte>());
-        }
-        Task<byte[]> task;
-        bool sequential;
+        bool zero = IsZero(chunk);
+        Task<byte[]>? task = null;
         lock (_gate)
         {
-            task = Lookup(chunk);
-            sequential = chunk == _lastChunk + 1 || chunk == _lastChunk;
-            _lastChunk = chunk;
+            if (!zero) task = Lookup(chunk);
+            // A few requests of one sequential reader arrive out of order (an initiator keeps several in flight), so
+            // a step back by one or ahead by two still counts as sequential; the front only moves forward then.
+            // Zero chunks move the front too: a sequential reader crossing a hole keeps its read-ahead.
+            bool sequential = chunk >= _lastChunk - 1 && chunk <= _lastChunk + 2;
+            if (!sequential || chunk > _lastChunk) _lastChunk = chunk;
             if (sequential)
                 for (int ahead = 1; ahead <= _options.ReadAhead && chunk + ahead < _index.Count; ahead++)
                     if (!IsZero(chunk + ahead)) Lookup(chunk + ahead);
+        }
+        if (task is null)
+        {
+            Interlocked.Increment(ref _zeroServed);
+            return Task.FromResult(Array.Empty<byte>());
         }
         // The fetch runs on its own token (others may be waiting for it); this caller stops waiting when cancelled.
         return task.WaitAsync(ct);
@@ -182,7 +199,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
                 }
         }, CancellationToken.None, TaskContinuationOptions.NotOnRanToCompletion, TaskScheduler.Default);
         // Evict the least recently used; readers holding one of them keep their array, the cache just forgets it.
-        while (_cache.Count > _options.CacheChunks + _options.ReadAhead && _lru.Last is { } last && last != added)
+        while (_cache.Count > _cacheChunks + _options.ReadAhead && _lru.Last is { } last && last != added)
         {
             _lru.RemoveLast();
             _cache.Remove(last.Value.Index);

@@ -1,0 +1,229 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using PbsRestore.Fixtures;
+using PbsRestore.Publishing;
+using PbsRestore.Remote;
+using PbsRestore.Restore;
+using PbsRestore.Sources;
+
+namespace PbsRestore.Bench;
+
+/// <summary>
+/// Publish-PbsImage's target rows (issue 15), side by side in one run:
+/// (1) sequential read of a published disk by an independent initiator (qemu-img convert through libiscsi) against
+///     Restore-PbsImage's engine restoring the same archive to a file, folder source and our server on loopback
+///     (target ≥ 70 %); both outputs are checked by SHA-256;
+/// (2) first byte readable after the publication is started (qemu-io reading sector 0, process start included;
+///     target ≤ 2 s);
+/// (3) cached 4 KiB random reads through iSCSI, p99 (qemu-io, one process, a few hundred reads of a warmed
+///     range; target ≤ 2 ms);
+/// (4) peak memory of a process publishing the disk while qemu-img reads it whole, for two cache sizes
+///     (target ≤ cache size + 64 MiB; each in its own child process, so peaks do not mix).
+/// Needs qemu-img/qemu-io with the iSCSI driver (Debian: qemu-utils, qemu-block-extra) and a build with the iSCSI
+/// target. Run: <c>dotnet bench/PbsRestore.Bench/bin/Release/net10.0/PbsRestore.Bench.dll --publish [--quick]</c>.
+/// Prints a Markdown table (not written to RESULTS.md by itself).
+/// </summary>
+internal static class PublishBench
+{
+    private const string Token = "bench@pbs!publish:publish-bench-secret";
+    private static readonly DateTimeOffset Time = DateTimeOffset.FromUnixTimeSeconds(1_714_557_600);
+    private static void Log(string s) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}");
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "--memory-child") return await MemoryChildAsync(args[1], long.Parse(args[2], CultureInfo.InvariantCulture));
+        bool quick = args.Contains("--quick");
+        long size = (quick ? 256L : 2048L) << 20;
+        string root = Path.Combine(FindRepoRoot(), "artifacts", "bench", "publish" + (quick ? "-quick" : ""));
+        string store = Path.Combine(root, "store");
+        if (!Directory.Exists(store))
+        {
+            Log($"writing a {size >> 20} MiB disk (4 MiB chunks, zero:15%,random:35%,text:35%,dup:15%) ...");
+            var writer = new DatastoreWriter(store);
+            var snap = writer.BeginSnapshot("", "vm", "100", Time);
+            snap.AddImage("drive-scsi0.img", ImagePattern.Parse("zero:15%,random:35%,text:35%,dup:15%", size, 15), 4 << 20);
+            snap.Finish();
+        }
+        var rows = new List<(string Row, string Value, string Target, bool Met)>();
+        var reference = new SnapshotRef(BackupNamespace.Root, "vm", "100", Time);
+        string outDir = Path.Combine(root, "out");
+        Directory.CreateDirectory(outDir);
+
+        using var server = await StartServerAsync(store);
+        foreach (var via in new[] { "folder", "loopback" })
+        {
+            // Restore-PbsImage's engine to a file, then the published disk read by qemu-img to a file.
+            string restored = Path.Combine(outDir, $"restore-{via}.raw"), converted = Path.Combine(outDir, $"publish-{via}.raw");
+            double restoreMBs, publishMBs;
+            await using (var reader = await OpenAsync(via, store, server, reference))
+            {
+                var clock = Stopwatch.StartNew();
+                await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", restored, new RestoreOptions { Force = true }, new RestoreCounters(), default);
+                restoreMBs = size / clock.Elapsed.TotalSeconds / 1e6;
+            }
+            var publication = await PublishAsync(via, store, server, reference, 256L << 20);
+            await using (publication)
+            {
+                var clock = Stopwatch.StartNew();
+                Run("qemu-img", "convert", "-f", "raw", "-O", "raw", Url(publication), converted);
+                publishMBs = size / clock.Elapsed.TotalSeconds / 1e6;
+            }
+            bool same = Sha(restored) == Sha(converted);
+            rows.Add(($"{via}: qemu-img convert of the published disk vs Restore-PbsImage to a file ({size >> 20} MiB)",
+                $"{publishMBs:F0} MB/s vs {restoreMBs:F0} MB/s ({publishMBs / restoreMBs:P0}){(same ? "" : " — OUTPUTS DIFFER")}", "≥ 70 %", same && publishMBs >= 0.7 * restoreMBs));
+            File.Delete(restored);
+            File.Delete(converted);
+        }
+
+        // First byte: the publication started (as when Publish-PbsImage returns), then an initiator reads sector 0.
+        foreach (var via in new[] { "folder", "loopback" })
+        {
+            var publication = await PublishAsync(via, store, server, reference, 256L << 20);
+            await using (publication)
+            {
+                var clock = Stopwatch.StartNew();
+                Run("qemu-io", "-r", "-f", "raw", "-c", "read 0 512", Url(publication));
+                double s = clock.Elapsed.TotalSeconds;
+                rows.Add(($"{via}: first byte readable after the publication starts (qemu-io read of sector 0, process start included)", $"{s:F2} s", "≤ 2 s", s <= 2));
+            }
+        }
+
+        // Cached 4 KiB random reads, through iSCSI: warm 64 MiB, then 500 random 4 KiB reads inside it in one qemu-io.
+        {
+            var publication = await PublishAsync("folder", store, server, reference, 256L << 20);
+            await using (publication)
+            {
+                Run("qemu-io", "-r", "-f", "raw", "-c", $"read 0 {64 << 20}", Url(publication));
+                var rng = new Random(4);
+                var cmd = new List<string> { "-r", "-f", "raw" };
+                for (int i = 0; i < 500; i++) { cmd.Add("-c"); cmd.Add($"read {rng.Next(0, (64 << 20) / 4096) * 4096L} 4096"); }
+                cmd.Add(Url(publication));
+                string output = Run("qemu-io", [.. cmd]);
+                // qemu-io prints "4 KiB, 1 ops; 00.00 sec (x MiB/sec and N ops/sec)" per command: latency = 1 / N.
+                var ms = output.Split('\n').Select(l => System.Text.RegularExpressions.Regex.Match(l, @"and ([0-9.]+) ops/sec"))
+                    .Where(m => m.Success).Select(m => 1000.0 / double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).Order().ToList();
+                double p50 = ms.Count > 0 ? ms[ms.Count / 2] : double.NaN, p99 = ms.Count > 0 ? ms[(int)(ms.Count * 0.99)] : double.NaN;
+                rows.Add(($"cached 4 KiB random reads through iSCSI ({ms.Count} reads, qemu-io)", $"p50 {p50:F2} ms, p99 {p99:F2} ms", "p99 ≤ 2 ms", p99 <= 2));
+            }
+        }
+
+        // Memory against the cache size, each in a child process publishing the folder disk while qemu-img reads it.
+        string self = typeof(PublishBench).Assembly.Location;
+        foreach (long cacheMiB in new[] { 64L, 256L })
+        {
+            string answer = Run("dotnet", self, "--publish", "--memory-child", store, cacheMiB.ToString(CultureInfo.InvariantCulture));
+            using var doc = JsonDocument.Parse(answer.Trim().Split('\n').Last());
+            double peakMiB = doc.RootElement.GetProperty("peakMiB").GetDouble(), baseMiB = doc.RootElement.GetProperty("baselineMiB").GetDouble();
+            double grown = peakMiB - baseMiB;
+            rows.Add(($"memory: working set growth while the disk is read whole, -CacheSize {cacheMiB} MiB", $"{grown:F0} MiB (peak {peakMiB:F0} MiB)", $"≤ {cacheMiB + 64} MiB", grown <= cacheMiB + 64));
+        }
+
+        var md = new StringBuilder();
+        md.AppendLine($"Publish-PbsImage{(quick ? " (--quick: smaller disk)" : "")}, {Environment.ProcessorCount} cores, load {File.ReadAllText("/proc/loadavg").Trim()}; initiator qemu-img/qemu-io (libiscsi) on the same machine");
+        md.AppendLine();
+        md.AppendLine("| row | measured | target | met |");
+        md.AppendLine("|---|---|---|---|");
+        foreach (var r in rows) md.AppendLine($"| {r.Row} | {r.Value} | {r.Target} | {(r.Met ? "yes" : "no")} |");
+        Console.WriteLine(md.ToString());
+        Directory.Delete(outDir, true);
+        return 0;
+    }
+
+    private static async Task<int> MemoryChildAsync(string store, long cacheMiB)
+    {
+        var self = Process.GetCurrentProcess();
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        self.Refresh();
+        long baseline = self.WorkingSet64, peak = baseline;
+        var reader = await new LocalDatastore(store).OpenSnapshotAsync(new SnapshotRef(BackupNamespace.Root, "vm", "100", Time), default);
+        await using var publication = await Publication.StartAsync(1, reader, null, null, ["drive-scsi0.img"],
+            new PublicationOptions { ReadOnly = true, CacheBytes = cacheMiB << 20 }, default);
+        using var done = new CancellationTokenSource();
+        var sampler = Task.Run(async () =>
+        {
+            while (!done.IsCancellationRequested)
+            {
+                self.Refresh();
+                peak = Math.Max(peak, self.WorkingSet64);
+                try { await Task.Delay(10, done.Token); } catch (OperationCanceledException) { }
+            }
+        });
+        string sink = Path.Combine(Path.GetTempPath(), $"publish-memory-{Guid.NewGuid():N}.raw"); // qemu-img cannot write to /dev/null
+        try { Run("qemu-img", "convert", "-f", "raw", "-O", "raw", Url(publication), sink); }
+        finally { File.Delete(sink); }
+        done.Cancel();
+        await sampler;
+        Console.WriteLine(JsonSerializer.Serialize(new { baselineMiB = baseline / 1048576.0, peakMiB = peak / 1048576.0 }));
+        return 0;
+    }
+
+    private static string Url(Publication p) => $"iscsi://{p.Portal}/{p.TargetName}/0";
+
+    private static async Task<ISnapshotReader> OpenAsync(string via, string store, ServerProcess server, SnapshotRef reference) => via == "folder"
+        ? await new LocalDatastore(store).OpenSnapshotAsync(reference, default)
+        : await new RemoteDatastore(server.Client(), RemoteDatastore.DefaultSessionsPerSnapshot, ownsClient: true).OpenSnapshotAsync(reference, default);
+
+    private static async Task<Publication> PublishAsync(string via, string store, ServerProcess server, SnapshotRef reference, long cache) =>
+        await Publication.StartAsync(1, await OpenAsync(via, store, server, reference), null, null, ["drive-scsi0.img"],
+            new PublicationOptions { ReadOnly = true, CacheBytes = cache }, default);
+
+    private static string Run(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        var stderr = p.StandardError.ReadToEndAsync();
+        string stdout = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args.Take(6))} failed ({p.ExitCode}): {stderr.Result}");
+        return stdout;
+    }
+
+    private static string Sha(string path)
+    {
+        using var f = File.OpenRead(path);
+        return Convert.ToHexString(SHA256.HashData(f));
+    }
+
+    /// <summary>Our server on loopback serving the bench datastore.</summary>
+    private sealed class ServerProcess(Process process, int port, string fingerprint) : IDisposable
+    {
+        public PbsClient Client()
+        {
+            int c = Token.LastIndexOf(':');
+            var repo = PbsRepository.Parse($"{Token[..c]}@127.0.0.1:{port}:bench");
+            return new PbsClient(new PbsConnectionSettings(repo, CertificateFingerprint.Parse(fingerprint), Token[(c + 1)..]));
+        }
+
+        public void Dispose()
+        {
+            try { if (!process.HasExited) { process.Kill(); process.WaitForExit(10000); } } catch (InvalidOperationException) { }
+            process.Dispose();
+        }
+    }
+
+    private static async Task<ServerProcess> StartServerAsync(string store)
+    {
+        string dll = Path.Combine(FindRepoRoot(), "src", "PbsRestore.Server", "bin", "Release", "net10.0", "PbsRestore.Server.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { dll, "--datastore", "bench=" + store, "--token", Token }) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginErrorReadLine();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        string line = await p.StandardOutput.ReadLineAsync(timeout.Token) ?? throw new InvalidOperationException("server exited");
+        using var doc = JsonDocument.Parse(line);
+        var url = new Uri(doc.RootElement.GetProperty("url").GetString()!);
+        return new ServerProcess(p, url.Port, doc.RootElement.GetProperty("fingerprint").GetString()!);
+    }
+
+    private static string FindRepoRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "PbsRestore.slnx"))) return d.FullName;
+        throw new InvalidOperationException("PbsRestore.slnx not found");
+    }
+}
