@@ -5,7 +5,8 @@ using System.Text;
 using System.Text.Json;
 using PbsRestore.Fixtures;
 using PbsRestore.Publishing;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Local;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
 

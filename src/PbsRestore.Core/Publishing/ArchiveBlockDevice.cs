@@ -65,12 +65,19 @@ public sealed class ArchiveBlockDevice : IBlockDevice, IDisposable
     public static async Task<ArchiveBlockDevice> OpenAsync(ISnapshotReader snapshot, CryptConfig? crypt, string archive,
         ArchiveBlockDeviceOptions? options, CancellationToken ct)
     {
+        var opened = await OpenedSnapshot.OpenAsync(snapshot, crypt, ct).ConfigureAwait(false);
+        return await OpenAsync(opened.Open(archive), options, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Opens an archive the one opener has resolved and key-checked: reads and checks its index.</summary>
+    public static async Task<ArchiveBlockDevice> OpenAsync(OpenedArchive archive, ArchiveBlockDeviceOptions? options, CancellationToken ct)
+    {
         options ??= new ArchiveBlockDeviceOptions();
-        var reader = await ArchiveAccess.OpenAsync(snapshot, crypt, archive,
+        var reader = await ArchiveAccess.OpenAsync(archive,
             new ChunkedReaderOptions { CacheBytes = options.CacheBytes, ReadAhead = options.ReadAhead }, ct).ConfigureAwait(false);
         try
         {
-            return new ArchiveBlockDevice($"{snapshot.Snapshot}/{ArchiveNames.DisplayName(archive)}", reader, options);
+            return new ArchiveBlockDevice($"{archive.Snapshot.Snapshot}/{archive.DisplayName}", reader, options);
         }
         catch
         {

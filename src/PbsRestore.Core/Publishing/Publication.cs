@@ -150,6 +150,28 @@ public sealed class Publication : IAsyncDisposable
     public static async Task<Publication> StartAsync(int id, ISnapshotReader reader, IDisposable? ownedSource, CryptConfig? crypt,
         IReadOnlyList<string> archives, PublicationOptions options, CancellationToken ct)
     {
+        OpenedSnapshot snapshot;
+        try
+        {
+            snapshot = await OpenedSnapshot.OpenAsync(reader, crypt, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await reader.DisposeAsync().ConfigureAwait(false);
+            ownedSource?.Dispose();
+            throw;
+        }
+        return await StartAsync(id, snapshot, ownedSource, archives, options, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// As above, for a snapshot the one opener has already opened (its manifest read and decoded once, for every
+    /// disk of the publication). Takes ownership of the snapshot's reader and of <paramref name="ownedSource"/>.
+    /// </summary>
+    public static async Task<Publication> StartAsync(int id, OpenedSnapshot snapshot, IDisposable? ownedSource,
+        IReadOnlyList<string> archives, PublicationOptions options, CancellationToken ct)
+    {
+        var reader = snapshot.Reader;
         var devices = new List<PublishedLun>();
         Publication? publication = null;
         try
@@ -157,8 +179,7 @@ public sealed class Publication : IAsyncDisposable
             CheckSafe(options);
             if (archives.Count == 0)
             {
-                var manifest = await new Restore.ArchiveRestorer(reader, crypt).ReadManifestAsync(ct).ConfigureAwait(false);
-                archives = DefaultArchives(manifest);
+                archives = DefaultArchives(snapshot.Manifest);
                 if (archives.Count == 0)
                     throw new PbsNotFoundException("NoDiskArchives",
                         $"snapshot '{reader.Snapshot}' has no disk archives (.img.fidx) to publish; name a dynamic archive with -Archive");
@@ -169,7 +190,7 @@ public sealed class Publication : IAsyncDisposable
                 string name = ArchiveNames.DisplayName(archives[i]);
                 string? overlay = options.ReadOnly ? null
                     : options.OverlayFolder is { } folder ? Path.Combine(folder, OverlayFileName(reader.Snapshot, name)) : null;
-                var device = await ArchiveBlockDevice.OpenAsync(reader, crypt, archives[i], new ArchiveBlockDeviceOptions
+                var device = await ArchiveBlockDevice.OpenAsync(snapshot.Open(archives[i]), new ArchiveBlockDeviceOptions
                 {
                     ReadOnly = options.ReadOnly,
                     OverlayPath = overlay,

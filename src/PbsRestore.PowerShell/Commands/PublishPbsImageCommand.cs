@@ -78,11 +78,12 @@ public sealed class PublishPbsImageCommand : PbsArchiveCmdlet
             Publication.CheckSafe(options);
             var info = SnapshotResolver.AsSnapshotInfo(Snapshot);
             bool sourceNamed = ParameterSetName != ConnectionSet || Connection is not null || Store is not null;
-            // The publication outlives this command: it gets a source of its own unless the snapshot came from a listing.
-            var listed = sourceNamed || info is null ? null
-                : SnapshotSources.Of(info) ?? (Directory.Exists(info.Location) ? new Sources.LocalDatastore(info.Location) : null);
-            var source = listed ?? OpenSource();
-            var owned = listed is null ? source as IDisposable : null;
+            // The publication outlives this command: it opens a source of its own (the one that listed a piped
+            // snapshot, else the one the parameters name) and closes it when it is unpublished.
+            var request = sourceNamed || info is null ? null
+                : SnapshotSources.Of(info) ?? (Directory.Exists(info.Location) ? SourceRequest.ForFolder(info.Location) : null);
+            var source = SourceFactory.Open(request ?? DescribeSource(), SessionsPerSnapshot);
+            var owned = source as IDisposable;
             Sources.ISnapshotReader reader;
             try
             {
@@ -94,9 +95,11 @@ public sealed class PublishPbsImageCommand : PbsArchiveCmdlet
                 throw;
             }
             IReadOnlyList<string> archives;
+            Sources.OpenedSnapshot snapshot;
             try
             {
-                archives = Run(ct => ResolveArchivesAsync(reader, ct));
+                snapshot = Run(ct => Sources.OpenedSnapshot.OpenAsync(reader, Crypt, ct));
+                archives = ResolveArchives(snapshot);
                 string what = string.Join(", ", archives);
                 if (!ShouldProcess($"{reader.Snapshot}", $"publish {what} over iSCSI at {options.Listen}{(ReadOnly ? " (read-only)" : "")}"))
                 {
@@ -111,7 +114,7 @@ public sealed class PublishPbsImageCommand : PbsArchiveCmdlet
                 owned?.Dispose();
                 throw;
             }
-            var publication = Run(ct => Publication.StartAsync(PublicationRegistry.NextId(), reader, owned, Crypt, archives, options, ct));
+            var publication = Run(ct => Publication.StartAsync(PublicationRegistry.NextId(), snapshot, owned, archives, options, ct));
             PublicationRegistry.Add(publication);
             WriteVerbose($"Published {string.Join(", ", publication.Luns.Select(l => $"LUN {l.Lun} {l.Archive}"))} of {publication.Snapshot} as " +
                          $"{publication.TargetName} at {publication.Portal}" + (ReadOnly ? ", read-only." : $"; overlays in {Path.GetDirectoryName(publication.Luns[0].OverlayPath)}."));
@@ -150,9 +153,9 @@ public sealed class PublishPbsImageCommand : PbsArchiveCmdlet
     }
 
     /// <summary>-Archive names and wildcards against the manifest's index archives; nothing given: the default (all disks).</summary>
-    private async Task<IReadOnlyList<string>> ResolveArchivesAsync(Sources.ISnapshotReader reader, CancellationToken ct)
+    private IReadOnlyList<string> ResolveArchives(Sources.OpenedSnapshot snapshot)
     {
-        var manifest = await new Restore.ArchiveRestorer(reader, Crypt).ReadManifestAsync(ct).ConfigureAwait(false);
+        var manifest = snapshot.Manifest;
         if (Archive is null) return Publication.DefaultArchives(manifest);
         var indexes = manifest.Files.Where(f => f.Kind is ArchiveKind.FixedIndex or ArchiveKind.DynamicIndex)
             .Select(f => ArchiveNames.DisplayName(f.FileName)).ToList();
@@ -166,7 +169,7 @@ public sealed class PublishPbsImageCommand : PbsArchiveCmdlet
                 var pattern = new WildcardPattern(a, WildcardOptions.IgnoreCase);
                 var matched = indexes.Where(n => pattern.IsMatch(n)).ToList();
                 if (matched.Count == 0)
-                    throw new PbsNotFoundException("ArchiveNotFound", $"no disk archive of snapshot '{reader.Snapshot}' matches '{a}'; it has: {string.Join(", ", indexes)}");
+                    throw new PbsNotFoundException("ArchiveNotFound", $"no disk archive of snapshot '{snapshot.Snapshot}' matches '{a}'; it has: {string.Join(", ", indexes)}");
                 chosen.AddRange(matched);
             }
         }

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using PbsRestore.Access;
 using PbsRestore.Formats;
 using PbsRestore.Publishing;
-using PbsRestore.Remote;
+using PbsRestore.Sources.Remote;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Access;
 using PbsRestore.Tests.Fixtures;
@@ -269,8 +269,7 @@ public sealed class ArchiveBlockDeviceTests : IDisposable
     {
         var (s, a) = Golden("vm/100/2024-05-01T10:00:00Z", "drive-scsi0.img.fidx");
         await using var reader = await s.OpenAsync();
-        var restorer = new PbsRestore.Restore.ArchiveRestorer(reader, null);
-        var index = await restorer.ReadIndexAsync(restorer.ResolveArchive(await restorer.ReadManifestAsync(default), a.Name), default);
+        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, a.Name, default)).ReadIndexAsync(default);
         var counting = new CountingChunkSource(reader.Chunks);
         using var access = new ChunkedArchiveReader(a.Name, index, counting, null, false, new ChunkedReaderOptions { CacheBytes = 5 * 65536 + 100, ReadAhead = 0 });
         Assert.Equal(5, access.CacheCapacity);
@@ -292,8 +291,7 @@ public sealed class ArchiveBlockDeviceTests : IDisposable
     {
         var (s, a) = Golden("vm/100/2024-05-01T10:00:00Z", "drive-scsi0.img.fidx");
         await using var reader = await s.OpenAsync();
-        var restorer = new PbsRestore.Restore.ArchiveRestorer(reader, null);
-        var index = await restorer.ReadIndexAsync(restorer.ResolveArchive(await restorer.ReadManifestAsync(default), a.Name), default);
+        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, a.Name, default)).ReadIndexAsync(default);
         var counting = new CountingChunkSource(reader.Chunks, delayMs: 200);
         using var access = new ChunkedArchiveReader(a.Name, index, counting, null, false, new ChunkedReaderOptions { ReadAhead = 4 });
         // 1 then 0 (an initiator's two requests crossing), then 2: the reader is sequential from chunk 1 on.
