@@ -3,7 +3,7 @@ using PbsRestore.Formats;
 namespace PbsRestore.Sources;
 
 /// <summary>
-/// A place snapshots live: a datastore folder (<see cref="LocalDatastore"/>) or, later, a PBS server.
+/// A place snapshots live: a datastore folder (<c>Local.LocalDatastore</c>) or a PBS server (<c>Remote.RemoteDatastore</c>).
 /// Restore code depends on this and <see cref="ISnapshotReader"/> only.
 /// </summary>
 public interface ISnapshotSource

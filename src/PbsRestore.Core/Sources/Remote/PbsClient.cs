@@ -114,7 +114,7 @@ public sealed class PbsClient : IDisposable
     }
 
     /// <summary>
-    /// Snapshots of one namespace as <see cref="SnapshotInfo"/>, equal to what <see cref="LocalDatastore"/> lists
+    /// Snapshots of one namespace as <see cref="SnapshotInfo"/>, equal to what <c>LocalDatastore</c> lists
     /// for the same datastore: the files are the manifest's entries only (the server adds the manifest itself and
     /// unlisted files such as client.log.blob, with a null size), sorted by type, id, time.
     /// </summary>
