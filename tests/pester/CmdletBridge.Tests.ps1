@@ -1,6 +1,8 @@
 # The cmdlet layer (issue 13, item 6): every client a command or a completer opens is closed when it is done
-# (counted as this process's TCP connections to our server, on Linux from /proc), and a whole-snapshot restore
-# writes each archive's result as soon as that archive is complete, while the others are still being restored.
+# (counted as this process's TCP connections to our server, on Linux from /proc), a whole-snapshot restore
+# writes each archive's result as soon as that archive is complete, while the others are still being restored,
+# and the bridge itself (a probe cmdlet built on PbsCmdlet, compiled here) streams objects, warnings, verbose and
+# ShouldProcess from async work while that work waits on them, and Ctrl+C cancels the work at once.
 BeforeDiscovery {
     $script:NoProcNet = if (-not $IsLinux -or -not (Test-Path -LiteralPath '/proc/net/tcp')) {
         'counts connections from /proc/<pid>/fd and /proc/net/tcp, which only Linux has'
@@ -141,5 +143,98 @@ Describe 'Results stream as they happen' {
         $seen[0].Disks | Should -Be 0
         $seen[1].Disks | Should -BeGreaterOrEqual 1
         $seen[2].Disks | Should -Be 2
+    }
+}
+
+Describe 'The pipeline bridge (PbsCmdlet.RunWithBridge)' {
+    BeforeAll {
+        $dll = [PbsRestore.PowerShell.PbsCmdlet].Assembly.Location
+        # A probe cmdlet as another cmdlet of the module would be written: async work that writes through the bridge.
+        # -IgnoreWarnings: CS1701 (the module is built against PowerShellStandard 5.1, run on 7.x) is no error here.
+        Add-Type -ReferencedAssemblies $dll, ([System.Management.Automation.PSCmdlet].Assembly.Location) -IgnoreWarnings -TypeDefinition @'
+using System;
+using System.Management.Automation;
+using System.Threading;
+using System.Threading.Tasks;
+
+[Cmdlet(VerbsDiagnostic.Test, "BridgeProbe", SupportsShouldProcess = true)]
+public sealed class TestBridgeProbeCommand : PbsRestore.PowerShell.PbsCmdlet
+{
+    public static TaskCompletionSource<bool> Seen = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+    public static TaskCompletionSource<bool> Started = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+    public static volatile bool Canceled;
+
+    [Parameter] public SwitchParameter Hang { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        string answer = RunWithBridge(async (bridge, ct) =>
+        {
+            if (Hang)
+            {
+                Started.TrySetResult(true);
+                try { await Task.Delay(Timeout.Infinite, ct); }
+                catch (OperationCanceledException) { Canceled = true; throw; }
+            }
+            bridge.WriteObject("first");
+            bridge.WriteWarning("warned while working");
+            bridge.WriteVerbose("said while working");
+            // The consumer downstream has to see "first" before this work can go on: no buffering until the end.
+            await Seen.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
+            bool ok = await bridge.ShouldProcessAsync("the probe target", "probe the bridge");
+            bridge.WriteObject("second");
+            return ok ? "done" : "declined";
+        });
+        WriteObject(answer);
+    }
+}
+'@
+        $probe = Import-Module -Assembly ([TestBridgeProbeCommand].Assembly) -PassThru
+        function Reset-Probe {
+            [TestBridgeProbeCommand]::Seen = [System.Threading.Tasks.TaskCompletionSource[bool]]::new([System.Threading.Tasks.TaskCreationOptions]::RunContinuationsAsynchronously)
+            [TestBridgeProbeCommand]::Started = [System.Threading.Tasks.TaskCompletionSource[bool]]::new([System.Threading.Tasks.TaskCreationOptions]::RunContinuationsAsynchronously)
+            [TestBridgeProbeCommand]::Canceled = $false
+        }
+    }
+
+    AfterAll {
+        if ($probe) { Remove-Module $probe -Force }
+    }
+
+    It 'objects, warnings and verbose reach the pipeline while the work is still waiting for them to be seen' {
+        Reset-Probe
+        $out = @(Test-BridgeProbe -Confirm:$false -Verbose 3>&1 4>&1 | ForEach-Object {
+                if ($_ -eq 'first') { [void][TestBridgeProbeCommand]::Seen.TrySetResult($true) }
+                "$_"
+            })
+        # The verbose line of ShouldProcess (-Confirm:$false -Verbose) comes from the pipeline thread, in its place.
+        $out | Should -Be @('first', 'warned while working', 'said while working',
+            'Performing the operation "probe the bridge" on target "the probe target".', 'second', 'done')
+    }
+
+    It 'ShouldProcess asked from async work follows -WhatIf (the question is answered on the pipeline thread)' {
+        Reset-Probe
+        [void][TestBridgeProbeCommand]::Seen.TrySetResult($true)
+        $out = @(Test-BridgeProbe -WhatIf 3>$null)
+        $out | Should -Be @('first', 'second', 'declined')
+    }
+
+    It 'Ctrl+C (StopProcessing) cancels the async work at once and the command ends' {
+        Reset-Probe
+        # (Never enumerate $ps.Streams.Error while it runs: a PSDataCollection's enumerator waits for it to close.)
+        $started = [TestBridgeProbeCommand]::Started.Task
+        $probeType = [TestBridgeProbeCommand]
+        $probeAssembly = $probeType.Assembly
+        $ps = [powershell]::Create()
+        try {
+            [void]$ps.AddScript({ param($Assembly) Import-Module -Assembly $Assembly; Test-BridgeProbe -Hang }).
+                AddArgument($probeAssembly)
+            $async = $ps.BeginInvoke()
+            $started.Wait(60000) | Should -BeTrue
+            $ps.Stop()
+            $async.IsCompleted | Should -BeTrue
+            $probeType::Canceled | Should -BeTrue
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+        } finally { $ps.Dispose() }
     }
 }
