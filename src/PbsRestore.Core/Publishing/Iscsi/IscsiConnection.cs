@@ -536,6 +536,7 @@ internal sealed partial class IscsiConnection
             return false;
         }
         var unit = _target.Unit(lun);
+        if (unit is not null) Interlocked.Increment(ref unit.Commands);
         ScsiPlan plan = unit is null
             ? ScsiLogicalUnit.ForMissingLun(cdb, _target.LunNumbers)
             : await unit.PrepareAsync(cdb, _target.LunNumbers, ct).ConfigureAwait(false);
@@ -662,8 +663,14 @@ internal sealed partial class IscsiConnection
             {
                 await w.Unit.Device.WriteAsync(w.StageOffset, w.Stage.AsMemory(0, whole), ct).ConfigureAwait(false);
                 Interlocked.Add(ref Stats.BytesWritten, whole);
+                Interlocked.Add(ref w.Unit.BytesWritten, whole);
             }
-            catch (BlockDeviceException e) { w.Error = Sense.From(e, write: true); }
+            catch (BlockDeviceException e)
+            {
+                Interlocked.Increment(ref w.Unit.DeviceErrors);
+                _target.Log(IscsiDiagnosticLevel.Warning, $"LUN {w.Unit.Lun.Number}: write at {w.StageOffset} failed: {e.Message}", _remote);
+                w.Error = Sense.From(e, write: true);
+            }
         }
         w.StageOffset += whole;
         w.Stage.AsSpan(whole, w.StageCount - whole).CopyTo(w.Stage);
@@ -746,11 +753,13 @@ internal sealed partial class IscsiConnection
                 }
                 catch (BlockDeviceException e)
                 {
+                    Interlocked.Increment(ref unit.DeviceErrors);
                     _target.Log(IscsiDiagnosticLevel.Warning, $"LUN {unit.Lun.Number}: read at {plan.Offset + sent} failed: {e.Message}", _remote);
                     await SendStatusAsync(itt, ScsiPlan.Check(Sense.From(e, write: false)), edtl, plan.Length, ct).ConfigureAwait(false);
                     return;
                 }
                 Interlocked.Add(ref Stats.BytesRead, want);
+                Interlocked.Add(ref unit.BytesRead, want);
                 int done = 0;
                 while (done < want)
                 {

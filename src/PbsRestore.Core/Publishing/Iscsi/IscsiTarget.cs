@@ -89,6 +89,9 @@ public sealed class IscsiTarget : IAsyncDisposable
     /// <summary>A snapshot of the counters.</summary>
     public IscsiTargetCounters Counters => Stats.Snapshot(Sessions.Count);
 
+    /// <summary>A snapshot of each LUN's counters, in LUN order.</summary>
+    public IReadOnlyList<IscsiLunCounters> LunCounters => [.. _lunNumbers.Select(n => _units[n].Snapshot())];
+
     /// <summary>Completes when the target has stopped (after <see cref="StopAsync"/> or a listener failure).</summary>
     public Task Completion => _acceptLoop;
 

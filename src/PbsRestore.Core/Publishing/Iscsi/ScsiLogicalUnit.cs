@@ -93,6 +93,12 @@ internal sealed class ScsiLogicalUnit
     }
 
     public IscsiLun Lun { get; }
+
+    // Per-LUN counters (IscsiTarget.LunCounters); updated by the connections with Interlocked.
+    internal long Commands, BytesRead, BytesWritten, DeviceErrors;
+
+    public IscsiLunCounters Snapshot() => new(Lun.Number, Interlocked.Read(ref Commands), Interlocked.Read(ref BytesRead),
+        Interlocked.Read(ref BytesWritten), Interlocked.Read(ref DeviceErrors));
     public string Serial { get; }
     public IBlockDevice Device => _device;
     private long Blocks => _device.Length / _device.BlockSize;
@@ -303,7 +309,7 @@ internal sealed class ScsiLogicalUnit
         return ScsiPlan.Good();
     }
 
-    private static async ValueTask<ScsiPlan> DeviceCallAsync(Func<ValueTask> call, bool write)
+    private async ValueTask<ScsiPlan> DeviceCallAsync(Func<ValueTask> call, bool write)
     {
         try
         {
@@ -312,6 +318,7 @@ internal sealed class ScsiLogicalUnit
         }
         catch (BlockDeviceException e)
         {
+            Interlocked.Increment(ref DeviceErrors);
             return ScsiPlan.Check(Sense.From(e, write));
         }
     }
