@@ -289,4 +289,42 @@ public class IscsiTargetWireTests
         using var ok = await c.ReceiveAsync();
         Assert.Equal(Opcode.DataIn, ok!.Opcode);
     }
+
+    [Fact]
+    public async Task Writes_whose_data_never_comes_are_bounded_by_task_set_full()
+    {
+        await using var target = await Start(new MemoryBlockDevice(1 << 20), o => o with { CommandWindow = 4 });
+        await using var c = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        Assert.Equal(0, (await c.LoginAsync(Iqn, "InitialR2T=Yes", "ImmediateData=No")).Class);
+        var cdb = new byte[16];
+        cdb[0] = 0x2A; cdb[8] = 1;
+        for (int i = 0; i < 5; i++) await c.SendAsync(c.ScsiCommand(cdb, 512, false, true));
+        int r2t = 0, full = 0;
+        for (int i = 0; i < 5; i++)
+        {
+            using var p = await c.ReceiveAsync();
+            if (p!.Opcode == Opcode.ReadyToTransfer) r2t++;
+            else if (p.Opcode == Opcode.ScsiResponse && p.Bhs[3] == 0x28) full++;
+        }
+        Assert.Equal((4, 1), (r2t, full)); // four wait for data, the fifth is TASK SET FULL
+    }
+
+    [Fact]
+    public async Task Connections_beyond_what_sessions_can_use_are_closed_at_once()
+    {
+        await using var target = await Start(new MemoryBlockDevice(1 << 20), o => o with { MaxSessions = 1, MaxConnectionsPerSession = 1 });
+        var open = new List<RawInitiator>();
+        try
+        {
+            for (int i = 0; i < 17; i++) open.Add(await RawInitiator.ConnectAsync(target.LocalEndPoint)); // cap = 1 × 1 + 16
+            for (int i = 0; i < 200 && target.Counters.ActiveConnections < 17; i++) await Task.Delay(10);
+            await using var extra = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+            Assert.True(await extra.ClosedByPeerAsync(TimeSpan.FromSeconds(10)));
+            Assert.Equal(17, target.Counters.ActiveConnections);
+        }
+        finally
+        {
+            foreach (var c in open) await c.DisposeAsync();
+        }
+    }
 }

@@ -62,6 +62,7 @@ internal sealed class ScsiPlan
     public long Offset;
     public long Length;
     public bool ForceUnitAccess;
+    public bool TaskSetFull;
 
     public static ScsiPlan Good(byte[]? data = null) => new() { Kind = PlanKind.Done, DataIn = data };
     public static ScsiPlan Check(Sense sense) => new() { Kind = PlanKind.Done, Sense = sense };
