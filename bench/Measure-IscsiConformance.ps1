@@ -64,7 +64,7 @@ try {
         $rows += Invoke-TestCu 'PbsRestore' $url (Join-Path $work 'ours.log')
     }
     finally {
-        $target.DisposeAsync().AsTask().GetAwaiter().GetResult()
+        $null = $target.DisposeAsync().AsTask().GetAwaiter().GetResult()
         $device.Dispose()
     }
 
@@ -80,12 +80,13 @@ try {
         try {
             $iqn = 'iqn.2024-01.org.pbsrestore:tgt-reference'
             $ready = $false
-            foreach ($i in 1..50) {
+            foreach ($i in 1..150) {   # up to 30 s: tgtd starts slowly on a loaded machine
+                if ($tgtd.HasExited) { break }
                 & tgtadm -C $control --lld iscsi --op new --mode target --tid 1 -T $iqn 2>$null
                 if ($LASTEXITCODE -eq 0) { $ready = $true; break }
                 Start-Sleep -Milliseconds 200
             }
-            if (-not $ready) { throw 'tgtd did not start (tgtadm could not reach it); it needs root.' }
+            if (-not $ready) { throw "tgtd did not start (tgtadm could not reach it on control port $control; tgtd needs root): $(Get-Content -Raw -LiteralPath (Join-Path $work 'tgtd.err'))" }
             & tgtadm -C $control --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b $tgtFile
             & tgtadm -C $control --lld iscsi --op bind --mode target --tid 1 -I ALL
             $version = (& tgtd -V 2>&1 | Select-Object -First 1)

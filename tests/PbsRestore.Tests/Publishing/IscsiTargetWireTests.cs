@@ -61,7 +61,9 @@ public class IscsiTargetWireTests
             if ((p.Flags & 0x01) != 0) { Assert.Equal(0, p.Bhs[3]); break; }
         }
         Assert.Equal(contents.AsSpan(16 * 512, 64 * 512).ToArray(), received.ToArray());
-        Assert.True(target.Counters.BytesRead >= 64 * 512);
+        Assert.Equal(64 * 512, target.Counters.BytesRead);
+        var lun = Assert.Single(target.LunCounters);
+        Assert.Equal((0, 1L, 64L * 512, 0L, 0L), (lun.Lun, lun.Commands, lun.BytesRead, lun.BytesWritten, lun.DeviceErrors));
     }
 
     [Fact]
@@ -104,6 +106,7 @@ public class IscsiTargetWireTests
         Assert.Equal(3, r2ts); // 16 + 16 + 8 KiB
         Assert.Equal(data, device.Contents.Slice(8 * 512, data.Length).ToArray());
         Assert.Equal(data.Length, target.Counters.BytesWritten);
+        Assert.Equal(data.Length, target.LunCounters[0].BytesWritten);
     }
 
     [Fact]
@@ -250,5 +253,78 @@ public class IscsiTargetWireTests
         Assert.True(await c.ClosedByPeerAsync(TimeSpan.FromSeconds(10)));
         for (int i = 0; i < 100 && target.Counters.ActiveSessions > 0; i++) await Task.Delay(20);
         Assert.Equal(0, target.Counters.ActiveSessions);
+    }
+
+    /// <summary>A disk whose blocks from 1024 on fail verification (as an archive chunk with a bad digest would).</summary>
+    private sealed class HalfBadDevice : IBlockDevice
+    {
+        private readonly MemoryBlockDevice _inner = new(1 << 20);
+        public long Length => _inner.Length;
+        public int BlockSize => 512;
+        public bool ReadOnly => false;
+        public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct) =>
+            offset + buffer.Length > 1024 * 512 ? throw new BlockDeviceException(BlockDeviceError.Medium, "chunk 4f2e failed its digest") : _inner.ReadAsync(offset, buffer, ct);
+        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct) => _inner.WriteAsync(offset, data, ct);
+        public ValueTask FlushAsync(CancellationToken ct) => ValueTask.CompletedTask;
+        public ValueTask UnmapAsync(long offset, long length, CancellationToken ct) => ValueTask.CompletedTask;
+    }
+
+    [Fact]
+    public async Task A_read_the_device_cannot_verify_ends_in_medium_error_not_in_bytes()
+    {
+        var diagnostics = new List<string>();
+        await using var target = await Start(new HalfBadDevice(), o => o with { Log = d => { lock (diagnostics) diagnostics.Add(d.Message); } });
+        await using var c = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        Assert.Equal(0, (await c.LoginAsync(Iqn)).Class);
+        await c.SendAsync(c.ScsiCommand(Read10(1020, 8), 8 * 512, true, false));
+        using var r = await c.ReceiveAsync();
+        Assert.Equal(Opcode.ScsiResponse, r!.Opcode); // no Data-In at all: nothing unverified goes out
+        Assert.Equal(0x02, r.Bhs[3]);
+        var sense = r.Data[2..];
+        Assert.Equal((0x03, 0x11), (sense[2] & 0x0F, sense[12])); // MEDIUM ERROR, UNRECOVERED READ ERROR
+        Assert.Equal(1, target.LunCounters[0].DeviceErrors);
+        lock (diagnostics) Assert.Contains(diagnostics, m => m.Contains("chunk 4f2e failed its digest"));
+        // The connection stays usable.
+        await c.SendAsync(c.ScsiCommand(Read10(0, 1), 512, true, false));
+        using var ok = await c.ReceiveAsync();
+        Assert.Equal(Opcode.DataIn, ok!.Opcode);
+    }
+
+    [Fact]
+    public async Task Writes_whose_data_never_comes_are_bounded_by_task_set_full()
+    {
+        await using var target = await Start(new MemoryBlockDevice(1 << 20), o => o with { CommandWindow = 4 });
+        await using var c = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        Assert.Equal(0, (await c.LoginAsync(Iqn, "InitialR2T=Yes", "ImmediateData=No")).Class);
+        var cdb = new byte[16];
+        cdb[0] = 0x2A; cdb[8] = 1;
+        for (int i = 0; i < 5; i++) await c.SendAsync(c.ScsiCommand(cdb, 512, false, true));
+        int r2t = 0, full = 0;
+        for (int i = 0; i < 5; i++)
+        {
+            using var p = await c.ReceiveAsync();
+            if (p!.Opcode == Opcode.ReadyToTransfer) r2t++;
+            else if (p.Opcode == Opcode.ScsiResponse && p.Bhs[3] == 0x28) full++;
+        }
+        Assert.Equal((4, 1), (r2t, full)); // four wait for data, the fifth is TASK SET FULL
+    }
+
+    [Fact]
+    public async Task Connections_beyond_what_sessions_can_use_are_closed_at_once()
+    {
+        await using var target = await Start(new MemoryBlockDevice(1 << 20), o => o with { MaxSessions = 1, MaxConnectionsPerSession = 1 });
+        var open = new List<RawInitiator>();
+        try
+        {
+            for (int i = 0; i < 17; i++) open.Add(await RawInitiator.ConnectAsync(target.LocalEndPoint)); // cap = 1 × 1 + 16
+            for (int i = 0; i < 200 && target.Counters.ActiveConnections < 17; i++) await Task.Delay(10);
+            await using var extra = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+            Assert.True(await extra.ClosedByPeerAsync(TimeSpan.FromSeconds(10)));
+            Assert.Equal(17, target.Counters.ActiveConnections);
+        }
+        finally
+        {
+            foreach (var c in open) await c.DisposeAsync();
+        }
     }
 }

@@ -16,6 +16,7 @@ namespace PbsRestore.Publishing.Iscsi;
 internal sealed partial class IscsiConnection
 {
     private const int ReadPieceBytes = 256 * 1024;
+    private const int MaxReadPieceBytes = 1024 * 1024;
     private const int WriteStageBytes = 256 * 1024;
 
     private readonly IscsiTarget _target;
@@ -61,9 +62,9 @@ internal sealed partial class IscsiConnection
         try { _stream.Dispose(); } catch { }
     }
 
+    /// <summary>Runs the connection to its end; the caller has counted it in ActiveConnections (decremented here).</summary>
     public async Task RunAsync()
     {
-        Interlocked.Increment(ref Stats.ActiveConnections);
         try
         {
             if (!await LoginAsync().ConfigureAwait(false)) return;
@@ -536,6 +537,7 @@ internal sealed partial class IscsiConnection
             return false;
         }
         var unit = _target.Unit(lun);
+        if (unit is not null) Interlocked.Increment(ref unit.Commands);
         ScsiPlan plan = unit is null
             ? ScsiLogicalUnit.ForMissingLun(cdb, _target.LunNumbers)
             : await unit.PrepareAsync(cdb, _target.LunNumbers, ct).ConfigureAwait(false);
@@ -571,6 +573,12 @@ internal sealed partial class IscsiConnection
                 }
             default: // Write or NeedsDataOut
                 {
+                    if (_writes.Count >= Options.CommandWindow)
+                    {
+                        // Writes whose data never comes would otherwise pile up (the CmdSN window slides on arrival).
+                        await SendStatusAsync(itt, new ScsiPlan { Kind = PlanKind.Done, TaskSetFull = true }, edtl, 0, ct).ConfigureAwait(false);
+                        return false;
+                    }
                     if (!writeFlag && edtl > 0 && plan.Kind == PlanKind.Write) { await SendStatusAsync(itt, ScsiPlan.Check(Sense.InvalidFieldInCdb), edtl, 0, ct).ConfigureAwait(false); return false; }
                     if (plan.Kind == PlanKind.NeedsDataOut && plan.Length > ScsiLogicalUnit.MaxParameterList * 16)
                     {
@@ -662,8 +670,14 @@ internal sealed partial class IscsiConnection
             {
                 await w.Unit.Device.WriteAsync(w.StageOffset, w.Stage.AsMemory(0, whole), ct).ConfigureAwait(false);
                 Interlocked.Add(ref Stats.BytesWritten, whole);
+                Interlocked.Add(ref w.Unit.BytesWritten, whole);
             }
-            catch (BlockDeviceException e) { w.Error = Sense.From(e, write: true); }
+            catch (BlockDeviceException e)
+            {
+                Interlocked.Increment(ref w.Unit.DeviceErrors);
+                _target.Log(IscsiDiagnosticLevel.Warning, $"LUN {w.Unit.Lun.Number}: write at {w.StageOffset} failed: {e.Message}", _remote);
+                w.Error = Sense.From(e, write: true);
+            }
         }
         w.StageOffset += whole;
         w.Stage.AsSpan(whole, w.StageCount - whole).CopyTo(w.Stage);
@@ -724,7 +738,8 @@ internal sealed partial class IscsiConnection
         long transfer = Math.Min(plan.Length, edtl);
         int mrdsl = _writer.PeerMaxRecvDataSegment;
         int maxBurst = _session!.Parameters.MaxBurstLength;
-        int piece = (int)Math.Min(Math.Max(ReadPieceBytes, mrdsl), transfer + bs);
+        // One pooled buffer per running READ: 256 KiB, or the initiator's segment size up to 1 MiB.
+        int piece = (int)Math.Min(Math.Max(ReadPieceBytes, Math.Min(mrdsl, MaxReadPieceBytes)), transfer + bs);
         piece = (piece + bs - 1) / bs * bs;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(piece);
         uint dataSn = 0;
@@ -746,11 +761,13 @@ internal sealed partial class IscsiConnection
                 }
                 catch (BlockDeviceException e)
                 {
+                    Interlocked.Increment(ref unit.DeviceErrors);
                     _target.Log(IscsiDiagnosticLevel.Warning, $"LUN {unit.Lun.Number}: read at {plan.Offset + sent} failed: {e.Message}", _remote);
                     await SendStatusAsync(itt, ScsiPlan.Check(Sense.From(e, write: false)), edtl, plan.Length, ct).ConfigureAwait(false);
                     return;
                 }
                 Interlocked.Add(ref Stats.BytesRead, want);
+                Interlocked.Add(ref unit.BytesRead, want);
                 int done = 0;
                 while (done < want)
                 {
@@ -820,7 +837,12 @@ internal sealed partial class IscsiConnection
         var b = PduWriter.NewBhs(Opcode.ScsiResponse, 0x80);
         PduWriter.Put32(b, 16, itt);
         byte[] data = [];
-        if (plan.Sense is { } sense)
+        if (plan.TaskSetFull)
+        {
+            b[3] = 0x28; // TASK SET FULL: the initiator retries later
+            if (edtl > 0) { b[1] |= 0x02; PduWriter.Put32(b, 44, edtl); }
+        }
+        else if (plan.Sense is { } sense)
         {
             Interlocked.Increment(ref Stats.CheckConditions);
             b[3] = 0x02; // CHECK CONDITION

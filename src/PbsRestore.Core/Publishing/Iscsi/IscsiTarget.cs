@@ -89,6 +89,9 @@ public sealed class IscsiTarget : IAsyncDisposable
     /// <summary>A snapshot of the counters.</summary>
     public IscsiTargetCounters Counters => Stats.Snapshot(Sessions.Count);
 
+    /// <summary>A snapshot of each LUN's counters, in LUN order.</summary>
+    public IReadOnlyList<IscsiLunCounters> LunCounters => [.. _lunNumbers.Select(n => _units[n].Snapshot())];
+
     /// <summary>Completes when the target has stopped (after <see cref="StopAsync"/> or a listener failure).</summary>
     public Task Completion => _acceptLoop;
 
@@ -104,7 +107,11 @@ public sealed class IscsiTarget : IAsyncDisposable
     internal IReadOnlyList<int> LunNumbers => _lunNumbers;
 
     /// <summary>Runs one connection over a stream (the fuzzer's way in; real connections come from the listener).</summary>
-    internal Task RunConnectionAsync(Stream stream) => new IscsiConnection(this, stream, null, null).RunAsync();
+    internal Task RunConnectionAsync(Stream stream)
+    {
+        Interlocked.Increment(ref Stats.ActiveConnections);
+        return new IscsiConnection(this, stream, null, null).RunAsync();
+    }
 
     internal CancellationToken Stopping => _stop.Token;
 
@@ -130,6 +137,17 @@ public sealed class IscsiTarget : IAsyncDisposable
                 Log(IscsiDiagnosticLevel.Warning, $"accept failed: {e.SocketErrorCode}", null);
                 continue;
             }
+            // Connections beyond what the sessions may use (plus some in login) are closed at once: a flood of
+            // idle sockets must not pile up tasks until their login timeouts.
+            int cap = _options.MaxSessions * _options.MaxConnectionsPerSession + 16;
+            if (Volatile.Read(ref Stats.ActiveConnections) >= cap)
+            {
+                Log(IscsiDiagnosticLevel.Warning, $"connection refused: {cap} connections open", client.RemoteEndPoint);
+                Interlocked.Increment(ref Stats.LoginFailures);
+                client.Dispose();
+                continue;
+            }
+            Interlocked.Increment(ref Stats.ActiveConnections);
             client.NoDelay = true;
             var conn = new IscsiConnection(this, client);
             Task t = Task.Run(conn.RunAsync);

@@ -119,3 +119,7 @@ public sealed record IscsiTargetCounters(
     long BytesWritten,
     long CheckConditions,
     long ProtocolErrors);
+
+/// <summary>A snapshot of one LUN's counters: SCSI commands addressed to it, bytes read and written through it, and
+/// the block device failures reported as sense data (medium error, not ready, ...).</summary>
+public sealed record IscsiLunCounters(int Lun, long Commands, long BytesRead, long BytesWritten, long DeviceErrors);

@@ -62,6 +62,7 @@ internal sealed class ScsiPlan
     public long Offset;
     public long Length;
     public bool ForceUnitAccess;
+    public bool TaskSetFull;
 
     public static ScsiPlan Good(byte[]? data = null) => new() { Kind = PlanKind.Done, DataIn = data };
     public static ScsiPlan Check(Sense sense) => new() { Kind = PlanKind.Done, Sense = sense };
@@ -93,6 +94,12 @@ internal sealed class ScsiLogicalUnit
     }
 
     public IscsiLun Lun { get; }
+
+    // Per-LUN counters (IscsiTarget.LunCounters); updated by the connections with Interlocked.
+    internal long Commands, BytesRead, BytesWritten, DeviceErrors;
+
+    public IscsiLunCounters Snapshot() => new(Lun.Number, Interlocked.Read(ref Commands), Interlocked.Read(ref BytesRead),
+        Interlocked.Read(ref BytesWritten), Interlocked.Read(ref DeviceErrors));
     public string Serial { get; }
     public IBlockDevice Device => _device;
     private long Blocks => _device.Length / _device.BlockSize;
@@ -303,7 +310,7 @@ internal sealed class ScsiLogicalUnit
         return ScsiPlan.Good();
     }
 
-    private static async ValueTask<ScsiPlan> DeviceCallAsync(Func<ValueTask> call, bool write)
+    private async ValueTask<ScsiPlan> DeviceCallAsync(Func<ValueTask> call, bool write)
     {
         try
         {
@@ -312,6 +319,7 @@ internal sealed class ScsiLogicalUnit
         }
         catch (BlockDeviceException e)
         {
+            Interlocked.Increment(ref DeviceErrors);
             return ScsiPlan.Check(Sense.From(e, write));
         }
     }
