@@ -39,6 +39,9 @@ public interface IDestination : IImageSink
     /// partial file for -Resume instead of deleting it.
     /// </summary>
     bool KeepPartial { get; set; }
+
+    /// <summary>How the bytes reach the disk: "unbuffered (...)", or "buffered: why" (see Platform.UnbufferedFileWriter).</summary>
+    string WriteMode => "buffered";
 }
 
 /// <summary>A destination whose written bytes can be read back (to check a resume journal's latest records).</summary>

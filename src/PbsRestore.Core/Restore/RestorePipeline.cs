@@ -168,7 +168,7 @@ public static class RestorePipeline
             {
                 try
                 {
-                    return decoder.Decode(item.Job, item.Buffer.AsSpan(0, length), plain);
+                    return decoder.Decode(item.Job, item.Buffer.AsSpan(0, length), pool.Aligned(plain)); // aligned: see ChunkBufferPool
                 }
                 catch (ChunkException e) when (e.Kind is PbsErrorKind.Integrity or PbsErrorKind.InvalidData && !token.IsCancellationRequested)
                 {
@@ -193,7 +193,7 @@ public static class RestorePipeline
                 foreach (long offset in item.Job.Offsets)
                 {
                     token.ThrowIfCancellationRequested();
-                    sink.Write(offset, item.Buffer.AsSpan(0, item.Length));
+                    sink.Write(offset, pool.Aligned(item.Buffer)[..item.Length]);
                 }
                 pool.Return(item.Buffer);
                 journal?.MarkDone(item.Job.FirstIndex);
