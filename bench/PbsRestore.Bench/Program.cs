@@ -20,6 +20,7 @@ namespace PbsRestore.Bench;
 /// <c>--image-formats</c> alone runs only the Raw / VHDX / VHD comparison (<see cref="ImageFormatsBench"/>);
 /// <c>--genuine</c> alone only the row against the genuine PBS server (<see cref="GenuineBench"/>).
 /// <c>--file-restore [--quick]</c> alone runs only the file-level restore rows (<see cref="FileRestoreBench"/>).
+/// <c>--write-path [--quick]</c> alone runs only the write-path rows: to null / to file / pwrite loop, dirty pages, native floor (<see cref="WritePathBench"/>).
 /// </summary>
 public static class Program
 {
@@ -34,6 +35,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "--image-formats") return await ImageFormatsBench.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--genuine") return await GenuineBench.RunAsync(args[1..]);
         if (args.Length > 0 && args[0] == "--file-restore") return await FileRestoreBench.RunAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "--write-path") return await WritePathBench.RunAsync(args[1..]);
         var opts = BenchOptions.Parse(args);
         var bench = new Benchmark(opts);
         try
