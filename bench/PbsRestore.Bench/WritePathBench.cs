@@ -38,7 +38,8 @@ internal static class WritePathBench
     {
         int rounds = 5, dirtyGiB = 16;
         int[] sizes = [1, 8];
-        bool quick = false;
+        bool quick = false, big = true, nativeFloor = true;
+        string[]? only = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -47,6 +48,10 @@ internal static class WritePathBench
                 case "--sizes": sizes = args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(); break;
                 case "--dirty-gib": dirtyGiB = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--quick": quick = true; rounds = 3; sizes = [1]; dirtyGiB = 2; break;
+                // For profiling one row alone (perf record -g -- dotnet ... --write-path --rows 'to file' --no-big --no-floor).
+                case "--rows": only = args[++i].Split(';'); break;
+                case "--no-big": big = false; break;
+                case "--no-floor": nativeFloor = false; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}' (--write-path [--rounds N] [--sizes 1,8] [--dirty-gib 16] [--quick])");
             }
         }
@@ -73,6 +78,7 @@ internal static class WritePathBench
             long size = (long)gib << 30;
             string dest = Path.Combine(work, "restore-writepath.img");
             var rows = new Dictionary<string, List<Sample>> { ["to null"] = [], ["to file"] = [], ["to file, buffered"] = [], ["pwrite loop"] = [] };
+            if (only is not null) foreach (var k in rows.Keys.Except(only).ToList()) rows.Remove(k);
             await RestoreAsync(store, snapshot, null); // warm-up: chunk files into the page cache, JIT
             for (int r = 0; r < rounds; r++)
             {
@@ -93,6 +99,7 @@ internal static class WritePathBench
                     File.Delete(dest);
                 }
             }
+            if (only is not null) continue;
             double nullSeconds = Median(rows["to null"].Select(x => x.Seconds));
             foreach (var (name, list) in rows)
             {
@@ -108,6 +115,7 @@ internal static class WritePathBench
         md.AppendLine();
 
         // ---- dirty pages and memory in a big restore --------------------------------------------------------
+        if (big)
         {
             long size = (long)dirtyGiB << 30;
             var snapshot = EnsureImage(store, work, "130", size, 31);
@@ -134,7 +142,7 @@ internal static class WritePathBench
         // ---- native floor ----------------------------------------------------------------------------------
         md.AppendLine("### Decode per core: ours vs the native floor (the same chunks, one core)");
         md.AppendLine();
-        var floor = await NativeFloorAsync(store, work, EnsureImage(store, work, "121", 1L << 30, 21));
+        var floor = nativeFloor ? await NativeFloorAsync(store, work, EnsureImage(store, work, "121", 1L << 30, 21)) : new Floor(0, null, "", "not run (--no-floor)");
         md.AppendLine("| decoder | MB/s plain |");
         md.AppendLine("|---|---:|");
         md.AppendLine(string.Create(inv, $"| ours (BlobDecoder + ChunkVerifier: CRC32, zstd, SHA-256), 1 thread, best of 3 | {floor.Ours:F0} |"));
