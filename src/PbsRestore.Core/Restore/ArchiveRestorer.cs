@@ -158,6 +158,7 @@ public sealed class ArchiveRestorer
         return Result(entry, destination, counters, clock) with
         {
             Format = identity.Format,
+            WriteMode = target.WriteMode,
             BadRanges = bad is null ? [] : bad.OrderBy(b => b.Offset).ToList(),
         };
     }

@@ -274,5 +274,33 @@ public sealed class UnbufferedFileWriterTests : IDisposable
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(image)), Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(destination))));
     }
 
+    [Fact]
+    public async Task A_restore_through_the_pipeline_is_bit_exact_unbuffered_and_buffered_and_its_result_says_how_it_wrote()
+    {
+        // 64 KiB chunks and a 1000-byte tail: whole chunks from the pipeline's aligned buffers, the tail apart.
+        var image = DeviceImage.Create(_dir.Path);
+        var snapshot = new PbsRestore.Sources.SnapshotRef(PbsRestore.Sources.BackupNamespace.Root, "vm", "100", DateTimeOffset.FromUnixTimeSeconds(1714557600));
+        foreach (bool buffered in new[] { false, true })
+        {
+            string destination = Path.Combine(_dir.Path, buffered ? "buffered.img" : "unbuffered.img");
+            Environment.SetEnvironmentVariable(UnbufferedFileWriter.ModeVariable, buffered ? "buffered" : null);
+            RestoreResult result;
+            try
+            {
+                await using var reader = await new PbsRestore.Sources.LocalDatastore(image.Store).OpenSnapshotAsync(snapshot, default);
+                result = await new ArchiveRestorer(reader, null).RestoreAsync(DeviceImage.Archive, destination,
+                    new RestoreOptions { WriteConcurrency = 4 }, new RestoreCounters(), default);
+            }
+            finally
+            {
+                Environment.SetEnvironmentVariable(UnbufferedFileWriter.ModeVariable, null);
+            }
+            Assert.Equal(image.Sha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(destination))));
+            if (buffered) Assert.Equal($"buffered: {UnbufferedFileWriter.ModeVariable}=buffered", result.WriteMode);
+            else if (UnbufferedFactAttributeReason() is null) Assert.StartsWith("unbuffered (O_DIRECT", result.WriteMode);
+            else Assert.StartsWith("buffered: ", result.WriteMode);
+        }
+    }
+
     private static string? UnbufferedFactAttributeReason() => new UnbufferedFactAttribute().Skip;
 }
