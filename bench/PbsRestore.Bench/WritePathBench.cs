@@ -5,6 +5,7 @@ using System.Text.Json;
 using PbsRestore.Fixtures;
 using PbsRestore.Formats;
 using PbsRestore.Platform;
+using PbsRestore.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
 
@@ -20,6 +21,7 @@ namespace PbsRestore.Bench;
 /// 16 GiB image of data restored to a file, once unbuffered and once buffered. Then the native floor: the same
 /// chunks decoded on one core by a small C program against libzstd + OpenSSL SHA-256 + zlib CRC32 (built here with
 /// gcc), beside ours on one core.
+/// With <c>--served</c> also over our server: loopback and HDD-like, Ours to null / to a file, Sequential to a file.
 /// Run: <c>dotnet pwsh ./build.ps1 Bench -BenchArgs '--write-path'</c> (options: <c>--rounds N</c> default 5,
 /// <c>--sizes 1,8</c> GiB, <c>--dirty-gib 16</c>, <c>--quick</c> = sizes 1, dirty 2, rounds 3). Prints a table; writes no file.
 /// </summary>
@@ -38,7 +40,7 @@ internal static class WritePathBench
     {
         int rounds = 5, dirtyGiB = 16;
         int[] sizes = [1, 8];
-        bool quick = false, big = true, nativeFloor = true;
+        bool quick = false, big = true, nativeFloor = true, served = false;
         string[]? only = null;
         for (int i = 0; i < args.Length; i++)
         {
@@ -52,10 +54,11 @@ internal static class WritePathBench
                 case "--rows": only = args[++i].Split(';'); break;
                 case "--no-big": big = false; break;
                 case "--no-floor": nativeFloor = false; break;
+                case "--served": served = true; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}' (--write-path [--rounds N] [--sizes 1,8] [--dirty-gib 16] [--quick])");
             }
         }
-        string command = $"dotnet pwsh ./build.ps1 Bench -BenchArgs '--write-path{(quick ? "','--quick" : "")}','--rounds','{rounds}','--sizes','{string.Join(",", sizes)}','--dirty-gib','{dirtyGiB}'";
+        string command = $"dotnet pwsh ./build.ps1 Bench -BenchArgs '--write-path{(quick ? "','--quick" : "")}{(served ? "','--served" : "")}','--rounds','{rounds}','--sizes','{string.Join(",", sizes)}','--dirty-gib','{dirtyGiB}'";
         var root = BenchOptions.Parse([]).Root;
         string work = Path.Combine(root, "artifacts", "bench");
         Directory.CreateDirectory(work);
@@ -113,6 +116,41 @@ internal static class WritePathBench
             targets.Add(string.Create(inv, $"| system CPU of the restore to a file ≤ 1.5× the pwrite loop ({gib} GiB) | {sysFile:F2} s vs {sysLoop:F2} s = {sysFile / Math.Max(sysLoop, 0.001):F2}× | {(sysFile <= 1.5 * sysLoop ? "met" : "**missed**")} |"));
         }
         md.AppendLine();
+
+        // ---- over our server: loopback and HDD-like, to null and to a file (also rows of the main benchmark) -----
+        if (served)
+        {
+            var snapshot = EnsureImage(store, work, "121", 1L << 30, 21);
+            md.AppendLine($"### Over our server (1 GiB of data, {rounds} alternating rounds, medians)");
+            md.AppendLine();
+            md.AppendLine("| scenario | row | MB/s (median) | s (median) | sys CPU-s/GiB |");
+            md.AppendLine("|---|---|---:|---:|---:|");
+            foreach (var (scenario, flags) in new[] { ("loopback", Array.Empty<string>()), ("HDD-like", new[] { "--chunk-latency-ms", "40", "--max-parallel-reads", "16" }) })
+            {
+                using var server = await Served.StartAsync(root, store, flags);
+                string dest = Path.Combine(work, "restore-writepath-served.img");
+                var names = scenario == "HDD-like" ? new[] { "Ours → null", "Ours → file", "Sequential → file" } : new[] { "Ours → null", "Ours → file" };
+                var rows = names.ToDictionary(n => n, _ => new List<Sample>());
+                for (int r = 0; r < rounds; r++)
+                    foreach (var name in names.Skip(r % names.Length).Concat(names.Take(r % names.Length)))
+                    {
+                        bool sequential = name.StartsWith("Sequential", StringComparison.Ordinal);
+                        var options = sequential ? new RestoreOptions { FetchConcurrency = 1, DecodeConcurrency = 1, WriteConcurrency = 1 } : new RestoreOptions();
+                        var sample = await Served.RestoreAsync(server, snapshot, name.EndsWith("file", StringComparison.Ordinal) ? dest : null, options, sequential ? 1 : RemoteDatastore.DefaultSessionsPerSnapshot);
+                        File.Delete(dest);
+                        rows[name].Add(sample);
+                        Log($"  {scenario} {name,-18} {(1L << 30) / 1e6 / sample.Seconds,7:F0} MB/s  {sample.Seconds:F2} s  sys {sample.SysSeconds:F2} s  load {Load()}");
+                    }
+                foreach (var (name, list) in rows)
+                    md.AppendLine(string.Create(inv, $"| {scenario} | {name} | {(1L << 30) / 1e6 / Median(list.Select(x => x.Seconds)):F0} | {Median(list.Select(x => x.Seconds)):F2} | {Median(list.Select(x => x.SysSeconds)):F2} |"));
+                double M(string n) => Median(rows[n].Select(x => x.Seconds));
+                if (scenario == "loopback")
+                    targets.Add(string.Create(inv, $"| loopback → file ≥ 90 % of loopback → null | {100 * M("Ours → null") / M("Ours → file"):F0} % | {(M("Ours → null") / M("Ours → file") >= 0.9 ? "met" : "**missed**")} |"));
+                else
+                    targets.Add(string.Create(inv, $"| HDD-like to a file ≥ 3× the sequential design to a file | {M("Sequential → file") / M("Ours → file"):F1}× | {(M("Sequential → file") / M("Ours → file") >= 3 ? "met" : "**missed**")} |"));
+            }
+            md.AppendLine();
+        }
 
         // ---- dirty pages and memory in a big restore --------------------------------------------------------
         if (big)
@@ -318,6 +356,48 @@ internal static class WritePathBench
             if (line.StartsWith(field, StringComparison.Ordinal))
                 return long.Parse(line[field.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
         return 0;
+    }
+
+    /// <summary>Our server (Release build) over loopback with the benchmark's token, for the served rows.</summary>
+    private sealed class Served : IDisposable
+    {
+        private readonly Process _process;
+        private Served(Process process, int port, string fingerprint) => (_process, Port, Fingerprint) = (process, port, fingerprint);
+        public int Port { get; }
+        public string Fingerprint { get; }
+
+        public static async Task<Served> StartAsync(string root, string store, string[] flags)
+        {
+            string dll = Path.Combine(root, "src", "PbsRestore.Server", "bin", "Release", "net10.0", "PbsRestore.Server.dll");
+            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in new[] { dll, "--datastore", "bench=" + store, "--token", Program.Token }.Concat(flags)) psi.ArgumentList.Add(a);
+            var p = Process.Start(psi)!;
+            p.ErrorDataReceived += (_, _) => { };
+            p.BeginErrorReadLine();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            string line = await p.StandardOutput.ReadLineAsync(timeout.Token) ?? throw new InvalidOperationException("server exited");
+            using var doc = JsonDocument.Parse(line);
+            var url = new Uri(doc.RootElement.GetProperty("url").GetString()!);
+            return new Served(p, url.Port, doc.RootElement.GetProperty("fingerprint").GetString()!);
+        }
+
+        public static Task<Sample> RestoreAsync(Served server, SnapshotRef snapshot, string? destination, RestoreOptions options, int sessions) =>
+            MeasureAsync(async () =>
+            {
+                using var ds = new RemoteDatastore(Benchmark.Client(server.Port, server.Fingerprint), sessions, ownsClient: true);
+                await using var reader = await ds.OpenSnapshotAsync(snapshot, default);
+                var restorer = new ArchiveRestorer(reader, null);
+                if (destination is null)
+                    await restorer.RestoreToSinkAsync(Program.Archive, new NullImageSink(), options, new RestoreCounters(), new RestoreMetrics(), default);
+                else
+                    await restorer.RestoreAsync(Program.Archive, destination, options with { Force = true }, new RestoreCounters(), default);
+            }, () => null);
+
+        public void Dispose()
+        {
+            try { if (!_process.HasExited) { _process.Kill(); _process.WaitForExit(10000); } } catch (InvalidOperationException) { }
+            _process.Dispose();
+        }
     }
 
     private sealed record Floor(double Ours, double? Native, string Command, string Note);
