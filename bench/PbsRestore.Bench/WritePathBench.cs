@@ -82,6 +82,7 @@ internal static class WritePathBench
             string dest = Path.Combine(work, "restore-writepath.img");
             var rows = new Dictionary<string, List<Sample>> { ["to null"] = [], ["to file"] = [], ["to file, buffered"] = [], ["pwrite loop"] = [] };
             if (only is not null) foreach (var k in rows.Keys.Except(only).ToList()) rows.Remove(k);
+            if (rows.Count == 0) continue;
             await RestoreAsync(store, snapshot, null); // warm-up: chunk files into the page cache, JIT
             for (int r = 0; r < rounds; r++)
             {
