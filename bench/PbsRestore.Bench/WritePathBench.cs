@@ -42,6 +42,7 @@ internal static class WritePathBench
         int[] sizes = [1, 8];
         bool quick = false, big = true, nativeFloor = true, served = false;
         string[]? only = null;
+        string? servedOnly = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -55,6 +56,7 @@ internal static class WritePathBench
                 case "--no-big": big = false; break;
                 case "--no-floor": nativeFloor = false; break;
                 case "--served": served = true; break;
+                case "--served-only": served = true; servedOnly = args[++i]; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}' (--write-path [--rounds N] [--sizes 1,8] [--dirty-gib 16] [--quick])");
             }
         }
@@ -124,26 +126,30 @@ internal static class WritePathBench
             var snapshot = EnsureImage(store, work, "121", 1L << 30, 21);
             md.AppendLine($"### Over our server (1 GiB of data, {rounds} alternating rounds, medians)");
             md.AppendLine();
-            md.AppendLine("| scenario | row | MB/s (median) | s (median) | sys CPU-s/GiB |");
-            md.AppendLine("|---|---|---:|---:|---:|");
+            md.AppendLine("| scenario | row | MB/s (median) | s (median) | user CPU-s/GiB | sys CPU-s/GiB |");
+            md.AppendLine("|---|---|---:|---:|---:|---:|");
             foreach (var (scenario, flags) in new[] { ("loopback", Array.Empty<string>()), ("HDD-like", new[] { "--chunk-latency-ms", "40", "--max-parallel-reads", "16" }) })
             {
+                if (servedOnly is not null && scenario != servedOnly) continue;
                 using var server = await Served.StartAsync(root, store, flags);
                 string dest = Path.Combine(work, "restore-writepath-served.img");
-                var names = scenario == "HDD-like" ? new[] { "Ours → null", "Ours → file", "Sequential → file" } : new[] { "Ours → null", "Ours → file" };
+                var names = scenario == "HDD-like" ? new[] { "Ours → null", "Ours → file", "Sequential → file" } : new[] { "Ours → null", "Ours → file", "Ours → file, buffered" };
                 var rows = names.ToDictionary(n => n, _ => new List<Sample>());
                 for (int r = 0; r < rounds; r++)
                     foreach (var name in names.Skip(r % names.Length).Concat(names.Take(r % names.Length)))
                     {
                         bool sequential = name.StartsWith("Sequential", StringComparison.Ordinal);
                         var options = sequential ? new RestoreOptions { FetchConcurrency = 1, DecodeConcurrency = 1, WriteConcurrency = 1 } : new RestoreOptions();
-                        var sample = await Served.RestoreAsync(server, snapshot, name.EndsWith("file", StringComparison.Ordinal) ? dest : null, options, sequential ? 1 : RemoteDatastore.DefaultSessionsPerSnapshot);
+                        bool buffered = name.EndsWith("buffered", StringComparison.Ordinal);
+                        Environment.SetEnvironmentVariable(UnbufferedFileWriter.ModeVariable, buffered ? "buffered" : null);
+                        var sample = await Served.RestoreAsync(server, snapshot, name.Contains("file", StringComparison.Ordinal) ? dest : null, options, sequential ? 1 : RemoteDatastore.DefaultSessionsPerSnapshot);
+                        Environment.SetEnvironmentVariable(UnbufferedFileWriter.ModeVariable, null);
                         File.Delete(dest);
                         rows[name].Add(sample);
-                        Log($"  {scenario} {name,-18} {(1L << 30) / 1e6 / sample.Seconds,7:F0} MB/s  {sample.Seconds:F2} s  sys {sample.SysSeconds:F2} s  load {Load()}");
+                        Log($"  {scenario} {name,-22} {(1L << 30) / 1e6 / sample.Seconds,7:F0} MB/s  {sample.Seconds:F2} s  user {sample.UserSeconds:F2} s  sys {sample.SysSeconds:F2} s  load {Load()}");
                     }
                 foreach (var (name, list) in rows)
-                    md.AppendLine(string.Create(inv, $"| {scenario} | {name} | {(1L << 30) / 1e6 / Median(list.Select(x => x.Seconds)):F0} | {Median(list.Select(x => x.Seconds)):F2} | {Median(list.Select(x => x.SysSeconds)):F2} |"));
+                    md.AppendLine(string.Create(inv, $"| {scenario} | {name} | {(1L << 30) / 1e6 / Median(list.Select(x => x.Seconds)):F0} | {Median(list.Select(x => x.Seconds)):F2} | {Median(list.Select(x => x.UserSeconds)):F2} | {Median(list.Select(x => x.SysSeconds)):F2} |"));
                 double M(string n) => Median(rows[n].Select(x => x.Seconds));
                 if (scenario == "loopback")
                     targets.Add(string.Create(inv, $"| loopback → file ≥ 90 % of loopback → null | {100 * M("Ours → null") / M("Ours → file"):F0} % | {(M("Ours → null") / M("Ours → file") >= 0.9 ? "met" : "**missed**")} |"));
