@@ -50,9 +50,9 @@ public sealed class DestinationFile : PartialFileDestination, IReadableDestinati
         return new DestinationFile(file);
     }
 
-    public override void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(Partial.Handle, data, offset);
+    public override void Write(long offset, ReadOnlySpan<byte> data) => Partial.Writer.Write(data, offset);
 
     public int Read(long offset, Span<byte> buffer) => RandomAccess.Read(Partial.Handle, buffer, offset);
 
-    public override void Flush() => Stream.Flush(flushToDisk: true);
+    public override void Flush() => Partial.Writer.Flush();
 }

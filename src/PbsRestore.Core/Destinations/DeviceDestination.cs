@@ -13,6 +13,7 @@ public sealed class DeviceDestination : IDestination, IReadableDestination
 {
     private readonly SafeFileHandle _handle;
     private readonly FileStream _stream;
+    private readonly UnbufferedFileWriter _writer;
     private readonly long _imageSize;
     // Windows refuses raw disk I/O that is not whole sectors; Linux block devices go through the page cache.
     private readonly int _alignment;
@@ -23,6 +24,7 @@ public sealed class DeviceDestination : IDestination, IReadableDestination
         Info = info;
         _handle = handle;
         _stream = new FileStream(handle, FileAccess.ReadWrite, bufferSize: 0);
+        _writer = UnbufferedFileWriter.Open(_stream, path);
         _imageSize = imageSize;
         _alignment = BlockDevices.WriteAlignment(info);
     }
@@ -120,7 +122,7 @@ public sealed class DeviceDestination : IDestination, IReadableDestination
             WriteUnaligned(offset, data);
             return;
         }
-        RandomAccess.Write(_handle, data, offset);
+        _writer.Write(data, offset);
     }
 
     /// <summary>
@@ -135,14 +137,20 @@ public sealed class DeviceDestination : IDestination, IReadableDestination
                 $"cannot write {data.Length} bytes at offset {offset} to '{Destination}': device writes must be whole {_alignment}-byte sectors");
         var padded = new byte[(data.Length + _alignment - 1) / _alignment * _alignment];
         data.CopyTo(padded);
-        RandomAccess.Write(_handle, padded, offset);
+        _writer.Write(padded, offset);
     }
 
     /// <summary>fsync / FlushFileBuffers: the device's cache too.</summary>
-    public void Flush() => _stream.Flush(flushToDisk: true);
+    public void Flush() => _writer.Flush();
+
+    /// <summary>How the bytes reach the device (unbuffered, or buffered and why).</summary>
+    public string WriteMode => _writer.Mode;
 
     /// <summary>Flushes to disk; nothing to rename (<paramref name="overwrite"/> does not apply: a device is always overwritten).</summary>
-    public void Commit(bool overwrite) => Flush();
+    public void Commit(bool overwrite)
+    {
+        if (_writer.HasUnflushedWrites) Flush(); // the restore's last flush usually did it: one fsync, not two
+    }
 
     /// <summary>A device is written in place: there is no partial file to keep or delete.</summary>
     public bool KeepPartial { get; set; }
@@ -151,6 +159,7 @@ public sealed class DeviceDestination : IDestination, IReadableDestination
 
     public ValueTask DisposeAsync()
     {
+        _writer.Dispose();
         _stream.Dispose(); // owns the handle
         return ValueTask.CompletedTask;
     }

@@ -46,6 +46,9 @@ public interface IDestination : IImageSink
     /// VHD's footer), or a resume would fetch again everything since the last one. Raw files and devices need nothing.
     /// </summary>
     bool CheckpointOnStop => false;
+
+    /// <summary>How the bytes reach the disk: "unbuffered (...)", or "buffered: why" (see Platform.UnbufferedFileWriter).</summary>
+    string WriteMode => "buffered";
 }
 
 /// <summary>A destination whose written bytes can be read back (to check a resume journal's latest records).</summary>

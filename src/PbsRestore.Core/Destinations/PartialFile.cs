@@ -19,12 +19,15 @@ internal sealed class PartialFile : IDisposable
         Path = path;
         Stream = stream;
         IsSparse = sparse;
+        Writer = UnbufferedFileWriter.Open(stream, path);
     }
 
     public string Destination { get; }
     public string Path { get; }
     public FileStream Stream { get; }
     public SafeFileHandle Handle => Stream.SafeFileHandle;
+    /// <summary>Where the restored bytes go: unbuffered where the file system allows (see <see cref="UnbufferedFileWriter"/>).</summary>
+    public UnbufferedFileWriter Writer { get; }
     /// <summary>Whether the file system keeps unwritten ranges unallocated.</summary>
     public bool IsSparse { get; }
     /// <summary>Keep the file when disposed without a commit (the restore can be resumed).</summary>
@@ -40,7 +43,8 @@ internal sealed class PartialFile : IDisposable
         destination = System.IO.Path.GetFullPath(destination);
         DestinationFile.CheckWritable(destination, force);
         string path = DestinationFile.PartialPathFor(destination);
-        var stream = new FileStream(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        // FileShare.ReadWrite: the writer's unbuffered twin handle writes this file as well (Windows checks sharing).
+        var stream = new FileStream(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite, bufferSize: 0);
         PartialFile? file = null;
         try
         {
@@ -67,7 +71,7 @@ internal sealed class PartialFile : IDisposable
         string path = DestinationFile.PartialPathFor(destination);
         if (!File.Exists(path))
             throw new PbsNotFoundException("PartialFileNotFound", $"there is no partial file '{path}' to resume");
-        var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite, bufferSize: 0);
         bool sparse = SparseFiles.IsSparse(path);
         return new PartialFile(destination, path, stream, sparse) { Keep = true }; // a failed reopen must not cost it
     }
@@ -75,6 +79,7 @@ internal sealed class PartialFile : IDisposable
     /// <summary>Closes the file and renames it to the destination (the caller has flushed it).</summary>
     public void Commit(bool overwrite)
     {
+        Writer.Dispose();
         Stream.Dispose();
         File.Move(Path, Destination, overwrite);
         _committed = true;
@@ -82,6 +87,7 @@ internal sealed class PartialFile : IDisposable
 
     public void Dispose()
     {
+        Writer.Dispose();
         Stream.Dispose();
         if (!_committed && !Keep)
         {

@@ -37,10 +37,16 @@ public abstract class PartialFileDestination : IDestination
 
     public abstract void Flush();
 
-    /// <summary>Flushes, closes and renames the partial file into place.</summary>
+    /// <summary>How the bytes reach the disk (unbuffered, or buffered and why).</summary>
+    public string WriteMode => Partial.Writer.Mode;
+
+    /// <summary>
+    /// Flushes (unless nothing was written since the restore's last flush: one fsync, not two), closes and renames
+    /// the partial file into place.
+    /// </summary>
     public void Commit(bool overwrite)
     {
-        Flush();
+        if (Partial.Writer.HasUnflushedWrites) Flush();
         Partial.Commit(overwrite);
     }
 

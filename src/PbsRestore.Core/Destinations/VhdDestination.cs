@@ -69,7 +69,7 @@ public sealed class VhdDestination : PartialFileDestination, IReadableDestinatio
     {
         if (offset < 0 || offset > VirtualSize - data.Length)
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{data.Length} bytes at this offset do not fit the {VirtualSize}-byte disk");
-        RandomAccess.Write(Stream.SafeFileHandle, data, offset);
+        Partial.Writer.Write(data, offset);
     }
 
     /// <summary>Writes the footer (again) and flushes to disk.</summary>
@@ -80,7 +80,7 @@ public sealed class VhdDestination : PartialFileDestination, IReadableDestinatio
     {
         var bytes = new byte[VhdFooter.Size];
         _footer.Write(bytes);
-        RandomAccess.Write(Stream.SafeFileHandle, bytes, VirtualSize);
-        Stream.Flush(flushToDisk: true);
+        Partial.Writer.Write(bytes, VirtualSize);
+        Partial.Writer.Flush();
     }
 }

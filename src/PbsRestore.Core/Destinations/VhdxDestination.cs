@@ -101,7 +101,7 @@ public sealed class VhdxDestination : PartialFileDestination
             // MS-VHDX 2.2.2.1: the headers are updated, with new write GUIDs, before anything else is modified.
             target._header = header with { FileWriteGuid = Guid.NewGuid(), DataWriteGuid = Guid.NewGuid() };
             target.WriteNextHeader();
-            stream.Flush(flushToDisk: true);
+            file.Writer.Flush();
             file.Keep = false;
             return target;
         }
@@ -203,14 +203,13 @@ public sealed class VhdxDestination : PartialFileDestination
     {
         if (offset < 0 || offset > _layout.VirtualSize - data.Length)
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{data.Length} bytes at this offset do not fit the {_layout.VirtualSize}-byte disk");
-        var handle = Stream.SafeFileHandle;
         long mask = _layout.BlockSize - 1;
         while (!data.IsEmpty)
         {
             long block = offset >> _blockShift;
             long within = offset & mask;
             int n = (int)Math.Min(data.Length, _layout.BlockSize - within);
-            RandomAccess.Write(handle, data[..n], BlockFileOffset(block) + within);
+            Partial.Writer.Write(data[..n], BlockFileOffset(block) + within);
             offset += n;
             data = data[n..];
         }
@@ -260,7 +259,7 @@ public sealed class VhdxDestination : PartialFileDestination
             }
             WriteDirtyBat();
             WriteNextHeader();
-            Stream.Flush(flushToDisk: true);
+            Partial.Writer.Flush();
         }
     }
 
@@ -280,7 +279,7 @@ public sealed class VhdxDestination : PartialFileDestination
             var span = buffer.AsSpan(0, count * 8);
             for (int k = 0; k < count; k++)
                 System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(span[(k * 8)..], EntryAt(firstEntry + k));
-            RandomAccess.Write(Stream.SafeFileHandle, span, VhdxLayout.BatOffset + firstEntry * 8);
+            Partial.Writer.Write(span, VhdxLayout.BatOffset + firstEntry * 8);
             for (long q = start; q < p; q++) _dirtyPages[q >> 6] &= ~(1UL << (int)(q & 63));
         }
     }
@@ -300,7 +299,7 @@ public sealed class VhdxDestination : PartialFileDestination
         int slot = 1 - _headerSlot;
         var bytes = new byte[VhdxHeader.Size];
         next.Write(bytes);
-        RandomAccess.Write(Stream.SafeFileHandle, bytes, slot == 0 ? VhdxLayout.Header1Offset : VhdxLayout.Header2Offset);
+        Partial.Writer.Write(bytes, slot == 0 ? VhdxLayout.Header1Offset : VhdxLayout.Header2Offset);
         _header = next;
         _headerSlot = slot;
     }

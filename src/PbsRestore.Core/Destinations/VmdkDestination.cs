@@ -60,7 +60,7 @@ public sealed class VmdkDestination : PartialFileDestination
     {
         if (offset < 0 || offset > _layout.VirtualSize - data.Length)
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{data.Length} bytes at this offset do not fit the {_layout.VirtualSize}-byte disk");
-        var handle = Stream.SafeFileHandle;
+        var writer = Partial.Writer;
         long runFile = -1;   // file offset where the pending run of bytes goes
         int runStart = 0, runLength = 0;
         int at = 0;
@@ -74,14 +74,14 @@ public sealed class VmdkDestination : PartialFileDestination
             long sector = Volatile.Read(ref _grainSector[grain]);
             if (sector == 0 && !piece.ContainsAnyExcept((byte)0))
             {
-                Flush(ref runFile, ref runStart, ref runLength, handle, data);
+                Flush(ref runFile, ref runStart, ref runLength, writer, data);
                 at += n;
                 continue;
             }
             if (sector == 0) sector = Allocate(grain);
             long fileOffset = sector * VmdkLayout.SectorSize + within;
             if (runLength > 0 && runFile + runLength != fileOffset)
-                Flush(ref runFile, ref runStart, ref runLength, handle, data);
+                Flush(ref runFile, ref runStart, ref runLength, writer, data);
             if (runLength == 0)
             {
                 runFile = fileOffset;
@@ -90,12 +90,12 @@ public sealed class VmdkDestination : PartialFileDestination
             runLength += n;
             at += n;
         }
-        Flush(ref runFile, ref runStart, ref runLength, handle, data);
+        Flush(ref runFile, ref runStart, ref runLength, writer, data);
 
-        static void Flush(ref long runFile, ref int runStart, ref int runLength, Microsoft.Win32.SafeHandles.SafeFileHandle handle, ReadOnlySpan<byte> data)
+        static void Flush(ref long runFile, ref int runStart, ref int runLength, Platform.UnbufferedFileWriter writer, ReadOnlySpan<byte> data)
         {
             if (runLength == 0) return;
-            RandomAccess.Write(handle, data.Slice(runStart, runLength), runFile);
+            writer.Write(data.Slice(runStart, runLength), runFile);
             runLength = 0;
         }
     }
@@ -133,10 +133,10 @@ public sealed class VmdkDestination : PartialFileDestination
                 Array.Clear(table);
                 for (int k = 0; k < count; k++)
                     BinaryPrimitives.WriteUInt32LittleEndian(table.AsSpan(k * 4), _grainSector[first + k]);
-                RandomAccess.Write(Stream.SafeFileHandle, table, _layout.TableEntryOffset(first));
+                Partial.Writer.Write(table, _layout.TableEntryOffset(first));
                 _dirtyTables[t] = false;
             }
-            Stream.Flush(flushToDisk: true);
+            Partial.Writer.Flush();
         }
     }
 }

@@ -127,6 +127,7 @@ public sealed class ArchiveRestorer
         return Result(archive, destination, counters, clock) with
         {
             Format = identity.Format,
+            WriteMode = target.WriteMode,
             BadRanges = bad is null ? [] : bad.OrderBy(b => b.Offset).ToList(),
         };
     }

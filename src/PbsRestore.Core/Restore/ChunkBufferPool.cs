@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace PbsRestore.Restore;
 
@@ -6,17 +8,32 @@ namespace PbsRestore.Restore;
 /// Buffers of one fixed size (the largest encoded chunk of the index), recycled between pipeline stages so a
 /// restore allocates a bounded number of large arrays however big the image is. The bound itself comes from
 /// the pipeline's bounded channels and worker counts, not from here.
+/// <para>
+/// The arrays are pinned (pinned object heap) with one page to spare, and <see cref="Aligned"/> gives the
+/// page-aligned window of <see cref="BufferSize"/> bytes inside one: decoded chunks land there, so an unbuffered
+/// destination (<see cref="Platform.UnbufferedFileWriter"/>) writes them straight from this memory, no copy.
+/// </para>
 /// </summary>
 internal sealed class ChunkBufferPool(int bufferSize)
 {
+    internal const int Alignment = Platform.UnbufferedFileWriter.MinimumAlignment;
+
     private readonly ConcurrentBag<byte[]> _free = new();
 
     public int BufferSize => bufferSize;
 
-    public byte[] Rent() => _free.TryTake(out var b) ? b : GC.AllocateUninitializedArray<byte>(bufferSize);
+    public byte[] Rent() => _free.TryTake(out var b) ? b : GC.AllocateUninitializedArray<byte>(bufferSize + Alignment, pinned: true);
 
     public void Return(byte[] buffer)
     {
-        if (buffer.Length == bufferSize) _free.Add(buffer);
+        if (buffer.Length == bufferSize + Alignment) _free.Add(buffer);
+    }
+
+    /// <summary>The page-aligned <see cref="BufferSize"/> bytes of a rented (pinned) buffer.</summary>
+    public unsafe Span<byte> Aligned(byte[] buffer)
+    {
+        nint address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+        int skip = (int)((Alignment - (address & (Alignment - 1))) & (Alignment - 1));
+        return buffer.AsSpan(skip, bufferSize);
     }
 }

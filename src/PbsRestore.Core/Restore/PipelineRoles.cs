@@ -145,7 +145,7 @@ internal sealed class DecodeRole(RestorePlan plan, CryptConfig? crypt, bool encr
         {
             try
             {
-                return decoder.Decode(item.Job, item.Buffer.AsSpan(0, length), plain);
+                return decoder.Decode(item.Job, item.Buffer.AsSpan(0, length), pool.Aligned(plain)); // aligned: see ChunkBufferPool
             }
             catch (ChunkException e) when (e.Kind is PbsErrorKind.Integrity or PbsErrorKind.InvalidData && !token.IsCancellationRequested)
             {
@@ -177,7 +177,7 @@ internal sealed class WriteRole(IImageSink sink, RestoreJournal? journal, ChunkB
             foreach (long offset in item.Job.Offsets)
             {
                 token.ThrowIfCancellationRequested();
-                sink.Write(offset, item.Buffer.AsSpan(0, item.Length));
+                sink.Write(offset, pool.Aligned(item.Buffer)[..item.Length]);
             }
             pool.Return(item.Buffer);
             journal?.MarkDone(item.Job.FirstIndex);

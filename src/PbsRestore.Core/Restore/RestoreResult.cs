@@ -25,6 +25,11 @@ public sealed record RestoreResult
     public long Rereads { get; init; }
     /// <summary>Raw, Vhdx, Vhd, or Device.</summary>
     public string Format { get; init; } = "Raw";
+    /// <summary>
+    /// How the bytes reached the disk: "unbuffered (O_DIRECT, ...)" / "unbuffered (FILE_FLAG_NO_BUFFERING ...)", or
+    /// "buffered: why" where the file system refused unbuffered writes (the restore then bounds its dirty pages).
+    /// </summary>
+    public string WriteMode { get; init; } = "";
     /// <summary>Logical MB (10^6 bytes) per second restored by this run (bytes kept from an interrupted run left out).</summary>
     /// <summary>The one MB/s figure (the progress bars show the same): a whole-run average of logical bytes, zero regions included.</summary>
     public double MBPerSecond => Duration.TotalSeconds > 0 ? (LogicalBytes - ResumedBytes) / 1e6 / Duration.TotalSeconds : 0;

@@ -200,7 +200,8 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                     () => progress.Update(counters));
                 WriteVerbose($"{name}: fetch concurrency ended at {metrics.FetchConcurrency}, chunk latency p50 {metrics.LatencyPercentile(0.5):F1} ms" +
                              (result.ChunksResumed > 0 ? $"; {result.ChunksResumed} chunks kept from the interrupted run, {result.ChunksFetched} fetched" : "") +
-                             (result.Rereads > 0 ? $"; {result.Rereads} damaged copies read again" : "") + ".");
+                             (result.Rereads > 0 ? $"; {result.Rereads} damaged copies read again" : "") +
+                             (result.WriteMode.Length > 0 ? $"; writes {result.WriteMode}" : "") + ".");
                 WarnBadRanges(result);
                 WriteObject(result);
             }
