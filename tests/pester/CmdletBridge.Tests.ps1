@@ -94,7 +94,7 @@ Describe 'Every client the module opens is closed' -Skip:([bool]$script:NoProcNe
     }
 
     It 'a pipeline from a listing into restores, verification and measurement closes every client' {
-        $out = New-OutputFolder 'piped'
+        $out = New-OutputFolder $TestDrive 'piped'
         $results = @(Get-PbsSnapshot @script:Where -BackupId 100, 102 -Latest | Restore-PbsImage -DestinationFolder $out -ErrorAction Stop)
         $results.Count | Should -BeGreaterThan 2
         @(Test-PbsSnapshot @script:Where -Snapshot vm/100 -ErrorAction Stop).Count | Should -BeGreaterThan 0
@@ -123,7 +123,7 @@ Describe 'Every client the module opens is closed' -Skip:([bool]$script:NoProcNe
 Describe 'Results stream as they happen' {
     It 'a whole-snapshot restore writes each archive''s result while the others are still being restored' {
         $where = Get-Where $script:Slow
-        $out = New-OutputFolder 'streamed'
+        $out = New-OutputFolder $TestDrive 'streamed'
         $folder = $null
         $clock = [Diagnostics.Stopwatch]::StartNew()
         $seen = @(Restore-PbsImage @where -Snapshot vm/100 -DestinationFolder $out -ErrorAction Stop | ForEach-Object {
