@@ -8,7 +8,7 @@ namespace PbsRestore.Restore;
 /// <summary>A chunk's encoded blob, fetched, on its way to a decoder (the buffer is the pool's).</summary>
 internal readonly record struct FetchedChunk(ChunkJob Job, byte[] Buffer, int Length);
 
-/// <summary>A chunk's verified plaintext on its way to a writer (the buffer is the pool's).</summary>
+/// <summary>A chunk's verified plaintext on its way to a writer: its bytes are in the pool's page-aligned window of the buffer (<see cref="ChunkBufferPool.Aligned"/>), for unbuffered writes.</summary>
 internal readonly record struct DecodedChunk(ChunkJob Job, byte[] Buffer, int Length);
 
 /// <summary>
