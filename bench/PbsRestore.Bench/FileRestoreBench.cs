@@ -7,6 +7,7 @@ using PbsRestore.Formats.Pxar;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Sources.Local;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Bench;
 
@@ -107,7 +108,7 @@ internal static class FileRestoreBench
             fileMBs = large.Length / clock.Elapsed.TotalSeconds / 1e6;
             string image = Path.Combine(root, "large.img");
             clock.Restart();
-            await new ArchiveRestorer(reader, null).RestoreAsync("large.img", image, new RestoreOptions(), new RestoreCounters(), default);
+            await new ArchiveRestorer(reader, null).RestoreAsync("large.img", image, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default);
             imageMBs = large.Length / clock.Elapsed.TotalSeconds / 1e6;
         }
         rows.Add(($"extract one {largeMiB} MiB file vs Restore-PbsImage of the same bytes", $"{fileMBs:F0} MB/s vs {imageMBs:F0} MB/s ({fileMBs / imageMBs:P0})", "≥ 90 %", fileMBs >= 0.9 * imageMBs));

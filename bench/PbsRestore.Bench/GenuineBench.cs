@@ -158,7 +158,7 @@ internal static class GenuineBench
         if (destination is null)
             await restorer.RestoreToSinkAsync(target.Archive, new NullImageSink(), st.Options, counters, new RestoreMetrics(), default);
         else
-            await restorer.RestoreAsync(target.Archive, destination, st.Options with { Force = true }, counters, default);
+            await restorer.RestoreAsync(target.Archive, destination, new DestinationOptions { Force = true }, st.Options, counters, default);
         double seconds = sw.Elapsed.TotalSeconds;
         if (destination is not null)
         {

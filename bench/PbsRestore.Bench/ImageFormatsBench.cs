@@ -123,7 +123,7 @@ internal static class ImageFormatsBench
         {
             // The path Restore-PbsImage takes: destination chosen by format, resume journal and checkpoints, commit.
             var sw = Stopwatch.StartNew();
-            await restorer.RestoreAsync(Program.Archive, dest, new RestoreOptions { Force = true, Format = format.Value }, new RestoreCounters(), default);
+            await restorer.RestoreAsync(Program.Archive, dest, new DestinationOptions { Force = true, Format = format.Value }, new RestoreOptions(), new RestoreCounters(), default);
             double seconds = sw.Elapsed.TotalSeconds;
             return (seconds, new FileInfo(dest).Length, AllocatedBytes(dest));
         }

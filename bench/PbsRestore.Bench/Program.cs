@@ -277,7 +277,7 @@ internal sealed class Benchmark(BenchOptions o)
                 if (destination is null)
                     await restorer.RestoreToSinkAsync(Program.Archive, new NullImageSink(), s.Options, counters, metrics, cts.Token);
                 else
-                    await restorer.RestoreAsync(Program.Archive, destination, s.Options with { Force = true }, counters, cts.Token, metrics);
+                    await restorer.RestoreAsync(Program.Archive, destination, new DestinationOptions { Force = true }, s.Options, counters, cts.Token, metrics);
             }
             catch (OperationCanceledException) when (cts.IsCancellationRequested)
             {

@@ -9,6 +9,7 @@ using PbsRestore.Sources.Local;
 using PbsRestore.Sources.Remote;
 using PbsRestore.Restore;
 using PbsRestore.Sources;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Bench;
 
@@ -62,7 +63,7 @@ internal static class PublishBench
             await using (var reader = await OpenAsync(via, store, server, reference))
             {
                 var clock = Stopwatch.StartNew();
-                await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", restored, new RestoreOptions { Force = true }, new RestoreCounters(), default);
+                await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", restored, new DestinationOptions { Force = true }, new RestoreOptions(), new RestoreCounters(), default);
                 restoreMBs = size / clock.Elapsed.TotalSeconds / 1e6;
             }
             var publication = await PublishAsync(via, store, server, reference, 256L << 20);

@@ -276,7 +276,7 @@ internal static class WritePathBench
                     await restorer.RestoreToSinkAsync(Program.Archive, new NullImageSink(), new RestoreOptions(), new RestoreCounters(), new RestoreMetrics(), default);
                     return;
                 }
-                await restorer.RestoreAsync(Program.Archive, destination, new RestoreOptions { Force = true }, new RestoreCounters(), default);
+                await restorer.RestoreAsync(Program.Archive, destination, new DestinationOptions { Force = true }, new RestoreOptions(), new RestoreCounters(), default);
                 mode = ProbeMode(destination, buffered);
             }, () => mode);
         }
@@ -403,7 +403,7 @@ internal static class WritePathBench
                 if (destination is null)
                     await restorer.RestoreToSinkAsync(Program.Archive, new NullImageSink(), options, new RestoreCounters(), new RestoreMetrics(), default);
                 else
-                    await restorer.RestoreAsync(Program.Archive, destination, options with { Force = true }, new RestoreCounters(), default);
+                    await restorer.RestoreAsync(Program.Archive, destination, new DestinationOptions { Force = true }, options, new RestoreCounters(), default);
             }, () => null);
 
         public void Dispose()

@@ -24,7 +24,7 @@ public sealed class ArchiveRestorer
     private readonly ISnapshotReader _reader;
     private readonly CryptConfig? _crypt;
 
-    /// <summary>A restorer that opens the snapshot itself (<see cref="RestoreAsync(string, string, RestoreOptions, RestoreCounters, CancellationToken, RestoreMetrics?)"/>).</summary>
+    /// <summary>A restorer that opens the snapshot itself (<see cref="RestoreAsync(string, string, DestinationOptions, RestoreOptions, RestoreCounters, CancellationToken, RestoreMetrics?)"/>).</summary>
     public ArchiveRestorer(ISnapshotReader reader, CryptConfig? crypt)
     {
         _reader = reader;
@@ -32,13 +32,13 @@ public sealed class ArchiveRestorer
     }
 
     /// <summary>Opens the snapshot and <paramref name="archive"/> (manifest, resolve, key) and restores it: for callers that have no opened archive yet.</summary>
-    public async Task<RestoreResult> RestoreAsync(string archive, string destination, RestoreOptions options, RestoreCounters counters, CancellationToken ct,
-        RestoreMetrics? metrics = null)
+    public async Task<RestoreResult> RestoreAsync(string archive, string destination, DestinationOptions destinationOptions, RestoreOptions options,
+        RestoreCounters counters, CancellationToken ct, RestoreMetrics? metrics = null)
     {
         destination = Path.GetFullPath(destination);
-        ImageDestinations.CheckWritable(destination, options.Force, options.Resume);
+        ImageDestinations.CheckWritable(destination, destinationOptions.Force, destinationOptions.Resume);
         var opened = await OpenedSnapshot.OpenArchiveAsync(_reader, _crypt, archive, ct).ConfigureAwait(false);
-        return await RestoreAsync(opened, destination, options, counters, ct, metrics).ConfigureAwait(false);
+        return await RestoreAsync(opened, destination, destinationOptions, options, counters, ct, metrics).ConfigureAwait(false);
     }
 
     /// <summary>Opens the snapshot and <paramref name="archive"/> and restores it into <paramref name="sink"/> (see the overload).</summary>
@@ -49,15 +49,15 @@ public sealed class ArchiveRestorer
 
     /// <summary>
     /// Restores one archive to <paramref name="destination"/>. Images are journaled: a restore stopped by
-    /// cancellation or a lost connection keeps its partial file and journal, and <see cref="RestoreOptions.Resume"/>
+    /// cancellation or a lost connection keeps its partial file and journal, and <see cref="DestinationOptions.Resume"/>
     /// continues it; other failures leave nothing behind.
     /// </summary>
-    public static async Task<RestoreResult> RestoreAsync(OpenedArchive archive, string destination, RestoreOptions options, RestoreCounters counters,
-        CancellationToken ct, RestoreMetrics? metrics = null)
+    public static async Task<RestoreResult> RestoreAsync(OpenedArchive archive, string destination, DestinationOptions destinationOptions, RestoreOptions options,
+        RestoreCounters counters, CancellationToken ct, RestoreMetrics? metrics = null)
     {
         var clock = Stopwatch.StartNew();
         destination = Path.GetFullPath(destination);
-        ImageDestinations.CheckWritable(destination, options.Force, options.Resume);
+        ImageDestinations.CheckWritable(destination, destinationOptions.Force, destinationOptions.Resume);
         var entry = archive.Entry;
         var snapshot = archive.Snapshot.Snapshot;
 
@@ -67,25 +67,25 @@ public sealed class ArchiveRestorer
                 $"'{shown}' is not a disk image: restore it to a file, not onto device '{destination}'");
         // Only disk images (fixed indexes) become VHDX or VHD; a config blob or a container's file archive would be
         // meaningless inside one.
-        var format = ImageDestinations.FormatFor(destination, options.Format);
+        var format = ImageDestinations.FormatFor(destination, destinationOptions.Format);
         if (entry.Kind != ArchiveKind.FixedIndex && format != ImageFormat.Raw)
             throw new PbsException("FormatNotSupported", PbsErrorKind.InvalidArgument,
                 $"'{shown}' is not a disk image, so it cannot be written as {format}" +
-                (options.Format is null ? $" (the name '{Path.GetFileName(destination)}' asks for it): give the file another extension" : ": leave out -Format"));
+                (destinationOptions.Format is null ? $" (the name '{Path.GetFileName(destination)}' asks for it): give the file another extension" : ": leave out -Format"));
         if (entry.Kind == ArchiveKind.Blob)
         {
             // A journal there belongs to an interrupted image restore: never replace that partial with a blob. (An
             // image of another archive is refused by OpenTarget, which compares the whole journal identity.)
-            if (options.Resume && ImageDestinations.CanResume(destination))
+            if (destinationOptions.Resume && ImageDestinations.CanResume(destination))
                 throw ResumeMismatch(destination, WithStartOverHint(() => RestoreJournal.Load(ImageDestinations.JournalPathFor(destination))).Identity,
                     $"{entry.FileName} of snapshot {snapshot}");
-            return await RestoreBlobAsync(archive, destination, options, counters, clock, ct).ConfigureAwait(false);
+            return await RestoreBlobAsync(archive, destination, destinationOptions, counters, clock, ct).ConfigureAwait(false);
         }
 
-        ImageDestinations.CheckResumeSupported(destination, format, options.Resume);
+        ImageDestinations.CheckResumeSupported(destination, format, destinationOptions.Resume);
         var plan = await PlanAsync(archive, ct).ConfigureAwait(false);
         var identity = new JournalIdentity(snapshot.ToString(), entry.FileName, entry.CsumHex, plan.Size, ImageDestinations.FormatName(destination, format));
-        var (target, journal, finished) = OpenTarget(destination, plan, identity, format, archive.ChunkKey, options);
+        var (target, journal, finished) = OpenTarget(destination, plan, identity, format, archive.ChunkKey, destinationOptions);
         var bad = options.SkipBadChunks ? new System.Collections.Concurrent.ConcurrentBag<BadRange>() : null;
         await using (target)
         using (journal)
@@ -100,7 +100,7 @@ public sealed class ArchiveRestorer
                     var zero = new byte[bad.Max(b => b.Length)];
                     foreach (var b in bad) target.Write(b.Offset, zero.AsSpan(0, b.Length));
                 }
-                target.Commit(options.Force);
+                target.Commit(destinationOptions.Force);
                 journal.Delete();
             }
             catch (Exception e) when (IsResumable(e) && ImageDestinations.IsResumable(format))
@@ -163,10 +163,10 @@ public sealed class ArchiveRestorer
     /// against the destination's bytes first, where it can be read).
     /// </summary>
     private static (IDestination Target, RestoreJournal Journal, IReadOnlySet<int> Finished) OpenTarget(string destination, RestorePlan plan,
-        JournalIdentity identity, ImageFormat format, CryptConfig? chunkKey, RestoreOptions options)
+        JournalIdentity identity, ImageFormat format, CryptConfig? chunkKey, DestinationOptions destinationOptions)
     {
         string journalPath = ImageDestinations.JournalPathFor(destination);
-        if (options.Resume && ImageDestinations.CanResume(destination))
+        if (destinationOptions.Resume && ImageDestinations.CanResume(destination))
         {
             var contents = WithStartOverHint(() => RestoreJournal.Load(journalPath));
             if (contents.Identity != identity)
@@ -187,7 +187,7 @@ public sealed class ArchiveRestorer
                 throw;
             }
         }
-        var fresh = ImageDestinations.Create(destination, plan.Size, plan.MaxChunkSize, format, options.Force);
+        var fresh = ImageDestinations.Create(destination, plan.Size, plan.MaxChunkSize, format, destinationOptions.Force);
         try
         {
             // A valid (empty) image from the start: a VHD needs its footer, a VHDX its headers, to be reopened.
@@ -273,17 +273,17 @@ public sealed class ArchiveRestorer
             archive.Kind == ArchiveKind.FixedIndex ? len => ChunkVerifier.ZeroChunkDigest(len, key) : null);
     }
 
-    private static async Task<RestoreResult> RestoreBlobAsync(OpenedArchive archive, string destination, RestoreOptions options,
+    private static async Task<RestoreResult> RestoreBlobAsync(OpenedArchive archive, string destination, DestinationOptions destinationOptions,
         RestoreCounters counters, Stopwatch clock, CancellationToken ct)
     {
         var raw = await archive.ReadBlobAsync(ct).ConfigureAwait(false);
         byte[] plain = archive.DecodeBlob(raw);
         counters.SetTotals(plain.Length, 1);
         counters.AddWire(raw.Length);
-        await using (var file = DestinationFile.Create(destination, plain.Length, options.Force))
+        await using (var file = DestinationFile.Create(destination, plain.Length, destinationOptions.Force))
         {
             file.Write(0, plain);
-            file.Commit(options.Force);
+            file.Commit(destinationOptions.Force);
         }
         counters.AddDone(plain.Length, 1);
         // A journal of an earlier, interrupted image restore to this name (started over with -Force).

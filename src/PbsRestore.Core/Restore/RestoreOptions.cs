@@ -2,7 +2,10 @@ using PbsRestore.Destinations;
 using PbsRestore.Sources;
 namespace PbsRestore.Restore;
 
-/// <summary>How hard each stage of the restore pipeline works. The defaults tune themselves.</summary>
+/// <summary>
+/// How hard each stage of the restore pipeline works. The defaults tune themselves. What may be done to the
+/// destination (replace, resume, its form) is <see cref="DestinationOptions"/>.
+/// </summary>
 public sealed record RestoreOptions
 {
     /// <summary>Upper bound of automatic fetch concurrency (<see cref="FetchBudget.AutoFetchLimit"/>).</summary>
@@ -26,24 +29,12 @@ public sealed record RestoreOptions
     /// <summary>A fetch limit shared with other restores running at the same time; overrides <see cref="FetchConcurrency"/>.</summary>
     public FetchBudget? Budget { get; init; }
 
-    /// <summary>Overwrite an existing destination.</summary>
-    public bool Force { get; init; }
-
-    /// <summary>
-    /// Continue an interrupted restore of the same archive to the same destination from its journal, when there is
-    /// one (otherwise start a new restore); refused when the snapshot, index or format differ.
-    /// </summary>
-    public bool Resume { get; init; }
-
     /// <summary>
     /// Disaster-recovery mode: a chunk that cannot be read or fails its checks after every reread (missing, damaged
     /// in the datastore) is restored as zeros and reported in <see cref="RestoreResult.BadRanges"/> instead of ending
     /// the restore. Off by default: a restore is all or nothing.
     /// </summary>
     public bool SkipBadChunks { get; init; }
-
-    /// <summary>The destination's form; null: from its extension (.vhdx, .vhd), else raw.</summary>
-    public ImageFormat? Format { get; init; }
 
     /// <summary>The chunk-access settings of this restore (gate, bandwidth cap, shared budget).</summary>
     public ChunkAccessOptions ChunkAccess => new() { FetchConcurrency = FetchConcurrency, MaxBytesPerSecond = MaxBytesPerSecond, Budget = Budget };

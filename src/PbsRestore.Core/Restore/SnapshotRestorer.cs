@@ -62,15 +62,15 @@ public sealed class SnapshotRestorer
     /// already finished stay, unfinished ones leave no file. <paramref name="finished"/>, when given, hears of each
     /// archive as soon as it is complete (the caller can report it while the others go on).
     /// </summary>
-    public async Task<IReadOnlyList<RestoreResult>> RestoreAsync(IReadOnlyList<ManifestFile> entries, string folder, RestoreOptions options,
-        Func<ManifestFile, RestoreCounters> countersFor, CancellationToken ct, Action<RestoreResult>? finished = null)
+    public async Task<IReadOnlyList<RestoreResult>> RestoreAsync(IReadOnlyList<ManifestFile> entries, string folder, DestinationOptions destinationOptions,
+        RestoreOptions options, Func<ManifestFile, RestoreCounters> countersFor, CancellationToken ct, Action<RestoreResult>? finished = null)
     {
         var snapshot = await OpenAsync(ct).ConfigureAwait(false);
         Directory.CreateDirectory(folder);
         var results = new List<RestoreResult>();
         foreach (var blob in entries.Where(e => e.Kind == ArchiveKind.Blob))
         {
-            var done = await ArchiveRestorer.RestoreAsync(snapshot.Open(blob), PathFor(folder, blob), options with { Format = null },
+            var done = await ArchiveRestorer.RestoreAsync(snapshot.Open(blob), PathFor(folder, blob), destinationOptions with { Format = null }, options,
                 countersFor(blob), ct).ConfigureAwait(false);
             results.Add(done);
             finished?.Invoke(done);
@@ -86,8 +86,8 @@ public sealed class SnapshotRestorer
             try
             {
                 // -Format applies to the disk images; a container's file archive stays as it is.
-                var own = e.Kind == ArchiveKind.FixedIndex ? shared : shared with { Format = null };
-                var done = await ArchiveRestorer.RestoreAsync(snapshot.Open(e), PathFor(folder, e, own.Format), own, countersFor(e), cts.Token).ConfigureAwait(false);
+                var own = e.Kind == ArchiveKind.FixedIndex ? destinationOptions : destinationOptions with { Format = null };
+                var done = await ArchiveRestorer.RestoreAsync(snapshot.Open(e), PathFor(folder, e, own.Format), own, shared, countersFor(e), cts.Token).ConfigureAwait(false);
                 finished?.Invoke(done);
                 return done;
             }

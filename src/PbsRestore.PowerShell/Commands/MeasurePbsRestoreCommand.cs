@@ -75,7 +75,8 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
                 string name = ArchiveNames.DisplayName(opened.Entry.FileName);
                 for (int i = 0; i < runs.Length; i++)
                 {
-                    var options = BaseOptions(runs[i], runs[i] is not null) with { Force = Force || i > 0 }; // later runs replace the first run's file
+                    var options = BaseOptions(runs[i], runs[i] is not null);
+                    var destinationOptions = new DestinationOptions { Force = Force || i > 0 }; // later runs replace the first run's file
                     var counters = new RestoreCounters();
                     var metrics = new RestoreMetrics();
                     var progress = new ProgressView(this, 1,
@@ -86,7 +87,7 @@ public sealed class MeasurePbsRestoreCommand : PbsArchiveCmdlet
                     {
                         result = Run(ct => destination is null
                                 ? ArchiveRestorer.RestoreToSinkAsync(opened.Archive, new NullImageSink(), options, counters, metrics, ct)
-                                : ArchiveRestorer.RestoreAsync(opened.Archive, destination, options, counters, ct, metrics),
+                                : ArchiveRestorer.RestoreAsync(opened.Archive, destination, destinationOptions, options, counters, ct, metrics),
                             () => progress.Update(counters));
                     }
                     finally

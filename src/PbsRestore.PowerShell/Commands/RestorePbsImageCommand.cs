@@ -88,12 +88,15 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             return;
         }
         bool fetchGiven = MyInvocation.BoundParameters.ContainsKey(nameof(FetchConcurrency));
-        var options = BaseOptions(fetchGiven ? FetchConcurrency : null, fetchGiven) with
+        var destinationOptions = new DestinationOptions
         {
             Force = Force,
             Resume = Resume,
-            SkipBadChunks = SkipBadChunks,
             Format = Format is null ? null : Enum.Parse<ImageFormat>(Format, ignoreCase: true),
+        };
+        var options = BaseOptions(fetchGiven ? FetchConcurrency : null, fetchGiven) with
+        {
+            SkipBadChunks = SkipBadChunks,
             MaxBytesPerSecond = MyInvocation.BoundParameters.ContainsKey(nameof(MaxBandwidth)) ? (long)(MaxBandwidth * 1e6) : null,
         };
         string? target = null;
@@ -105,8 +108,8 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             if (Destination is not null && Archive is null)
                 throw new PbsException("ArchiveRequired", PbsErrorKind.InvalidArgument, "-Destination restores one archive: name it with -Archive");
             var source = SourceForSnapshot();
-            if (Destination is not null) RestoreOne(source, ResolvePath(Destination), options);
-            else RestoreSnapshot(source, ResolvePath(DestinationFolder!), options);
+            if (Destination is not null) RestoreOne(source, ResolvePath(Destination), destinationOptions, options);
+            else RestoreSnapshot(source, ResolvePath(DestinationFolder!), destinationOptions, options);
         }
         catch (Exception e) when (IsFailure(e))
         {
@@ -151,7 +154,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         WriteObject(job);
     }
 
-    private void RestoreOne(Sources.ISnapshotSource source, string destination, RestoreOptions options)
+    private void RestoreOne(Sources.ISnapshotSource source, string destination, DestinationOptions destinationOptions, RestoreOptions options)
     {
         // Phase 1, read-only: find the snapshot and archive, check key and destination.
         var opened = Run(async ct =>
@@ -170,11 +173,11 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             bool canResume = resumable && ImageDestinations.CanResume(destination);
             if (image && !onDevice)
             {
-                var format = ImageDestinations.FormatFor(destination, options.Format);
+                var format = ImageDestinations.FormatFor(destination, destinationOptions.Format);
                 ImageDestinations.CheckResumeSupported(destination, format, Resume);
                 if (format != ImageFormat.Raw) action += $" as {format.ToString().ToUpperInvariant()}";
                 var byName = ImageDestinations.FormatFor(destination, null);
-                if (options.Format is { } asked && asked != byName)
+                if (destinationOptions.Format is { } asked && asked != byName)
                     WriteWarning($"'{Path.GetFileName(destination)}' is named like a {byName} file but is written as {asked}; " +
                                  (byName == ImageFormat.Vmdk || asked == ImageFormat.Vmdk
                                      ? "VMware tools go by the content and the extension: name it to match, or leave out -Format."
@@ -196,7 +199,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             var progress = new ProgressView(this, _nextActivity++, $"Restoring {name} from {opened.Reader.Snapshot}");
             try
             {
-                var result = Run(ct => ArchiveRestorer.RestoreAsync(opened.Archive, destination, options, counters, ct, metrics),
+                var result = Run(ct => ArchiveRestorer.RestoreAsync(opened.Archive, destination, destinationOptions, options, counters, ct, metrics),
                     () => progress.Update(counters));
                 WriteVerbose($"{name}: fetch concurrency ended at {metrics.FetchConcurrency}, chunk latency p50 {metrics.LatencyPercentile(0.5):F1} ms" +
                              (result.ChunksResumed > 0 ? $"; {result.ChunksResumed} chunks kept from the interrupted run, {result.ChunksFetched} fetched" : "") +
@@ -216,7 +219,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
         }
     }
 
-    private void RestoreSnapshot(Sources.ISnapshotSource source, string folder, RestoreOptions options)
+    private void RestoreSnapshot(Sources.ISnapshotSource source, string folder, DestinationOptions destinationOptions, RestoreOptions options)
     {
         var pattern = Archive is null ? null : new WildcardPattern(Archive, WildcardOptions.IgnoreCase);
         var reader = Run(ct => OpenSnapshotAsync(source, ct));
@@ -228,8 +231,8 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             if (Resume)
             {
                 // An interrupted snapshot restore: archives whose file is complete (renamed into place) stay as they are.
-                var done = entries.Where(e => File.Exists(SnapshotRestorer.PathFor(target, e, options.Format))).ToList();
-                foreach (var e in done) WriteVerbose($"Kept {SnapshotRestorer.PathFor(target, e, options.Format)}: restored by the interrupted run.");
+                var done = entries.Where(e => File.Exists(SnapshotRestorer.PathFor(target, e, destinationOptions.Format))).ToList();
+                foreach (var e in done) WriteVerbose($"Kept {SnapshotRestorer.PathFor(target, e, destinationOptions.Format)}: restored by the interrupted run.");
                 entries = entries.Except(done).ToList();
                 if (entries.Count == 0)
                 {
@@ -239,7 +242,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
             }
             foreach (var e in entries)
             {
-                string path = SnapshotRestorer.PathFor(target, e, options.Format);
+                string path = SnapshotRestorer.PathFor(target, e, destinationOptions.Format);
                 ImageDestinations.CheckNotInterrupted(path, Force, Resume);
                 DestinationFile.CheckWritable(path, Force, folderMustExist: false);
             }
@@ -266,7 +269,7 @@ public sealed class RestorePbsImageCommand : PbsArchiveCmdlet
                 RunWithBridge(async (bridge, ct) =>
                 {
                     using (bridge.DrawEvery(ProgressInterval, Draw))
-                        await restorer.RestoreAsync(entries, target, options, e => children[e].Counters, ct, r => bridge.Post(() =>
+                        await restorer.RestoreAsync(entries, target, destinationOptions, options, e => children[e].Counters, ct, r => bridge.Post(() =>
                         {
                             WarnBadRanges(r);
                             WriteObject(r);

@@ -8,6 +8,7 @@ using PbsRestore.Sources;
 using PbsRestore.Tests.Fixtures;
 using PbsRestore.Tests.Restore;
 using PbsRestore.Sources.Local;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Tests.Access;
 
@@ -90,7 +91,7 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
 
         // Whole archive through a stream, against the restore pipeline's output of the same archive.
         string restored = Path.Combine(_dir.Path, "restored.pxar");
-        await new ArchiveRestorer(reader, null).RestoreAsync("root.pxar", restored, new RestoreOptions(), new RestoreCounters(), default);
+        await new ArchiveRestorer(reader, null).RestoreAsync("root.pxar", restored, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default);
         var viaReader = await SHA256.HashDataAsync(access.OpenRange(0, access.Length));
         Assert.Equal(Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(restored))), Convert.ToHexString(viaReader));
         Assert.Equal(0, await access.ReadAtAsync(access.Length, new byte[10], default));

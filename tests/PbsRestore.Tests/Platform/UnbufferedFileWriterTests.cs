@@ -290,7 +290,7 @@ public sealed class UnbufferedFileWriterTests : IDisposable
             {
                 await using var reader = await new PbsRestore.Sources.Local.LocalDatastore(image.Store).OpenSnapshotAsync(snapshot, default);
                 result = await new ArchiveRestorer(reader, null).RestoreAsync(DeviceImage.Archive, destination,
-                    new RestoreOptions { WriteConcurrency = 4 }, new RestoreCounters(), default);
+                    new DestinationOptions(), new RestoreOptions { WriteConcurrency = 4 }, new RestoreCounters(), default);
             }
             finally
             {

@@ -79,7 +79,7 @@ public sealed class FaultMatrixTests(FaultStoreFixture store, ITestOutputHelper 
             try
             {
                 var result = await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest,
-                    new RestoreOptions { FetchConcurrency = fetch }, counters, default);
+                    new DestinationOptions(), new RestoreOptions { FetchConcurrency = fetch }, counters, default);
                 return new Outcome(result, counters, (int)counters.Retries, reader.Sessions.Sum(s => s.Connections), null, dest);
             }
             catch (Exception e)

@@ -27,7 +27,7 @@ public sealed class RemoteRetryTests : IDisposable
         await using (reader)
         {
             var counters = new RestoreCounters();
-            var result = await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions { FetchConcurrency = 4 },
+            var result = await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new DestinationOptions(), new RestoreOptions { FetchConcurrency = 4 },
                 counters, default);
             return (result, reader, counters);
         }

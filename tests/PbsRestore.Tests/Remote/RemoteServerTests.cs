@@ -5,6 +5,7 @@ using PbsRestore.Restore;
 using PbsRestore.Sources;
 using PbsRestore.Tests.Server;
 using PbsRestore.Sources.Local;
+using PbsRestore.Destinations;
 
 namespace PbsRestore.Tests.Remote;
 
@@ -151,7 +152,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         string dest = Path.Combine(_dir, archiveName + ".out");
 
         var result = await new ArchiveRestorer(reader, snap.OpenKey()).RestoreAsync(ArchiveNames.DisplayName(archiveName), dest,
-            new RestoreOptions { FetchConcurrency = fetch }, new RestoreCounters(), default);
+            new DestinationOptions(), new RestoreOptions { FetchConcurrency = fetch }, new RestoreCounters(), default);
 
         Assert.Equal(archive.PlaintextSha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
         Assert.Equal(archive.PlaintextSize, result.LogicalBytes);
@@ -170,7 +171,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         using var remote = new RemoteDatastore(client, 3);
         await using var reader = (RemoteSnapshotReader)await remote.OpenSnapshotAsync(snap.Reference, default);
         await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", Path.Combine(_dir, "x"),
-            new RestoreOptions { FetchConcurrency = 16 }, new RestoreCounters(), default);
+            new DestinationOptions(), new RestoreOptions { FetchConcurrency = 16 }, new RestoreCounters(), default);
         Assert.True(reader.Sessions.Count(s => s.Connections == 1) >= 2, string.Join(", ", reader.Sessions.Select(s => s.Connections)));
     }
 
@@ -311,7 +312,7 @@ public sealed class RemoteServerTests(RemoteGoldenFixture fixture) : IClassFixtu
         var snap = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z");
         await using var reader = await remote.OpenSnapshotAsync(snap.Reference, default);
         string dest = Path.Combine(_dir, "t.img");
-        await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions(), new RestoreCounters(), default);
+        await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default);
         var archive = snap.Archives.Single(a => a.Name == "drive-scsi0.img.fidx");
         Assert.Equal(archive.PlaintextSha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
     }
@@ -386,7 +387,7 @@ public sealed class RemoteTicketRenewalTests : IAsyncLifetime, IDisposable
     {
         var archive = GoldenManifest.Instance.Snapshot("vm/100/2024-05-01T10:00:00Z").Archives.Single(a => a.Name == "drive-scsi0.img.fidx");
         string dest = Path.Combine(_dir, name);
-        await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions(), new RestoreCounters(), default);
+        await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default);
         Assert.Equal(archive.PlaintextSha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
     }
 

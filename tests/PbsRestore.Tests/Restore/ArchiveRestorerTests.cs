@@ -39,7 +39,7 @@ public sealed class ArchiveRestorerTests : IDisposable
         var counters = new RestoreCounters();
 
         var result = await restorer.RestoreAsync(ArchiveNames.DisplayName(archiveName), dest,
-            new RestoreOptions { FetchConcurrency = fetch }, counters, default);
+            new DestinationOptions(), new RestoreOptions { FetchConcurrency = fetch }, counters, default);
 
         Assert.Equal(archive.PlaintextSha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(dest))));
         Assert.Equal(archive.PlaintextSize, result.LogicalBytes);
@@ -54,7 +54,7 @@ public sealed class ArchiveRestorerTests : IDisposable
         await using var reader = await Open("vm/101/2024-05-01T10:05:00Z");
         string dest = Path.Combine(_dir, "x.img");
         var e = await Assert.ThrowsAsync<PbsKeyException>(() =>
-            new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions(), new RestoreCounters(), default));
+            new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default));
         Assert.Equal("KeyRequired", e.ErrorId);
         Assert.Contains("c5:6f:e2:bb:9a:37:d1:f3", e.Message);
         Assert.False(File.Exists(dest));
@@ -68,7 +68,7 @@ public sealed class ArchiveRestorerTests : IDisposable
         var wrong = KeyConfig.Parse(GoldenManifest.Read("keys/none.key.json")).Open((string?)null);
         string dest = Path.Combine(_dir, "x.img");
         var e = await Assert.ThrowsAsync<PbsKeyException>(() =>
-            new ArchiveRestorer(reader, wrong).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions(), new RestoreCounters(), default));
+            new ArchiveRestorer(reader, wrong).RestoreAsync("drive-scsi0.img", dest, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default));
         Assert.Equal("KeyFingerprintMismatch", e.ErrorId);
         Assert.False(File.Exists(dest));
     }
@@ -78,7 +78,7 @@ public sealed class ArchiveRestorerTests : IDisposable
     {
         await using var reader = await Open("vm/100/2024-05-01T10:00:00Z");
         var e = await Assert.ThrowsAsync<PbsNotFoundException>(() =>
-            new ArchiveRestorer(reader, null).RestoreAsync("drive-sata9.img", Path.Combine(_dir, "x"), new RestoreOptions(), new RestoreCounters(), default));
+            new ArchiveRestorer(reader, null).RestoreAsync("drive-sata9.img", Path.Combine(_dir, "x"), new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default));
         Assert.Equal("ArchiveNotFound", e.ErrorId);
         Assert.Contains("drive-scsi0.img", e.Message);
         Assert.Contains("qemu-server.conf", e.Message);
@@ -91,11 +91,11 @@ public sealed class ArchiveRestorerTests : IDisposable
         string dest = Path.Combine(_dir, "exists.img");
         File.WriteAllText(dest, "keep me");
         var e = await Assert.ThrowsAsync<PbsException>(() =>
-            new ArchiveRestorer(reader, null).RestoreAsync("drive-virtio1.img", dest, new RestoreOptions(), new RestoreCounters(), default));
+            new ArchiveRestorer(reader, null).RestoreAsync("drive-virtio1.img", dest, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default));
         Assert.Equal("DestinationExists", e.ErrorId);
         Assert.Equal("keep me", File.ReadAllText(dest));
 
-        await new ArchiveRestorer(reader, null).RestoreAsync("drive-virtio1.img", dest, new RestoreOptions { Force = true }, new RestoreCounters(), default);
+        await new ArchiveRestorer(reader, null).RestoreAsync("drive-virtio1.img", dest, new DestinationOptions { Force = true }, new RestoreOptions(), new RestoreCounters(), default);
         Assert.Equal(1 << 20, new FileInfo(dest).Length);
     }
 
@@ -116,7 +116,7 @@ public sealed class ArchiveRestorerTests : IDisposable
             new SnapshotRef(BackupNamespace.Root, "vm", "100", DateTimeOffset.FromUnixTimeSeconds(1714557600)), default);
         string dest = Path.Combine(_dir, "bad.img");
         var e = await Assert.ThrowsAsync<ChunkException>(() =>
-            new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions(), new RestoreCounters(), default));
+            new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default));
         Assert.Equal("BlobCrcMismatch", e.ErrorId);
         Assert.Equal(victim.Digest, e.Digest);
         Assert.Equal(victim.Offset, e.Offset);

@@ -77,7 +77,7 @@ public sealed class RestoreJournalTests : IDisposable
     private static async Task<RestoreResult> RestoreAsync(LocalDatastore store, SnapshotRef snapshot, string dest, bool resume)
     {
         await using var reader = await store.OpenSnapshotAsync(snapshot, default);
-        return await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions { Resume = resume },
+        return await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new DestinationOptions { Resume = resume }, new RestoreOptions(),
             new RestoreCounters(), default);
     }
 
@@ -135,7 +135,7 @@ public sealed class RestoreJournalTests : IDisposable
         using (RestoreJournal.Create(ImageDestinations.JournalPathFor(dest), Identity with { Snapshot = snapshot.ToString() })) { }
         await using var reader = await store.OpenSnapshotAsync(snapshot, default);
         var e = await Assert.ThrowsAnyAsync<PbsException>(() => new ArchiveRestorer(reader, null).RestoreAsync(archive, dest,
-            new RestoreOptions { Resume = true }, new RestoreCounters(), default));
+            new DestinationOptions { Resume = true }, new RestoreOptions(), new RestoreCounters(), default));
         Assert.Equal("ResumeMismatch", e.ErrorId);
         Assert.Contains("drive-scsi0.img.fidx", e.Message);
         Assert.Equal(40 * ChunkSize, new FileInfo(DestinationFile.PartialPathFor(dest)).Length);
@@ -155,7 +155,7 @@ public sealed class RestoreJournalTests : IDisposable
         {
             await using var reader = await store.OpenSnapshotAsync(snapshot, default);
             var e = await Assert.ThrowsAsync<PbsException>(() => new ArchiveRestorer(reader, null).RestoreAsync(archive, dest,
-                new RestoreOptions(), new RestoreCounters(), default));
+                new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), default));
             Assert.Equal("InterruptedRestoreExists", e.ErrorId);
             Assert.StartsWith("an interrupted restore of this archive exists; add -Resume to continue it or -Force to start over", e.Message);
             Assert.Contains(DestinationFile.PartialPathFor(dest), e.Message);
@@ -164,7 +164,7 @@ public sealed class RestoreJournalTests : IDisposable
         }
         await using (var reader = await store.OpenSnapshotAsync(snapshot, default))
         {
-            var r = await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new RestoreOptions { Force = true },
+            var r = await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", dest, new DestinationOptions { Force = true }, new RestoreOptions(),
                 new RestoreCounters(), default);
             Assert.Equal(0, r.ChunksResumed);
         }
@@ -180,7 +180,7 @@ public sealed class RestoreJournalTests : IDisposable
         var (store, snapshot, _) = Generated();
         await using var reader = await store.OpenSnapshotAsync(snapshot, default);
         var e = await Assert.ThrowsAsync<PbsException>(() => new ArchiveRestorer(reader, null).RestoreAsync("qemu-server.conf", P(name),
-            new RestoreOptions { Format = format }, new RestoreCounters(), default));
+            new DestinationOptions { Format = format }, new RestoreOptions(), new RestoreCounters(), default));
         Assert.Equal("FormatNotSupported", e.ErrorId);
         Assert.Contains("not a disk image", e.Message);
         Assert.False(File.Exists(P(name)));
@@ -199,7 +199,7 @@ public sealed class RestoreJournalTests : IDisposable
         {
             var restorer = new ArchiveRestorer(reader, null);
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
-                restorer.RestoreAsync("drive-scsi0.img", dest, new RestoreOptions(), new RestoreCounters(), cts.Token));
+                restorer.RestoreAsync("drive-scsi0.img", dest, new DestinationOptions(), new RestoreOptions(), new RestoreCounters(), cts.Token));
         }
         Assert.False(File.Exists(dest));
         Assert.False(File.Exists(DestinationFile.PartialPathFor(dest)));
