@@ -364,9 +364,9 @@ internal sealed class Benchmark(BenchOptions o)
                 foreach (var s in sc.Name == "HDD-like" ? new[] { Ours, Sequential } : new[] { Ours })
                 {
                     string dest = Path.Combine(Work, "restore-main.img");
-                    var r = await RestoreOnceAsync(server, s, Main, dest);
-                    bool ok = r.Sha256 == _imageSha[Main.Id];
                     string name = $"{s.Name} → file";
+                    var r = await RestoreOnceAsync(server, s, Main, dest) with { Strategy = name }; // the table's row label
+                    bool ok = r.Sha256 == _imageSha[Main.Id];
                     Log($"  {name,-12} {r.LogicalMBs,8:F0} MB/s logical, SHA-256 {(ok ? "matches" : "MISMATCH " + r.Sha256)}");
                     File.Delete(dest);
                     if (!ok) throw new InvalidDataException($"{sc.Name}: {name} restored a file whose SHA-256 is {r.Sha256}, not {_imageSha[Main.Id]}");
