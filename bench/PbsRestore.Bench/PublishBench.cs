@@ -209,17 +209,8 @@ internal static class PublishBench
 
     private static async Task<ServerProcess> StartServerAsync(string store)
     {
-        string dll = Path.Combine(FindRepoRoot(), "src", "PbsRestore.Server", "bin", "Release", "net10.0", "PbsRestore.Server.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { dll, "--datastore", "bench=" + store, "--token", Token }) psi.ArgumentList.Add(a);
-        var p = Process.Start(psi)!;
-        p.ErrorDataReceived += (_, _) => { };
-        p.BeginErrorReadLine();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        string line = await p.StandardOutput.ReadLineAsync(timeout.Token) ?? throw new InvalidOperationException("server exited");
-        using var doc = JsonDocument.Parse(line);
-        var url = new Uri(doc.RootElement.GetProperty("url").GetString()!);
-        return new ServerProcess(p, url.Port, doc.RootElement.GetProperty("fingerprint").GetString()!);
+        var server = await Benchmark.StartServerAsync(FindRepoRoot(), store, []); // the one way the bench starts our server
+        return new ServerProcess(server.Process, server.Port, server.Fingerprint);
     }
 
     private static string FindRepoRoot()

@@ -381,17 +381,8 @@ internal static class WritePathBench
 
         public static async Task<Served> StartAsync(string root, string store, string[] flags)
         {
-            string dll = Path.Combine(root, "src", "PbsRestore.Server", "bin", "Release", "net10.0", "PbsRestore.Server.dll");
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var a in new[] { dll, "--datastore", "bench=" + store, "--token", Program.Token }.Concat(flags)) psi.ArgumentList.Add(a);
-            var p = Process.Start(psi)!;
-            p.ErrorDataReceived += (_, _) => { };
-            p.BeginErrorReadLine();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            string line = await p.StandardOutput.ReadLineAsync(timeout.Token) ?? throw new InvalidOperationException("server exited");
-            using var doc = JsonDocument.Parse(line);
-            var url = new Uri(doc.RootElement.GetProperty("url").GetString()!);
-            return new Served(p, url.Port, doc.RootElement.GetProperty("fingerprint").GetString()!);
+            var server = await Benchmark.StartServerAsync(root, store, flags); // the one way the bench starts our server
+            return new Served(server.Process, server.Port, server.Fingerprint);
         }
 
         public static Task<Sample> RestoreAsync(Served server, SnapshotRef snapshot, string? destination, RestoreOptions options, int sessions) =>

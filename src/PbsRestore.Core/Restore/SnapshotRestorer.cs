@@ -118,8 +118,8 @@ public sealed class SnapshotRestorer
     public static string PathFor(string folder, ManifestFile entry, ImageFormat? format = null)
     {
         string name = ArchiveNames.DisplayName(entry.FileName);
-        if (entry.Kind == ArchiveKind.FixedIndex && format is ImageFormat.Vhdx or ImageFormat.Vhd or ImageFormat.Vmdk)
-            name = Path.ChangeExtension(name, "." + format.ToString().ToLowerInvariant());
+        if (entry.Kind == ArchiveKind.FixedIndex && format is { } f and (ImageFormat.Vhdx or ImageFormat.Vhd or ImageFormat.Vmdk))
+            name = Path.ChangeExtension(name, "." + f.ToString().ToLowerInvariant());
         return Path.Combine(folder, name);
     }
 }
