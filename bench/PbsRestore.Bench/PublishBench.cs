@@ -30,7 +30,8 @@ namespace PbsRestore.Bench;
 /// </summary>
 internal static class PublishBench
 {
-    private const string Token = "bench@pbs!publish:publish-bench-secret";
+    // The token our server is started with (Benchmark.StartServerAsync, the one server start of the bench).
+    private const string Token = Program.Token;
     private static readonly DateTimeOffset Time = DateTimeOffset.FromUnixTimeSeconds(1_714_557_600);
     private static void Log(string s) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}");
 

@@ -41,6 +41,10 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     private readonly int _rawSize;
     private readonly System.Collections.Concurrent.ConcurrentBag<ChunkDecoder> _decoders = [];
     private readonly System.Collections.Concurrent.ConcurrentBag<byte[]> _rawBuffers = [];
+    // Decoded chunks' arrays, reused: a fresh 4 MiB array per fetch is large-object-heap garbage until a full
+    // collection, so a reader streaming through a disk would grow the working set far beyond its cache.
+    private readonly System.Collections.Concurrent.ConcurrentBag<byte[]> _plainBuffers = [];
+    private int _plainPooled;
     private readonly object _gate = new();
     private readonly Dictionary<int, LinkedListNode<Slot>> _cache = [];
     private readonly LinkedList<Slot> _lru = new();
@@ -49,10 +53,17 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     private int _lastChunk = int.MinValue / 2;
     private long _fetched, _zeroServed, _bytesFetched;
 
+    /// <summary>
+    /// A cached or in-flight chunk. Its array goes back to the pool only once it has left the cache and no reader
+    /// is still copying from it (<see cref="Users"/>; both under the reader's lock), so a reused array can never
+    /// hand one chunk's bytes to a reader of another.
+    /// </summary>
     private sealed class Slot(int index, Task<byte[]> task)
     {
         public int Index { get; } = index;
         public Task<byte[]> Task { get; } = task;
+        public int Users;
+        public bool Evicted;
     }
 
     /// <summary>A reader over <paramref name="chunks"/> with its own chunk access (gate at its automatic ceiling, retries).</summary>
@@ -120,9 +131,21 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             int length = _index.LengthOf(chunk);
             int within = (int)(offset + done - start);
             int n = Math.Min(length - within, want - done);
-            var data = await GetChunkAsync(chunk, ct).ConfigureAwait(false);
-            if (data.Length == 0) buffer.Span.Slice(done, n).Clear(); // a zero chunk
-            else data.AsSpan(within, n).CopyTo(buffer.Span[done..]);
+            var slot = Acquire(chunk);
+            if (slot is null) buffer.Span.Slice(done, n).Clear(); // a zero chunk
+            else
+            {
+                try
+                {
+                    // The fetch runs on its own token (others may be waiting for it); this caller stops waiting when cancelled.
+                    var data = await slot.Task.WaitAsync(ct).ConfigureAwait(false);
+                    data.AsSpan(within, n).CopyTo(buffer.Span[done..]);
+                }
+                finally
+                {
+                    Release(slot);
+                }
+            }
             done += n;
             chunk++;
         }
@@ -150,14 +173,21 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         return (len == _index.MaxChunkSize && _zeroFull == d) || (_zeroLast == d && chunk == _index.Count - 1);
     }
 
-    /// <summary>The decoded chunk (an empty array stands for all zeros), from the cache or one shared fetch.</summary>
-    private Task<byte[]> GetChunkAsync(int chunk, CancellationToken ct)
+    /// <summary>
+    /// The chunk's slot (cached, or one shared fetch), held for the caller until <see cref="Release"/>; null for an
+    /// all-zero chunk, which is never fetched.
+    /// </summary>
+    private Slot? Acquire(int chunk)
     {
         bool zero = IsZero(chunk);
-        Task<byte[]>? task = null;
+        Slot? slot = null;
         lock (_gate)
         {
-            if (!zero) task = Lookup(chunk);
+            if (!zero)
+            {
+                slot = Lookup(chunk);
+                slot.Users++;
+            }
             // A few requests of one sequential reader arrive out of order (an initiator keeps several in flight), so
             // a step back by one or ahead by two still counts as sequential; the front only moves forward then.
             // Zero chunks move the front too: a sequential reader crossing a hole keeps its read-ahead.
@@ -167,26 +197,62 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
                 for (int ahead = 1; ahead <= _options.ReadAhead && chunk + ahead < _index.Count; ahead++)
                     if (!IsZero(chunk + ahead)) Lookup(chunk + ahead);
         }
-        if (task is null)
-        {
-            Interlocked.Increment(ref _zeroServed);
-            return Task.FromResult(Array.Empty<byte>());
-        }
-        // The fetch runs on its own token (others may be waiting for it); this caller stops waiting when cancelled.
-        return task.WaitAsync(ct);
+        if (slot is null) Interlocked.Increment(ref _zeroServed);
+        return slot;
     }
 
-    /// <summary>Under the lock: the cached or in-flight task of a chunk, else a new fetch; trims the cache.</summary>
-    private Task<byte[]> Lookup(int chunk)
+    /// <summary>The caller is done copying from the slot's array.</summary>
+    private void Release(Slot slot)
+    {
+        lock (_gate)
+        {
+            slot.Users--;
+            Recycle(slot);
+        }
+    }
+
+    /// <summary>Under the lock: returns an evicted slot's array to the pool once nobody reads it any more.</summary>
+    private void Recycle(Slot slot)
+    {
+        if (!slot.Evicted || slot.Users > 0 || !slot.Task.IsCompletedSuccessfully) return;
+        var array = slot.Task.Result;
+        slot.Evicted = false; // once only
+        if (array.Length == _index.MaxChunkSize && _plainPooled < _cacheChunks + _options.ReadAhead + 4)
+        {
+            _plainPooled++;
+            _plainBuffers.Add(array);
+        }
+    }
+
+    private byte[] RentPlain()
+    {
+        lock (_gate)
+            if (_plainBuffers.TryTake(out var b))
+            {
+                _plainPooled--;
+                return b;
+            }
+        Interlocked.Increment(ref _plainAllocated);
+        return GC.AllocateUninitializedArray<byte>(_index.MaxChunkSize);
+    }
+
+    private long _plainAllocated;
+
+    /// <summary>Arrays allocated for decoded chunks (the rest were reused from evicted chunks); for tests.</summary>
+    internal long PlainArraysAllocated => Interlocked.Read(ref _plainAllocated);
+
+    /// <summary>Under the lock: the cached or in-flight slot of a chunk, else a new fetch; trims the cache.</summary>
+    private Slot Lookup(int chunk)
     {
         if (_cache.TryGetValue(chunk, out var node))
         {
             _lru.Remove(node);
             _lru.AddFirst(node);
-            return node.Value.Task;
+            return node.Value;
         }
         var task = Task.Run(() => FetchAsync(chunk));
-        var added = _lru.AddFirst(new Slot(chunk, task));
+        var slot = new Slot(chunk, task);
+        var added = _lru.AddFirst(slot);
         _cache[chunk] = added;
         // Failed fetches leave the cache, so that a later read tries again instead of repeating an old error.
         task.ContinueWith(t =>
@@ -198,13 +264,20 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
                     _lru.Remove(n);
                 }
         }, CancellationToken.None, TaskContinuationOptions.NotOnRanToCompletion, TaskScheduler.Default);
-        // Evict the least recently used; readers holding one of them keep their array, the cache just forgets it.
+        // A chunk evicted while its fetch was still running is recycled when the fetch completes.
+        task.ContinueWith(_ =>
+        {
+            lock (_gate) Recycle(slot);
+        }, CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+        // Evict the least recently used; readers still copying from one keep its array until they release it.
         while (_cache.Count > _cacheChunks + _options.ReadAhead && _lru.Last is { } last && last != added)
         {
             _lru.RemoveLast();
             _cache.Remove(last.Value.Index);
+            last.Value.Evicted = true;
+            Recycle(last.Value);
         }
-        return task;
+        return slot;
     }
 
     private async Task<byte[]> FetchAsync(int chunk)
@@ -227,8 +300,16 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             }
             Interlocked.Increment(ref _fetched);
             Interlocked.Add(ref _bytesFetched, length);
-            var plain = GC.AllocateUninitializedArray<byte>(job.Length);
-            decoder.Decode(job, raw.AsSpan(0, length), plain); // throws (and clears) on any failed check
+            var plain = RentPlain();
+            try
+            {
+                decoder.Decode(job, raw.AsSpan(0, length), plain.AsSpan(0, job.Length)); // throws (and clears) on any failed check
+            }
+            catch
+            {
+                lock (_gate) if (_plainPooled < _cacheChunks + _options.ReadAhead + 4) { _plainPooled++; _plainBuffers.Add(plain); }
+                throw;
+            }
             return plain;
         }
         finally

@@ -139,6 +139,38 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     }
 
     [Fact]
+    public async Task Evicted_chunks_arrays_are_reused_but_never_while_a_reader_copies_from_them()
+    {
+        var (reader, content) = await WriteDynamicAsync(4 << 20);
+        await using var _ = reader;
+        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+        Assert.True(index.Count > 30);
+        var slow = new CountingChunkSource(reader.Chunks, delayMs: 1);
+        using var access = new ChunkedArchiveReader("root.pxar", index, slow, null, false, new ChunkedReaderOptions { CacheChunks = 1, ReadAhead = 2 });
+
+        // Eight readers at random offsets through a one-chunk cache: chunks are evicted while others still copy
+        // from them; every byte must still be the archive's own.
+        var tasks = Enumerable.Range(0, 8).Select(async seed =>
+        {
+            var rng = new Random(seed);
+            for (int i = 0; i < 60; i++)
+            {
+                long offset = rng.NextInt64(access.Length);
+                var buf = new byte[rng.Next(1, 200_000)];
+                int n = await access.ReadAtAsync(offset, buf, default);
+                Assert.True(content.AsSpan((int)offset, n).SequenceEqual(buf.AsSpan(0, n)), $"reader {seed}: bytes differ at {offset}+{n}");
+            }
+        });
+        await Task.WhenAll(tasks);
+
+        // One reader streaming the whole archive: arrays come back from evicted chunks instead of new ones each time.
+        long before = access.PlainArraysAllocated;
+        var viaReader = await SHA256.HashDataAsync(access.OpenRange(0, access.Length));
+        Assert.Equal(Convert.ToHexString(SHA256.HashData(content)), Convert.ToHexString(viaReader));
+        Assert.True(access.PlainArraysAllocated - before <= 8, $"{access.PlainArraysAllocated - before} new arrays for {index.Count} chunks");
+    }
+
+    [Fact]
     public async Task Sequential_reading_fetches_ahead()
     {
         var (reader, _) = await WriteDynamicAsync(2 << 20);
