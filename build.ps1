@@ -115,19 +115,24 @@ function Get-PesterManifest {
     return $manifest
 }
 
+function Install-DebianPackages([string[]] $Packages, [string] $Why) {
+    # The one way the test run installs Debian packages it needs (as root, where apt-get exists): one try, and after a
+    # failure one more after `apt-get update` (a fresh machine's package lists may be missing or stale).
+    # Returns $false where nothing could be tried; callers check for their tools afterwards either way.
+    if (-not ((Get-Command apt-get -ErrorAction SilentlyContinue) -and $IsLinux -and ((& id -u) -eq '0'))) { return $false }
+    Write-Host "> apt-get install $($Packages -join ' ') ($Why)"
+    & apt-get install -y --no-install-recommends @Packages *> $null
+    if ($LASTEXITCODE -ne 0) {
+        & apt-get update *> $null
+        & apt-get install -y --no-install-recommends @Packages *> $null
+    }
+    return $true
+}
+
 function Install-QemuImg {
     # The VHDX/VHD tests read our images back with qemu-img (Debian's qemu-utils), an independent implementation.
     if (Get-Command qemu-img -ErrorAction SilentlyContinue) { return }
-    $apt = Get-Command apt-get -ErrorAction SilentlyContinue
-    $root = $IsLinux -and ((& id -u) -eq '0')
-    if ($apt -and $root) {
-        Write-Host '> apt-get install qemu-utils (for the VHDX/VHD tests)'
-        & apt-get install -y --no-install-recommends qemu-utils *> $null
-        if ($LASTEXITCODE -ne 0) {
-            & apt-get update *> $null
-            & apt-get install -y --no-install-recommends qemu-utils *> $null
-        }
-    }
+    Install-DebianPackages @('qemu-utils') 'for the VHDX/VHD tests' | Out-Null
     if (-not (Get-Command qemu-img -ErrorAction SilentlyContinue)) {
         Write-Warning 'qemu-img not found and not installable here: the VHDX/VHD read-back tests will fail. Install qemu-utils (Debian/Ubuntu) or QEMU.'
     }
@@ -141,26 +146,15 @@ function Install-IscsiTools {
     $blockExtra = @(Get-ChildItem -Path '/usr/lib/*/qemu/block-iscsi.so', '/usr/lib/qemu/block-iscsi.so' -ErrorAction SilentlyContinue).Count -gt 0
     if (-not $blockExtra) { $need += 'qemu-block-extra' }
     if (-not $need) { return }
-    $apt = Get-Command apt-get -ErrorAction SilentlyContinue
-    if ($apt -and $IsLinux -and ((& id -u) -eq '0')) {
-        Write-Host "> apt-get install $($need -join ' ') (for the iSCSI initiator tests)"
-        & apt-get install -y --no-install-recommends @need *> $null
-        if ($LASTEXITCODE -ne 0) {
-            & apt-get update *> $null
-            & apt-get install -y --no-install-recommends @need *> $null
-        }
+    if (-not (Install-DebianPackages $need 'for the iSCSI initiator tests')) {
+        Write-Warning "$($need -join ', ') not installed and not installable here: the iSCSI initiator tests will be skipped."
     }
-    else { Write-Warning "$($need -join ', ') not installed and not installable here: the iSCSI initiator tests will be skipped." }
 }
 
 function Install-AclTools {
     # The ACL and file-capability restore tests read restored metadata back with getfacl (acl) and getcap (libcap2-bin).
     if ((Get-Command getfacl -ErrorAction SilentlyContinue) -and (Get-Command getcap -ErrorAction SilentlyContinue)) { return }
-    if ((Get-Command apt-get -ErrorAction SilentlyContinue) -and $IsLinux -and ((& id -u) -eq '0')) {
-        Write-Host '> apt-get install acl libcap2-bin (for the ACL and fcaps restore tests)'
-        & apt-get install -y --no-install-recommends acl libcap2-bin *> $null
-        if ($LASTEXITCODE -ne 0) { & apt-get update *> $null; & apt-get install -y --no-install-recommends acl libcap2-bin *> $null }
-    }
+    Install-DebianPackages @('acl', 'libcap2-bin') 'for the ACL and fcaps restore tests' | Out-Null
     if (-not (Get-Command getfacl -ErrorAction SilentlyContinue)) { Write-Warning 'getfacl not found: the ACL read-back tests are skipped.' }
 }
 
