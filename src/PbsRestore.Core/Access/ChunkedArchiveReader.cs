@@ -42,9 +42,8 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     private readonly System.Collections.Concurrent.ConcurrentBag<ChunkDecoder> _decoders = [];
     private readonly System.Collections.Concurrent.ConcurrentBag<byte[]> _rawBuffers = [];
     // Decoded chunks' arrays, reused: a fresh 4 MiB array per fetch is large-object-heap garbage until a full
-    // collection, so a reader streaming through a disk would grow the working set far beyond its cache.
-    private readonly System.Collections.Concurrent.ConcurrentBag<byte[]> _plainBuffers = [];
-    private int _plainPooled;
+    // collection, so a reader streaming through a disk would grow the working set far beyond its cache. Under _gate.
+    private readonly Stack<byte[]> _plainBuffers = new();
     private readonly object _gate = new();
     private readonly Dictionary<int, LinkedListNode<Slot>> _cache = [];
     private readonly LinkedList<Slot> _lru = new();
@@ -215,23 +214,21 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     private void Recycle(Slot slot)
     {
         if (!slot.Evicted || slot.Users > 0 || !slot.Task.IsCompletedSuccessfully) return;
-        var array = slot.Task.Result;
         slot.Evicted = false; // once only
-        if (array.Length == _index.MaxChunkSize && _plainPooled < _cacheChunks + _options.ReadAhead + 4)
-        {
-            _plainPooled++;
-            _plainBuffers.Add(array);
-        }
+        ReturnPlain(slot.Task.Result);
+    }
+
+    /// <summary>Under the lock: keeps a decoded chunk's array for the next fetch, up to what the cache can use.</summary>
+    private void ReturnPlain(byte[] array)
+    {
+        if (array.Length == _index.MaxChunkSize && _plainBuffers.Count < _cacheChunks + _options.ReadAhead + 4)
+            _plainBuffers.Push(array);
     }
 
     private byte[] RentPlain()
     {
         lock (_gate)
-            if (_plainBuffers.TryTake(out var b))
-            {
-                _plainPooled--;
-                return b;
-            }
+            if (_plainBuffers.TryPop(out var b)) return b;
         Interlocked.Increment(ref _plainAllocated);
         return GC.AllocateUninitializedArray<byte>(_index.MaxChunkSize);
     }
@@ -307,7 +304,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             }
             catch
             {
-                lock (_gate) if (_plainPooled < _cacheChunks + _options.ReadAhead + 4) { _plainPooled++; _plainBuffers.Add(plain); }
+                lock (_gate) ReturnPlain(plain); // cleared by the failed decode
                 throw;
             }
             return plain;
