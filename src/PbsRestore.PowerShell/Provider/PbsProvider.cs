@@ -146,9 +146,7 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
         var crypt = p?.Keyfile is { } keyfile ? KeyLoader.Open(SessionState.Path.GetUnresolvedProviderPathFromPSPath(keyfile), p.KeyPassword) : null;
         string root = drive.Root.Trim();
         var credential = drive.Credential is { } c && c != PSCredential.Empty ? c : null;
-        ISnapshotSource source;
         SourceRequest request;
-        IDisposable? owned = null;
         try
         {
             var connection = p?.Connection;
@@ -156,46 +154,39 @@ public sealed class PbsProvider : NavigationCmdletProvider, IContentCmdletProvid
             bool pathLike = Rooted(root) || !root.Contains(':');
             string? folder = pathLike ? FileSystemPath(root) : null;
             if (connection is null && folder is not null && Directory.Exists(folder))
-            {
-                source = new LocalDatastore(folder);
                 request = SourceRequest.ForFolder(folder);
-            }
             else if (connection is not null || (!root.Contains(':') && sessionDefault is { IsConnected: true }))
-            {
                 // Over a connection (given, or the session default): -Root names a datastore of that server.
-                connection ??= sessionDefault!;
-                string store = root.Contains(':') ? PbsRepository.Parse(root).Store : root;
-                var client = connection.ClientFor(store);
-                Sync(Check(client));
-                source = new RemoteDatastore(client);
-                request = SourceRequest.ForConnection(connection, store);
-            }
+                request = SourceRequest.ForConnection(connection ?? sessionDefault!, root.Contains(':') ? PbsRepository.Parse(root).Store : root);
             else if (pathLike)
                 throw new PSArgumentException($"'{folder}' is not a folder; -Root must be a datastore folder (the one holding .chunks), " +
                                               "a repository [[user@realm[!token]@]host[:port]:]datastore, or a datastore of the server connected with Connect-PbsServer");
             else
-            {
-                var settings = PbsSourceCmdlet.SettingsFor(root, p?.Fingerprint, credential);
-                var client = new PbsClient(settings);
-                try
-                {
-                    Sync(Check(client));
-                }
-                catch
-                {
-                    client.Dispose();
-                    throw;
-                }
-                var remote = new RemoteDatastore(client, ownsClient: true);
-                source = remote;
-                request = SourceRequest.ForRepository(settings);
-                owned = remote;
-            }
+                request = SourceRequest.ForRepository(PbsSourceCmdlet.SettingsFor(root, p?.Fingerprint, credential));
         }
         catch (PbsException e)
         {
             throw new PSInvalidOperationException($"{e.ErrorId}: {e.Message}", e);
         }
+        // The one opener the cmdlets use; a drive differs only in checking the login and the datastore at once, so a
+        // mistyped root or password fails New-PSDrive rather than the first listing.
+        var source = SourceFactory.Open(request, RemoteDatastore.DefaultSessionsPerSnapshot);
+        try
+        {
+            if (source is RemoteDatastore remote) Sync(Check(remote.Client));
+        }
+        catch (PbsException e)
+        {
+            (source as IDisposable)?.Dispose();
+            throw new PSInvalidOperationException($"{e.ErrorId}: {e.Message}", e);
+        }
+        catch
+        {
+            (source as IDisposable)?.Dispose();
+            throw;
+        }
+        // A source over a repository owns its client (closed with the drive); a connection's client stays the connection's.
+        var owned = request.Settings is not null ? source as IDisposable : null;
         return new PbsDriveInfo(new PSDriveInfo(drive.Name, drive.Provider, source.Location, drive.Description, drive.Credential), source, request, crypt, owned);
 
         static async Task<bool> Check(PbsClient client)
