@@ -111,8 +111,6 @@ public sealed class ChunkAccess : IChunkAccess, IDisposable
     public int Retries => Volatile.Read(ref _retries);
     /// <summary>Chunks read again after a copy failed its checks (<see cref="RereadAsync"/> calls).</summary>
     public int Rereads => Volatile.Read(ref _rereads);
-    /// <summary>The retry policy applied to every read.</summary>
-    public ChunkRetryPolicy RetryPolicy => _policy;
 
     /// <summary>
     /// Tunes this service's own automatic gate on its wire rate until <paramref name="ct"/> ends (a shared budget is
