@@ -23,7 +23,8 @@ public sealed record ChunkedReaderOptions
 /// Random access to the plaintext of one index archive (dynamic or fixed): any offset, any length. Chunks are
 /// fetched through the chunk-access service (<see cref="IChunkAccess"/>: the same gate, bandwidth cap and retry
 /// policy as a restore) only when a read touches them, decoded and verified by
-/// the one <see cref="ChunkDecoder"/> (CRC, GCM tag, size, digest) before a byte is served, and kept in a
+/// the one <see cref="ChunkDecoder"/> (CRC, GCM tag, size, digest; a damaged copy is read again, as in a restore)
+/// before a byte is served, and kept in a
 /// bounded LRU cache. Concurrent reads of one chunk share a single fetch; all-zero chunks are never fetched; a
 /// reader moving forward through the archive gets the next chunks fetched in the background (read-ahead).
 /// Used by the file-level restore (pxar) and meant for any block-level consumer.
@@ -300,7 +301,13 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             var plain = RentPlain();
             try
             {
-                decoder.Decode(job, raw.AsSpan(0, length), plain.AsSpan(0, job.Length)); // throws (and clears) on any failed check
+                // Throws (and clears) on any failed check, after rereading a damaged copy as a restore does.
+                await decoder.DecodeOrRereadAsync(job, raw, length, plain.AsMemory(0, job.Length), _access, null, ct).ConfigureAwait(false);
+            }
+            catch (PbsException e) when (e is not ChunkException)
+            {
+                lock (_gate) ReturnPlain(plain);
+                throw ChunkDecoder.Blame(_archive, job, e); // a reread that could not be read
             }
             catch
             {

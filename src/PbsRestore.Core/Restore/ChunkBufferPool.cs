@@ -30,10 +30,14 @@ internal sealed class ChunkBufferPool(int bufferSize)
     }
 
     /// <summary>The page-aligned <see cref="BufferSize"/> bytes of a rented (pinned) buffer.</summary>
-    public unsafe Span<byte> Aligned(byte[] buffer)
+    public Span<byte> Aligned(byte[] buffer) => buffer.AsSpan(AlignedStart(buffer), bufferSize);
+
+    /// <summary><see cref="Aligned"/> as memory, for async code.</summary>
+    public Memory<byte> AlignedMemory(byte[] buffer) => buffer.AsMemory(AlignedStart(buffer), bufferSize);
+
+    private static unsafe int AlignedStart(byte[] buffer)
     {
         nint address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
-        int skip = (int)((Alignment - (address & (Alignment - 1))) & (Alignment - 1));
-        return buffer.AsSpan(skip, bufferSize);
+        return (int)((Alignment - (address & (Alignment - 1))) & (Alignment - 1));
     }
 }

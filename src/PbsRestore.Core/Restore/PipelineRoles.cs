@@ -91,12 +91,15 @@ internal sealed class FetchRole(RestorePlan plan, IChunkAccess access, ChunkBuff
 /// <summary>
 /// The decode role: verifies and decodes each fetched chunk (<see cref="ChunkDecoder"/>). A copy that fails its
 /// checks may have been damaged on the way (a flipped bit in transit, a proxy): it is read again through the chunk
-/// access (same gate, cap and counters), up to <see cref="RestorePipeline.IntegrityReads"/> reads in all. Damage
-/// that is in the datastore fails every read and is reported (or handed to the error policy).
+/// access (same gate, cap and counters), up to <see cref="RestorePipeline.IntegrityReads"/> reads in all
+/// (<see cref="ChunkDecoder.DecodeOrRereadAsync"/>). Damage that is in the datastore fails every read and is
+/// reported (or handed to the error policy).
 /// </summary>
 internal sealed class DecodeRole(RestorePlan plan, CryptConfig? crypt, bool encrypted, IChunkAccess access, ChunkBufferPool pool,
     ChannelReader<FetchedChunk> input, ChannelWriter<DecodedChunk> output, ChunkErrorPolicy policy, RestoreCounters counters, RestoreMetrics metrics)
 {
+    private readonly Action _reread = counters.AddReread;
+
     public async Task RunWorkerAsync(CancellationToken token)
     {
         using var decoder = new ChunkDecoder(plan.Archive, crypt, encrypted, plan.MaxChunkSize);
@@ -112,7 +115,9 @@ internal sealed class DecodeRole(RestorePlan plan, CryptConfig? crypt, bool encr
             int n;
             try
             {
-                n = await DecodeOrRereadAsync(decoder, item, plain, token).ConfigureAwait(false);
+                // Into the plain buffer's aligned window: see ChunkBufferPool.
+                n = await decoder.DecodeOrRereadAsync(item.Job, item.Buffer, item.Length, pool.AlignedMemory(plain), access, _reread, token)
+                    .ConfigureAwait(false);
             }
             catch (ChunkException e)
             {
@@ -134,26 +139,6 @@ internal sealed class DecodeRole(RestorePlan plan, CryptConfig? crypt, bool encr
             await output.WriteAsync(new DecodedChunk(item.Job, plain, n), token).ConfigureAwait(false);
             metrics.AddDecodeBlocked(blocked);
             waiting = RestoreMetrics.Now;
-        }
-    }
-
-    /// <summary>Decodes <paramref name="item"/> into <paramref name="plain"/>, reading it again while a copy fails its checks.</summary>
-    public async Task<int> DecodeOrRereadAsync(ChunkDecoder decoder, FetchedChunk item, byte[] plain, CancellationToken token)
-    {
-        int length = item.Length;
-        for (int reads = 1; ; reads++)
-        {
-            try
-            {
-                return decoder.Decode(item.Job, item.Buffer.AsSpan(0, length), pool.Aligned(plain)); // aligned: see ChunkBufferPool
-            }
-            catch (ChunkException e) when (e.Kind is PbsErrorKind.Integrity or PbsErrorKind.InvalidData && !token.IsCancellationRequested)
-            {
-                if (reads >= RestorePipeline.IntegrityReads)
-                    throw new ChunkException(e.ErrorId, e.Kind, $"{e.Message} (on each of {reads} reads)", item.Job, plan.Archive, e.InnerException ?? e);
-                counters.AddReread();
-                length = await access.RereadAsync(item.Job.Digest, item.Buffer, token).ConfigureAwait(false);
-            }
         }
     }
 }

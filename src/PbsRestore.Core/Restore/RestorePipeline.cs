@@ -18,7 +18,7 @@ namespace PbsRestore.Restore;
 public static class RestorePipeline
 {
     /// <summary>Reads of a chunk (the first and the rereads) before a failed check is final.</summary>
-    public const int IntegrityReads = 4;
+    public const int IntegrityReads = ChunkDecoder.IntegrityReads;
 
     /// <summary>How often a journaled restore flushes its target and checkpoints the journal.</summary>
     public static readonly TimeSpan CheckpointInterval = TimeSpan.FromSeconds(5);

@@ -67,25 +67,8 @@ public sealed record ChunkAccessOptions
     public long? MaxBytesPerSecond { get; init; }
     /// <summary>A gate shared with other restores; overrides <see cref="FetchConcurrency"/>.</summary>
     public FetchBudget? Budget { get; init; }
-}
-
-/// <summary>
-/// Transient failures of a chunk read (the connection broke or stalled, the server answered 5xx: errors of kind
-/// <see cref="PbsErrorKind.Connection"/>) are retried with exponential backoff; a session whose connection broke
-/// reconnects and downloads its indexes again before its next chunk (that is the session's part). What persists after
-/// <see cref="MaxAttempts"/> attempts, and every other failure (missing chunk, authentication), is final.
-/// </summary>
-public static class ChunkRetryPolicy
-{
-    /// <summary>Attempts per chunk before a transient failure is final.</summary>
-    public const int MaxAttempts = 6;
-
-    /// <summary>Wait before attempt n+1: 0.25, 0.5, 1, 2, 4 s (about 8 s in all, enough for a server restart or a
-    /// network blip), with ±25 % jitter so that many fetchers hit by one drop do not come back in lockstep.</summary>
-    public static TimeSpan Backoff(int attempt) =>
-        TimeSpan.FromMilliseconds(Math.Min(4000, 250 << Math.Min(attempt - 1, 4)) * (0.75 + Random.Shared.NextDouble() * 0.5));
-
-    public static bool IsTransient(PbsException e) => e.Kind == PbsErrorKind.Connection;
+    /// <summary>The retry policy; null: the source's own (<see cref="IChunkSource.RetryPolicy"/>).</summary>
+    public ChunkRetryPolicy? RetryPolicy { get; init; }
 }
 
 /// <summary>The chunk-access service over one <see cref="IChunkSource"/>; thread-safe. Dispose it to end its own gate's tuning.</summary>
@@ -97,8 +80,10 @@ public sealed class ChunkAccess : IChunkAccess, IDisposable
     private readonly FetchBudget? _budget;
     private readonly BandwidthLimiter? _limiter;
     private readonly IChunkAccessObserver? _observer;
+    private readonly ChunkRetryPolicy _policy;
+    private readonly Action _retried;
     private long _wireBytes;
-    private int _retries;
+    private int _retries, _rereads;
 
     public ChunkAccess(IChunkSource source, ChunkAccessOptions? options = null, IChunkAccessObserver? observer = null)
     {
@@ -109,6 +94,12 @@ public sealed class ChunkAccess : IChunkAccess, IDisposable
         _ownGate = _budget is null ? new FetchGate(options.FetchConcurrency, FetchBudget.AutoFetchLimit) : null;
         _gate = _budget?.Gate ?? _ownGate!;
         _limiter = options.MaxBytesPerSecond is { } bps ? new BandwidthLimiter(bps) : null;
+        _policy = options.RetryPolicy ?? source.RetryPolicy;
+        _retried = () =>
+        {
+            Interlocked.Increment(ref _retries);
+            _observer?.Retried();
+        };
     }
 
     public int MaxConcurrency => _gate.Max;
@@ -118,6 +109,8 @@ public sealed class ChunkAccess : IChunkAccess, IDisposable
     public long WireBytes => Interlocked.Read(ref _wireBytes);
     /// <summary>Chunk reads repeated after a transient failure.</summary>
     public int Retries => Volatile.Read(ref _retries);
+    /// <summary>Chunks read again after a copy failed its checks (<see cref="RereadAsync"/> calls).</summary>
+    public int Rereads => Volatile.Read(ref _rereads);
 
     /// <summary>
     /// Tunes this service's own automatic gate on its wire rate until <paramref name="ct"/> ends (a shared budget is
@@ -153,6 +146,7 @@ public sealed class ChunkAccess : IChunkAccess, IDisposable
         // A reread takes a free slot, but never waits for one: the slots may all be held by fetchers waiting for the
         // decoders, and the decoder asking here is one of those they wait for. It reuses the decoder's buffer, so
         // going over the limit by at most one read per decoder costs no memory.
+        Interlocked.Increment(ref _rereads);
         bool slot = _gate.TryEnter();
         try
         {
@@ -164,25 +158,11 @@ public sealed class ChunkAccess : IChunkAccess, IDisposable
         }
     }
 
-    /// <summary>Under a slot: the read with its retries, then counting and the bandwidth cap.</summary>
+    /// <summary>Under a slot: the read with its retries (<see cref="ChunkRetryPolicy"/>), then counting and the bandwidth cap.</summary>
     private async ValueTask<int> ReadAsync(ChunkDigest digest, byte[] buffer, bool reread, CancellationToken ct)
     {
         long started = Stopwatch.GetTimestamp();
-        int length;
-        for (int attempt = 1; ; attempt++)
-        {
-            try
-            {
-                length = await _source.ReadRawChunkAsync(digest, buffer, ct).ConfigureAwait(false);
-                break;
-            }
-            catch (PbsException e) when (ChunkRetryPolicy.IsTransient(e) && attempt < ChunkRetryPolicy.MaxAttempts && !ct.IsCancellationRequested)
-            {
-                Interlocked.Increment(ref _retries);
-                _observer?.Retried();
-                await Task.Delay(ChunkRetryPolicy.Backoff(attempt), ct).ConfigureAwait(false);
-            }
-        }
+        int length = await _policy.RunAsync(c => _source.ReadRawChunkAsync(digest, buffer, c), _retried, ct).ConfigureAwait(false);
         Interlocked.Add(ref _wireBytes, length);
         _observer?.Fetched(length, started, reread);
         _budget?.AddWire(length);

@@ -16,6 +16,9 @@ public sealed record ChunkJob(ChunkDigest Digest, int FirstIndex, int Length, lo
 /// </summary>
 public sealed class ChunkDecoder : IDisposable
 {
+    /// <summary>Reads of a chunk (the first and the rereads) before a failed check is final.</summary>
+    public const int IntegrityReads = 4;
+
     private readonly string _archive;
     private readonly bool _encrypted;
     private readonly BlobDecoder _blob;
@@ -37,6 +40,33 @@ public sealed class ChunkDecoder : IDisposable
         catch (PbsException e)
         {
             throw Blame(job, e);
+        }
+    }
+
+    /// <summary>
+    /// Decodes <paramref name="raw"/>[..<paramref name="length"/>] into <paramref name="plaintext"/>. A copy that fails
+    /// its checks may have been damaged on the way (a flipped bit in transit, a proxy): it is read again into
+    /// <paramref name="raw"/> through <paramref name="access"/> (same gate, cap, retries and counters) and decoded
+    /// again, up to <see cref="IntegrityReads"/> reads in all; <paramref name="reread"/> is told before each reread.
+    /// Damage that every read finds throws the check's <see cref="ChunkException"/>, saying so. A byte that failed
+    /// a check is never handed out (a failed decode clears <paramref name="plaintext"/>).
+    /// </summary>
+    public async ValueTask<int> DecodeOrRereadAsync(ChunkJob job, byte[] raw, int length, Memory<byte> plaintext, IChunkAccess access,
+        Action? reread, CancellationToken ct)
+    {
+        for (int reads = 1; ; reads++)
+        {
+            try
+            {
+                return Decode(job, raw.AsSpan(0, length), plaintext.Span);
+            }
+            catch (ChunkException e) when (e.Kind is PbsErrorKind.Integrity or PbsErrorKind.InvalidData && !ct.IsCancellationRequested)
+            {
+                if (reads >= IntegrityReads)
+                    throw new ChunkException(e.ErrorId, e.Kind, $"{e.Message} (on each of {reads} reads)", job, _archive, e.InnerException ?? e);
+                reread?.Invoke();
+                length = await access.RereadAsync(job.Digest, raw, ct).ConfigureAwait(false);
+            }
         }
     }
 

@@ -44,8 +44,11 @@ public interface ISnapshotReader : IAsyncDisposable
 }
 
 /// <summary>
-/// Reads raw chunk blobs by digest. What comes back has passed no check at all, not even the CRC: decoding and
-/// verification are the decoder's job. Implementations must be safe to call concurrently.
+/// Reads raw chunk blobs by digest, one attempt per call: a transient failure is a <see cref="PbsException"/> of kind
+/// <see cref="PbsErrorKind.Connection"/>, a chunk to ask for again after re-registering its index a
+/// <see cref="ChunkRefusedException"/>; retrying is the <see cref="RetryPolicy"/>'s. What comes back has passed no
+/// check at all, not even the CRC: decoding and verification are the decoder's job. Implementations must be safe to
+/// call concurrently.
 /// </summary>
 public interface IChunkSource
 {
@@ -55,4 +58,10 @@ public interface IChunkSource
     /// for an absent chunk, <see cref="PbsFormatException"/> (ChunkTooLarge) when it does not fit the buffer.
     /// </summary>
     ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct);
+
+    /// <summary>
+    /// How reads of this source are retried (<see cref="ChunkAccess"/> applies it: one attempt per call here); a
+    /// server gives one with its client's stall deadline.
+    /// </summary>
+    ChunkRetryPolicy RetryPolicy => ChunkRetryPolicy.Default;
 }

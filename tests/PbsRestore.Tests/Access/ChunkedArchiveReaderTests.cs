@@ -216,4 +216,102 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
         Assert.Equal(16, await access.ReadAtAsync(0, buf, default));
         Assert.True(data.AsSpan(0, 16).SequenceEqual(buf));
     }
+
+    /// <summary>A source that damages the copies it hands out of one digest (a flipped bit in transit), a number of times.</summary>
+    private sealed class DamagingSource(IChunkSource inner, ChunkDigest victim, int damagedCopies) : IChunkSource
+    {
+        private int _left = damagedCopies;
+        public int VictimReads;
+
+        public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+        {
+            int n = await inner.ReadRawChunkAsync(digest, buffer, ct);
+            if (digest == victim)
+            {
+                Interlocked.Increment(ref VictimReads);
+                if (Interlocked.Decrement(ref _left) >= 0) buffer[n / 2] ^= 0x10;
+            }
+            return n;
+        }
+    }
+
+    private static (FakeChunkSource Source, FixedIndex Index, byte[] Image) MakeDisk(int chunks, int size)
+    {
+        var source = new FakeChunkSource();
+        var image = Content(chunks * size, 5);
+        var digests = Enumerable.Range(0, chunks).Select(i => source.Add(image.AsSpan(i * size, size).ToArray())).ToList();
+        return (source, FixedIndex.Parse(FixedIndex.Build(Guid.NewGuid(), DateTimeOffset.UnixEpoch, image.Length, size, digests)), image);
+    }
+
+    [Fact]
+    public async Task A_copy_damaged_on_the_way_is_read_again_and_the_bytes_served_are_exact()
+    {
+        const int size = 64 << 10;
+        var (source, index, image) = MakeDisk(6, size);
+        var damaging = new DamagingSource(source, index.DigestAt(3), damagedCopies: 1);
+        using var chunkAccess = new ChunkAccess(damaging, new ChunkAccessOptions { FetchConcurrency = 4 });
+        using var reader = new ChunkedArchiveReader("disk.img", index, chunkAccess, null, false, new ChunkedReaderOptions { ReadAhead = 0 });
+        var all = new byte[image.Length];
+        for (long off = 0; off < all.Length; off += 10_000)
+            Assert.Equal((int)Math.Min(10_000, all.Length - off), await reader.ReadAtAsync(off, all.AsMemory((int)off, (int)Math.Min(10_000, all.Length - off)), default));
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(image)), Convert.ToHexStringLower(SHA256.HashData(all)));
+        Assert.Equal(1, chunkAccess.Rereads);
+        Assert.Equal(2, damaging.VictimReads);
+    }
+
+    [Fact]
+    public async Task A_chunk_damaged_in_every_copy_fails_the_read_naming_it_and_serves_no_byte()
+    {
+        const int size = 64 << 10;
+        var (source, index, image) = MakeDisk(4, size);
+        var victim = index.DigestAt(2);
+        var damaging = new DamagingSource(source, victim, damagedCopies: int.MaxValue);
+        using var chunkAccess = new ChunkAccess(damaging, new ChunkAccessOptions { FetchConcurrency = 2 });
+        using var reader = new ChunkedArchiveReader("disk.img", index, chunkAccess, null, false, new ChunkedReaderOptions { ReadAhead = 0 });
+        var buf = new byte[100];
+        buf.AsSpan().Fill(0xAA);
+        // The read spans chunks 1 and 2: nothing of it is served, not even chunk 1's good bytes.
+        var e = await Assert.ThrowsAsync<ChunkException>(async () => await reader.ReadAtAsync(2L * size - 50, buf, default));
+        Assert.Equal("BlobCrcMismatch", e.ErrorId);
+        Assert.Equal(PbsErrorKind.Integrity, e.Kind);
+        Assert.Equal(victim.ToString(), e.Digest);
+        Assert.Equal(2, e.ChunkIndex);
+        Assert.Equal(2L * size, e.Offset);
+        Assert.Contains($"disk.img: chunk 2 at offset {2L * size} (digest {victim})", e.Message);
+        Assert.Contains($"on each of {ChunkDecoder.IntegrityReads} reads", e.Message);
+        Assert.Equal(ChunkDecoder.IntegrityReads - 1, chunkAccess.Rereads);
+        Assert.Equal(ChunkDecoder.IntegrityReads, damaging.VictimReads);
+        Assert.All(buf.AsSpan(50).ToArray(), b => Assert.Equal(0xAA, b));
+        // The failure is not cached: the other chunks still read, exactly.
+        Assert.Equal(100, await reader.ReadAtAsync(0, buf, default));
+        Assert.True(image.AsSpan(0, 100).SequenceEqual(buf));
+    }
+
+    /// <summary>A source that damages one digest's first copy, then loses it.</summary>
+    private sealed class DamagedThenMissingSource(IChunkSource inner, ChunkDigest victim) : IChunkSource
+    {
+        private int _reads;
+
+        public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+        {
+            if (digest == victim && Interlocked.Increment(ref _reads) > 1)
+                throw new PbsNotFoundException("ChunkMissing", $"chunk {digest} is missing (injected)");
+            int n = await inner.ReadRawChunkAsync(digest, buffer, ct);
+            if (digest == victim) buffer[n / 2] ^= 0x10;
+            return n;
+        }
+    }
+
+    [Fact]
+    public async Task A_reread_that_cannot_be_read_fails_naming_the_chunk()
+    {
+        const int size = 64 << 10;
+        var (source, index, _) = MakeDisk(3, size);
+        using var reader = new ChunkedArchiveReader("disk.img", index, new DamagedThenMissingSource(source, index.DigestAt(1)), null, false,
+            new ChunkedReaderOptions { ReadAhead = 0 });
+        var e = await Assert.ThrowsAsync<ChunkException>(async () => await reader.ReadAtAsync(size + 1, new byte[10], default));
+        Assert.Equal("ChunkMissing", e.ErrorId);
+        Assert.Equal(index.DigestAt(1).ToString(), e.Digest);
+        Assert.Equal(size, e.Offset);
+    }
 }

@@ -51,6 +51,7 @@ public sealed class PbsClient : IDisposable
     {
         Repository = settings.Repository;
         Options = options ?? new PbsClientOptions();
+        RetryPolicy = ChunkRetryPolicy.Default with { StallTimeout = Options.StallTimeout };
         _tls = new TlsConnector(Repository, settings.Fingerprint);
         _rest = new RestTransport(Repository, _tls);
         _auth = PbsAuth.Create(settings, _rest.LoginAsync, Options.TicketLifetime, Options.Clock);
@@ -58,6 +59,8 @@ public sealed class PbsClient : IDisposable
 
     public PbsRepository Repository { get; }
     public PbsClientOptions Options { get; }
+    /// <summary>How reader sessions' requests are retried: the one policy, with <see cref="PbsClientOptions.StallTimeout"/>.</summary>
+    public ChunkRetryPolicy RetryPolicy { get; }
 
     internal PbsAuth Auth => _auth;
     internal TlsConnector Tls => _tls;

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using PbsRestore.Formats;
 using PbsRestore.Sources;
@@ -13,17 +12,15 @@ namespace PbsRestore.Sources.Remote;
 /// connection (<see cref="ReaderUpgrade"/>). The handler may silently replace its connection (idle, GOAWAY,
 /// a network error), and each new connection is a new server session in which chunks are refused ("not
 /// allowed") until their index is downloaded again. So the session remembers the indexes it needs, notes which
-/// connection downloaded them (<see cref="Connections"/> counts connections), re-downloads them before the
-/// next chunk when the connection changed, and on a 401 "not allowed" anyway re-downloads and asks again (a few times).
-/// Thread-safe: many fetch workers share it (HTTP/2 multiplexes them).
+/// connection downloaded them (<see cref="Connections"/> counts connections) and re-downloads them before the
+/// next chunk when the connection changed. This is transport only: a request is one attempt that reports what
+/// happened (a broken connection, a stall, a refused chunk with whether its connection changed); what comes next is
+/// the <see cref="ChunkRetryPolicy"/>'s. Thread-safe: many fetch workers share it (HTTP/2 multiplexes them).
 /// </summary>
 public sealed class ReaderSession : IAsyncDisposable, IDisposable
 {
     /// <summary>Measured best on loopback; larger windows did not help (.NET keeps 16 KiB frames anyway).</summary>
     public const int StreamWindowSize = 1 << 20;
-
-    /// <summary>Bound on "not allowed" answers for one chunk read, however often the connection is replaced.</summary>
-    private const int MaxNotAllowedRounds = 32;
 
     private readonly PbsClient _client;
     private readonly string _store;
@@ -31,6 +28,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
     private readonly object _gate = new();
     private readonly Dictionary<string, IndexRegistration> _indexes = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _replayLock = new(1, 1);
+    private readonly ChunkRetryPolicy _policy;
     private int _connections, _inFlight, _notAllowed, _replays, _replayEpoch;
     private ConnectionStream? _current;
     private bool _disposed;
@@ -47,6 +45,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         _client = client;
         _store = store;
         Snapshot = snapshot;
+        _policy = client.RetryPolicy;
         var handler = new SocketsHttpHandler
         {
             ConnectCallback = OnConnectAsync,
@@ -85,6 +84,8 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
     public int NotAllowedRefusals => Volatile.Read(ref _notAllowed);
     /// <summary>Index downloads repeated because the connection changed or a chunk was refused.</summary>
     public int IndexReplays => Volatile.Read(ref _replays);
+    /// <summary>The retry policy of this session's reads (the client's: its stall deadline).</summary>
+    public ChunkRetryPolicy RetryPolicy => _policy;
 
     private async ValueTask<Stream> OnConnectAsync(SocketsHttpConnectionContext context, CancellationToken ct)
     {
@@ -95,11 +96,11 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         return stream;
     }
 
-    /// <summary>Downloads a snapshot file (manifest, index, blob), at most <paramref name="maxSize"/> bytes.
-    /// An index downloaded here is remembered and re-downloaded on every later connection of this session.</summary>
+    /// <summary>Downloads a snapshot file (manifest, index, blob), at most <paramref name="maxSize"/> bytes, retried by the
+    /// policy. An index downloaded here is remembered and re-downloaded on every later connection of this session.</summary>
     public async Task<byte[]> DownloadAsync(string fileName, long maxSize, CancellationToken ct)
     {
-        var data = await DownloadRawAsync(fileName, maxSize, ct).ConfigureAwait(false);
+        var data = await _policy.RunAsync(c => new ValueTask<byte[]>(DownloadOnceAsync(fileName, maxSize, c)), null, ct).ConfigureAwait(false);
         if (IsIndex(fileName))
             lock (_gate)
             {
@@ -122,10 +123,11 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
 
     internal static bool IsIndex(string fileName) => ArchiveNames.KindOf(fileName) is ArchiveKind.FixedIndex or ArchiveKind.DynamicIndex;
 
-    private async Task<byte[]> DownloadRawAsync(string fileName, long maxSize, CancellationToken ct)
+    /// <summary>One download attempt; a broken connection is <see cref="ChunkRetryPolicy.ConnectionLost"/>.</summary>
+    private async Task<byte[]> DownloadOnceAsync(string fileName, long maxSize, CancellationToken ct)
     {
         string what = $"downloading '{fileName}' of {Location}";
-        return await WithRetryAsync(async () =>
+        try
         {
             using var response = await SendAsync($"download?file-name={Uri.EscapeDataString(fileName)}", what, ct).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
@@ -143,59 +145,48 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
                 ms.Write(buf, 0, r);
             }
             return ms.ToArray();
-        }, what, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsTransportFailure(e))
+        {
+            throw Lost(what, e);
+        }
     }
 
+    /// <summary>Reads a chunk's raw blob into <paramref name="buffer"/>, retried by the session's policy (see <see cref="ReadChunkOnceAsync"/>).</summary>
+    public ValueTask<int> ReadChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct) =>
+        _policy.RunAsync(c => ReadChunkOnceAsync(digest, buffer, c), null, ct);
+
     /// <summary>
-    /// Reads a chunk's raw blob into <paramref name="buffer"/> and returns its length: straight from the HTTP/2
-    /// stream into the caller's buffer, no copy. Larger than the buffer → ChunkTooLarge; absent → ChunkMissing.
+    /// One attempt to read a chunk's raw blob into <paramref name="buffer"/>; returns its length: straight from the
+    /// HTTP/2 stream into the caller's buffer, no copy. Indexes this connection lacks are downloaded first. Larger
+    /// than the buffer → ChunkTooLarge; absent → ChunkMissing; the connection broke → ConnectionLost; nothing received
+    /// for the stall timeout → ChunkStalled; refused as "not allowed" → <see cref="ChunkRefusedException"/> (asking
+    /// again first downloads the indexes again).
     /// </summary>
-    public async ValueTask<int> ReadChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    public async ValueTask<int> ReadChunkOnceAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
     {
         Interlocked.Increment(ref _inFlight);
+        string hex = digest.ToString();
+        string what = $"reading chunk {hex} of {Location}";
         try
         {
-            string hex = digest.ToString();
-            string what = $"reading chunk {hex} of {Location}";
-            var refusal = new StrongBox<string?>();
-            for (int round = 1, sameConnectionRefusals = 0; ; round++)
-            {
-                await EnsureIndexesAsync(ct).ConfigureAwait(false);
-                int epoch = Volatile.Read(ref _replayEpoch);
-                int connection = Connections;
-                int result = await WithRetryAsync(async () =>
-                {
-                    // A stall (nothing received for StallTimeout) cancels this request only; the caller retries it.
-                    using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                    var timeout = _client.Options.StallTimeout;
-                    stall.CancelAfter(timeout);
-                    try
-                    {
-                        return await ReadChunkOnceAsync(hex, buffer, what, refusal, stall, timeout).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException e) when (!ct.IsCancellationRequested && stall.IsCancellationRequested)
-                    {
-                        throw new PbsException("ChunkStalled", PbsErrorKind.Connection,
-                            $"{what}: nothing received for {timeout.TotalSeconds:0.#} s", e);
-                    }
-                    catch (PbsException e) when (e.ErrorId == "ConnectionTimeout" && !ct.IsCancellationRequested)
-                    {
-                        throw new PbsException("ChunkStalled", PbsErrorKind.Connection,
-                            $"{what}: nothing received for {timeout.TotalSeconds:0.#} s", e);
-                    }
-                }, what, ct).ConfigureAwait(false);
-                if (result >= 0) return result;
-                // Refused: the connection that carried the request never downloaded the index (a silent reconnect,
-                // perhaps more than one while drops come in quick succession). Replay and ask again; only a refusal
-                // on a connection that has the indexes, twice, means the chunk is in none of them (a caller bug or a
-                // server that disagrees).
-                Interlocked.Increment(ref _notAllowed);
-                bool sameConnection = Connections == connection && Volatile.Read(ref _current) is not { Closed: true };
-                if ((sameConnection && ++sameConnectionRefusals >= 2) || round >= MaxNotAllowedRounds)
-                    throw new PbsNotFoundException("ChunkNotAllowed",
-                        $"{what}: the server refuses it ({_client.Auth.Redact(refusal.Value ?? "not allowed")}): it is in no index downloaded in this session");
-                MarkIndexesStale(epoch);
-            }
+            await EnsureIndexesAsync(ct).ConfigureAwait(false);
+            int epoch = Volatile.Read(ref _replayEpoch);
+            int connection = Connections;
+            var (length, refusal) = await _policy.WithStallDeadlineAsync(
+                watch => RequestChunkAsync(hex, buffer, what, watch), what, ct).ConfigureAwait(false);
+            if (refusal is null) return length;
+            // Refused: most likely the connection that carried the request never downloaded the index (a silent
+            // reconnect, perhaps more than one while drops come in quick succession).
+            Interlocked.Increment(ref _notAllowed);
+            bool sameConnection = Connections == connection && Volatile.Read(ref _current) is not { Closed: true };
+            throw new ChunkRefusedException(
+                $"{what}: the server refuses it ({_client.Auth.Redact(refusal)}): it is in no index downloaded in this session",
+                connectionChanged: !sameConnection, prepareToAskAgain: () => MarkIndexesStale(epoch));
+        }
+        catch (Exception e) when (IsTransportFailure(e))
+        {
+            throw Lost(what, e);
         }
         finally
         {
@@ -203,19 +194,17 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         }
     }
 
-    private async Task<int> ReadChunkOnceAsync(string hex, byte[] buffer, string what, StrongBox<string?> refusal, CancellationTokenSource stall, TimeSpan timeout)
+    /// <summary>The chunk request itself, under the stall deadline; a refusal is returned as its message.</summary>
+    private async Task<(int Length, string? Refusal)> RequestChunkAsync(string hex, byte[] buffer, string what, StallWatch watch)
     {
-        var ct = stall.Token;
+        var ct = watch.Token;
         using var response = await SendAsync($"chunk?digest={hex}", what, ct).ConfigureAwait(false);
         if (response.StatusCode == HttpStatusCode.Unauthorized)
         {
             var body = await response.Content.ReadAsByteArrayAsync(ct).ConfigureAwait(false);
             string msg = ServerError.MessageOf(body);
             if (msg.Contains("not allowed", StringComparison.OrdinalIgnoreCase))
-            {
-                refusal.Value = msg;
-                return -1;
-            }
+                return (-1, msg);
             throw ServerError.Map(response.StatusCode, msg, what, "ChunkMissing", _client.Auth.Redact);
         }
         if (!response.IsSuccessStatusCode)
@@ -227,7 +216,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
             }
             throw await ErrorAsync(response, what, "ChunkMissing", ct).ConfigureAwait(false);
         }
-        return await ReadBodyIntoAsync(response, buffer, what, () => stall.CancelAfter(timeout), ct).ConfigureAwait(false);
+        return (await ReadBodyIntoAsync(response, buffer, what, watch.Progressed, ct).ConfigureAwait(false), null);
     }
 
     private static async Task<int> ReadBodyIntoAsync(HttpResponseMessage response, byte[] buffer, string what, Action progressed, CancellationToken ct)
@@ -270,7 +259,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         return bytes / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
     }
 
-    /// <summary>Re-downloads every needed index that the current connection has not downloaded.</summary>
+    /// <summary>Re-downloads every needed index that the current connection has not downloaded (part of a chunk's attempt).</summary>
     private async ValueTask EnsureIndexesAsync(CancellationToken ct)
     {
         if (StaleIndexes().Count == 0) return;
@@ -279,7 +268,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         {
             foreach (var (name, reg) in StaleIndexes())
             {
-                await DownloadRawAsync(name, reg.MaxSize, ct).ConfigureAwait(false);
+                await DownloadOnceAsync(name, reg.MaxSize, ct).ConfigureAwait(false);
                 lock (_gate) reg.Connection = Connections;
                 Interlocked.Increment(ref _replays);
             }
@@ -315,28 +304,12 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
         }
     }
 
-    /// <summary>
-    /// GET requests are idempotent: one failure of the transport (the connection died under us) is retried,
-    /// on a new connection (and so a new server session, which the index replay takes care of).
-    /// </summary>
-    private async Task<T> WithRetryAsync<T>(Func<Task<T>> action, string what, CancellationToken ct)
-    {
-        for (int attempt = 0; ; attempt++)
-        {
-            try
-            {
-                return await action().ConfigureAwait(false);
-            }
-            catch (Exception e) when (IsTransportFailure(e) && !ct.IsCancellationRequested)
-            {
-                if (attempt > 0)
-                    throw e as PbsException ?? new PbsException("ConnectionLost", PbsErrorKind.Connection, $"{what}: {e.Message}", e);
-            }
-        }
-    }
-
+    /// <summary>The connection died under the request (a broken connection surfaces as either).</summary>
     private static bool IsTransportFailure(Exception e) =>
-        e is PbsException { ErrorId: "ConnectionLost" } or IOException or HttpRequestException;
+        e is IOException or HttpRequestException;
+
+    private static PbsException Lost(string what, Exception e) =>
+        new(ChunkRetryPolicy.ConnectionLost, PbsErrorKind.Connection, $"{what}: {e.Message}", e);
 
     private async Task<HttpResponseMessage> SendAsync(string relative, string what, CancellationToken ct)
     {
@@ -347,7 +320,7 @@ public sealed class ReaderSession : IAsyncDisposable, IDisposable
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };
-        return await Transport.SendAsync(_http, request, what, _client.Repository.Authority, "ConnectionLost", ct).ConfigureAwait(false);
+        return await Transport.SendAsync(_http, request, what, _client.Repository.Authority, ChunkRetryPolicy.ConnectionLost, ct).ConfigureAwait(false);
     }
 
     private async Task<PbsException> ErrorAsync(HttpResponseMessage response, string what, string notFoundId, CancellationToken ct)

@@ -159,18 +159,20 @@ public sealed class RemoteSnapshotReader : ISnapshotReader, IChunkSource
     }
 
     /// <summary>
-    /// Reads a chunk on the least busy session, once. A session whose connection broke reconnects and downloads its
-    /// indexes again before its next chunk; a transient failure (<see cref="PbsErrorKind.Connection"/>) is thrown for
-    /// the caller's retry policy (<see cref="ChunkRetryPolicy"/>, applied by <see cref="ChunkAccess"/>), which then
-    /// asks again on whichever session is least busy.
+    /// Reads a chunk on the least busy session, once (<see cref="ReaderSession.ReadChunkOnceAsync"/>): a transient
+    /// failure or a refusal is thrown for the retry policy (<see cref="RetryPolicy"/>, applied by
+    /// <see cref="ChunkAccess"/>), which then asks again on whichever session is least busy.
     /// </summary>
     public ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
     {
         var best = _sessions[0];
         for (int i = 1; i < _sessions.Length; i++)
             if (_sessions[i].InFlight < best.InFlight) best = _sessions[i];
-        return best.ReadChunkAsync(digest, buffer, ct);
+        return best.ReadChunkOnceAsync(digest, buffer, ct);
     }
+
+    /// <summary>The sessions' policy: the client's stall deadline.</summary>
+    public ChunkRetryPolicy RetryPolicy => _sessions[0].RetryPolicy;
 
     public override string ToString() => Location;
 
