@@ -14,7 +14,7 @@ namespace PbsRestore.Restore;
 /// destination (<see cref="Platform.UnbufferedFileWriter"/>) writes them straight from this memory, no copy.
 /// </para>
 /// </summary>
-internal sealed class ChunkBufferPool(int bufferSize)
+internal sealed class ChunkBufferPool(int bufferSize) : Sources.IFetchBuffers
 {
     internal const int Alignment = Platform.UnbufferedFileWriter.MinimumAlignment;
 
@@ -22,7 +22,17 @@ internal sealed class ChunkBufferPool(int bufferSize)
 
     public int BufferSize => bufferSize;
 
-    public byte[] Rent() => _free.TryTake(out var b) ? b : GC.AllocateUninitializedArray<byte>(bufferSize + Alignment, pinned: true);
+    private int _allocated;
+
+    /// <summary>Arrays this pool allocated so far (the restore's large allocations; tests bound it).</summary>
+    public int Allocated => Volatile.Read(ref _allocated);
+
+    public byte[] Rent()
+    {
+        if (_free.TryTake(out var b)) return b;
+        Interlocked.Increment(ref _allocated);
+        return GC.AllocateUninitializedArray<byte>(bufferSize + Alignment, pinned: true);
+    }
 
     public void Return(byte[] buffer)
     {

@@ -62,26 +62,23 @@ internal sealed class FetchRole(RestorePlan plan, IChunkAccess access, ChunkBuff
             int i = Interlocked.Increment(ref _next);
             if (i >= plan.Jobs.Count) return;
             var job = plan.Jobs[i];
-            var buffer = pool.Rent();
             ChunkFetch fetch;
             try
             {
-                fetch = await access.FetchAsync(job.Digest, buffer, token).ConfigureAwait(false);
+                // The buffer comes from the pool once the slot is held (and goes back if the fetch fails): workers
+                // are started for the gate's ceiling, buffers follow its limit.
+                fetch = await access.FetchAsync(job.Digest, pool, token).ConfigureAwait(false);
             }
             catch (PbsException e)
             {
                 var blamed = ChunkDecoder.Blame(plan.Archive, job, e);
-                if (blamed is ChunkException ce && policy.Tolerate(ce, job, token))
-                {
-                    pool.Return(buffer);
-                    continue;
-                }
+                if (blamed is ChunkException ce && policy.Tolerate(ce, job, token)) continue;
                 throw blamed;
             }
             using (fetch)
             {
                 long blocked = RestoreMetrics.Now;
-                await output.WriteAsync(new FetchedChunk(job, buffer, fetch.Length), token).ConfigureAwait(false);
+                await output.WriteAsync(new FetchedChunk(job, fetch.Buffer!, fetch.Length), token).ConfigureAwait(false);
                 metrics.AddFetchBlocked(blocked);
             }
         }

@@ -23,6 +23,14 @@ public interface IChunkAccess
     ValueTask<ChunkFetch> FetchAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct);
 
     /// <summary>
+    /// As <see cref="FetchAsync(ChunkDigest, byte[], CancellationToken)"/>, but the buffer is taken from
+    /// <paramref name="buffers"/> only once the slot is held (the lease's <see cref="ChunkFetch.Buffer"/>), and given
+    /// back there if the read fails: a worker waiting for a slot holds no buffer, so memory follows the gate's limit,
+    /// not the number of workers started for its ceiling.
+    /// </summary>
+    ValueTask<ChunkFetch> FetchAsync(ChunkDigest digest, IFetchBuffers buffers, CancellationToken ct);
+
+    /// <summary>
     /// Reads a chunk again after its copy failed a check: through the same cap, retries and counters, and in a slot of
     /// the same gate when one is free (it never waits for one: the holders may be waiting for the caller).
     /// </summary>
@@ -35,16 +43,30 @@ public readonly struct ChunkFetch : IDisposable
     private readonly FetchGate? _gate;
 
     /// <summary>A fetch that holds no slot (an <see cref="IChunkAccess"/> without a gate).</summary>
-    public ChunkFetch(int length) => Length = length;
-
-    internal ChunkFetch(int length, FetchGate gate)
+    public ChunkFetch(int length, byte[]? buffer = null)
     {
         Length = length;
+        Buffer = buffer;
+    }
+
+    internal ChunkFetch(int length, byte[] buffer, FetchGate gate)
+    {
+        Length = length;
+        Buffer = buffer;
         _gate = gate;
     }
 
     public int Length { get; }
+    /// <summary>The buffer holding the raw blob (<see cref="Length"/> bytes); the caller's from then on.</summary>
+    public byte[]? Buffer { get; }
     public void Dispose() => _gate?.Release();
+}
+
+/// <summary>Where a fetch takes its buffer once it holds a slot, and gives it back when the read fails.</summary>
+public interface IFetchBuffers
+{
+    byte[] Rent();
+    void Return(byte[] buffer);
 }
 
 /// <summary>What a <see cref="ChunkAccess"/> reports as it goes (restore counters, metrics; a reader's own counts).</summary>
@@ -126,19 +148,32 @@ public sealed class ChunkAccess : IChunkAccess, IDisposable
         return _ownGate.TuneAsync(() => WireBytes, report, ct);
     }
 
-    public async ValueTask<ChunkFetch> FetchAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    public ValueTask<ChunkFetch> FetchAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct) =>
+        FetchAsync(digest, new CallersBuffer(buffer), ct);
+
+    public async ValueTask<ChunkFetch> FetchAsync(ChunkDigest digest, IFetchBuffers buffers, CancellationToken ct)
     {
         await _gate.WaitAsync(ct).ConfigureAwait(false);
+        byte[]? buffer = null;
         try
         {
+            buffer = buffers.Rent();
             int length = await ReadAsync(digest, buffer, reread: false, ct).ConfigureAwait(false);
-            return new ChunkFetch(length, _gate);
+            return new ChunkFetch(length, buffer, _gate);
         }
         catch
         {
+            if (buffer is not null) buffers.Return(buffer);
             _gate.Release();
             throw;
         }
+    }
+
+    /// <summary>A buffer the caller gave and keeps, whatever happens.</summary>
+    private sealed class CallersBuffer(byte[] buffer) : IFetchBuffers
+    {
+        public byte[] Rent() => buffer;
+        public void Return(byte[] b) { }
     }
 
     public async ValueTask<int> RereadAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)

@@ -145,6 +145,52 @@ public sealed class PipelineRolesTests : IDisposable
         Assert.Equal(2 * ChunkSize, counters2.DoneBytes);
     }
 
+    /// <summary>A source whose every read waits until released, counting the reads under way.</summary>
+    private sealed class GatedSource(IChunkSource inner) : IChunkSource
+    {
+        public readonly TaskCompletionSource Release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public int Entered;
+
+        public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+        {
+            Interlocked.Increment(ref Entered);
+            await Release.Task.WaitAsync(ct);
+            return await inner.ReadRawChunkAsync(digest, buffer, ct);
+        }
+    }
+
+    [Fact]
+    public async Task Fetch_workers_waiting_for_a_slot_hold_no_buffer()
+    {
+        // Workers are started for the gate's ceiling (32 by default) while its limit is often 4: a buffer taken before
+        // the slot would cost a 4 MiB array per waiting worker (a restore's memory rose by ~85 MiB that way).
+        var (source, plan, _) = MakePlan(16);
+        var gated = new GatedSource(source);
+        using var access = new ChunkAccess(gated, new ChunkAccessOptions { FetchConcurrency = 2 });
+        var pool = new ChunkBufferPool(ChunkSize + 64);
+        var output = Channel.CreateUnbounded<FetchedChunk>();
+        var role = new FetchRole(plan, access, pool, output.Writer, new ChunkErrorPolicy(null, new RestoreCounters()), new RestoreMetrics());
+        var workers = Enumerable.Range(0, 12).Select(_ => Task.Run(() => role.RunWorkerAsync(default))).ToArray();
+        while (Volatile.Read(ref gated.Entered) < 2) await Task.Delay(5);
+        await Task.Delay(100); // the other ten workers are at the gate by now
+        Assert.Equal(2, Volatile.Read(ref gated.Entered));
+        Assert.Equal(2, pool.Allocated);
+
+        gated.Release.SetResult();
+        await Task.WhenAll(workers);
+        output.Writer.Complete();
+        var buffers = new HashSet<byte[]>(ReferenceEqualityComparer.Instance);
+        var jobs = new List<int>();
+        await foreach (var item in output.Reader.ReadAllAsync())
+        {
+            jobs.Add(item.Job.FirstIndex);
+            Assert.True(buffers.Add(item.Buffer)); // each chunk handed on in the buffer its lease carried, none shared
+            Assert.True(item.Length > 0);
+        }
+        Assert.Equal(Enumerable.Range(0, 16), jobs.Order());
+        Assert.Equal(16, pool.Allocated); // nothing returned here: each chunk handed on keeps its own
+    }
+
     [Fact]
     public async Task Decode_role_reads_a_damaged_copy_again_and_hands_on_verified_bytes()
     {
