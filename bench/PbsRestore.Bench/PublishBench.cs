@@ -26,6 +26,7 @@ namespace PbsRestore.Bench;
 ///     (target ≤ cache size + 64 MiB; each in its own child process, so peaks do not mix).
 /// Needs qemu-img/qemu-io with the iSCSI driver (Debian: qemu-utils, qemu-block-extra) and a build with the iSCSI
 /// target. Run: <c>dotnet bench/PbsRestore.Bench/bin/Release/net10.0/PbsRestore.Bench.dll --publish [--quick]</c>.
+/// <c>--rounds N</c> alternates restore and convert N times per source and reports medians.
 /// Prints a Markdown table (not written to RESULTS.md by itself).
 /// </summary>
 internal static class PublishBench
@@ -57,45 +58,68 @@ internal static class PublishBench
         Directory.CreateDirectory(outDir);
 
         using var server = await StartServerAsync(store);
+        // --rounds N: restore and convert alternate N times per source; the rows give medians (one 256 MiB run lasts
+        // under a second, so a single pair swings by tens of percent on a shared machine).
+        int rounds = Array.IndexOf(args, "--rounds") is >= 0 and var ri && ri + 1 < args.Length ? int.Parse(args[ri + 1], CultureInfo.InvariantCulture) : 1;
+        static double Median(List<double> v) { var o = v.Order().ToList(); return o.Count % 2 == 1 ? o[o.Count / 2] : (o[o.Count / 2 - 1] + o[o.Count / 2]) / 2; }
+        string Spread(List<double> ratios) => rounds == 1 ? "" : $"; median of {rounds} alternating rounds, ratios {string.Join(" ", ratios.Select(r => r.ToString("P0", CultureInfo.InvariantCulture)))}";
         foreach (var via in new[] { "folder", "loopback" })
         {
             // Restore-PbsImage's engine to a file, then the published disk read by qemu-img to a file.
             string restored = Path.Combine(outDir, $"restore-{via}.raw"), converted = Path.Combine(outDir, $"publish-{via}.raw");
-            double restoreMBs, publishMBs;
-            await using (var reader = await OpenAsync(via, store, server, reference))
+            List<double> restoreRates = [], publishRates = [], directRates = [], ratios = [], directRatios = [];
+            bool same = true, sameDirect = true;
+            for (int round = 0; round < rounds; round++)
             {
-                var clock = Stopwatch.StartNew();
-                await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", restored, new DestinationOptions { Force = true }, new RestoreOptions(), new RestoreCounters(), default);
-                restoreMBs = size / clock.Elapsed.TotalSeconds / 1e6;
-            }
-            var publication = await PublishAsync(via, store, server, reference, 256L << 20);
-            await using (publication)
-            {
-                var clock = Stopwatch.StartNew();
-                Run("qemu-img", "convert", "-f", "raw", "-O", "raw", Url(publication), converted);
-                publishMBs = size / clock.Elapsed.TotalSeconds / 1e6;
-            }
-            bool same = Sha(restored) == Sha(converted);
-            rows.Add(($"{via}: qemu-img convert of the published disk vs Restore-PbsImage to a file ({size >> 20} MiB)",
-                $"{publishMBs:F0} MB/s vs {restoreMBs:F0} MB/s ({publishMBs / restoreMBs:P0}){(same ? "" : " — OUTPUTS DIFFER")}", "≥ 70 %", same && publishMBs >= 0.7 * restoreMBs));
-            if (via == "folder")
-            {
-                // An added row, not the issue's command: qemu-img writing its output with O_DIRECT (-t none), as
-                // Restore-PbsImage writes, so the initiator's page-cache copy does not weigh on the comparison.
-                File.Delete(converted);
-                publication = await PublishAsync(via, store, server, reference, 256L << 20);
-                await using (publication)
+                double restoreMBs;
+                await using (var reader = await OpenAsync(via, store, server, reference))
                 {
                     var clock = Stopwatch.StartNew();
-                    Run("qemu-img", "convert", "-t", "none", "-f", "raw", "-O", "raw", Url(publication), converted);
-                    double direct = size / clock.Elapsed.TotalSeconds / 1e6;
-                    bool sameDirect = Sha(restored) == Sha(converted);
-                    rows.Add(($"{via}: the same with qemu-img convert -t none (O_DIRECT output; added row, not the issue's command)",
-                        $"{direct:F0} MB/s vs {restoreMBs:F0} MB/s ({direct / restoreMBs:P0}){(sameDirect ? "" : " — OUTPUTS DIFFER")}", "≥ 70 %", sameDirect && direct >= 0.7 * restoreMBs));
+                    await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", restored, new DestinationOptions { Force = true }, new RestoreOptions(), new RestoreCounters(), default);
+                    restoreMBs = size / clock.Elapsed.TotalSeconds / 1e6;
                 }
+                string expected = Sha(restored);
+                double publishMBs = Convert("", restored, converted);
+                same &= expected == Sha(converted);
+                restoreRates.Add(restoreMBs);
+                publishRates.Add(publishMBs);
+                ratios.Add(publishMBs / restoreMBs);
+                if (via == "folder")
+                {
+                    // An added row, not the issue's command: qemu-img writing its output with O_DIRECT (-t none), as
+                    // Restore-PbsImage writes, so the initiator's page-cache copy does not weigh on the comparison.
+                    double direct = Convert("none", restored, converted);
+                    sameDirect &= expected == Sha(converted);
+                    directRates.Add(direct);
+                    directRatios.Add(direct / restoreMBs);
+                }
+                File.Delete(restored);
+                File.Delete(converted);
             }
-            File.Delete(restored);
-            File.Delete(converted);
+
+            double Convert(string cacheMode, string restored, string converted)
+            {
+                File.Delete(converted);
+                var publication = PublishAsync(via, store, server, reference, 256L << 20).GetAwaiter().GetResult();
+                try
+                {
+                    var clock = Stopwatch.StartNew();
+                    if (cacheMode.Length == 0) Run("qemu-img", "convert", "-f", "raw", "-O", "raw", Url(publication), converted);
+                    else Run("qemu-img", "convert", "-t", cacheMode, "-f", "raw", "-O", "raw", Url(publication), converted);
+                    return size / clock.Elapsed.TotalSeconds / 1e6;
+                }
+                finally { publication.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+            }
+
+            double ratio = Median(ratios);
+            rows.Add(($"{via}: qemu-img convert of the published disk vs Restore-PbsImage to a file ({size >> 20} MiB)",
+                $"{Median(publishRates):F0} MB/s vs {Median(restoreRates):F0} MB/s ({ratio:P0}{Spread(ratios)}){(same ? "" : " — OUTPUTS DIFFER")}", "≥ 70 %", same && ratio >= 0.7));
+            if (via == "folder")
+            {
+                double directRatio = Median(directRatios);
+                rows.Add(($"{via}: the same with qemu-img convert -t none (O_DIRECT output, as Restore-PbsImage writes; added row, not the issue's command)",
+                    $"{Median(directRates):F0} MB/s vs {Median(restoreRates):F0} MB/s ({directRatio:P0}{Spread(directRatios)}){(sameDirect ? "" : " — OUTPUTS DIFFER")}", "≥ 70 %", sameDirect && directRatio >= 0.7));
+            }
         }
 
         // First byte: the publication started (as when Publish-PbsImage returns), then an initiator reads sector 0.
