@@ -46,7 +46,9 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     // collection, so a reader streaming through a disk would grow the working set far beyond its cache. Under _gate.
     private readonly Stack<byte[]> _plainBuffers = new();
     private readonly object _gate = new();
-    private readonly Dictionary<int, LinkedListNode<Slot>> _cache = [];
+    // Keyed by digest, not by position: an archive's duplicate chunks (one digest at several offsets, as PBS
+    // deduplicates) share one fetch and one decoded copy, as they do in a restore.
+    private readonly Dictionary<ChunkDigest, LinkedListNode<Slot>> _cache = [];
     private readonly LinkedList<Slot> _lru = new();
     private readonly CancellationTokenSource _life = new();
     private readonly int _cacheChunks;
@@ -58,9 +60,9 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     /// is still copying from it (<see cref="Users"/>; both under the reader's lock), so a reused array can never
     /// hand one chunk's bytes to a reader of another.
     /// </summary>
-    private sealed class Slot(int index, Task<byte[]> task)
+    private sealed class Slot(ChunkDigest digest, Task<byte[]> task)
     {
-        public int Index { get; } = index;
+        public ChunkDigest Digest { get; } = digest;
         public Task<byte[]> Task { get; } = task;
         public int Users;
         public bool Evicted;
@@ -106,7 +108,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     public long Length => _index.Size;
     public IChunkIndex Index => _index;
 
-    /// <summary>Chunks fetched from the source so far (zero chunks and cache hits not counted).</summary>
+    /// <summary>Chunks fetched from the source so far (zero chunks and cache hits, duplicates included, not counted).</summary>
     public long ChunksFetched => Interlocked.Read(ref _fetched);
 
     /// <summary>Encoded bytes fetched from the source so far.</summary>
@@ -242,23 +244,24 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     /// <summary>Under the lock: the cached or in-flight slot of a chunk, else a new fetch; trims the cache.</summary>
     private Slot Lookup(int chunk)
     {
-        if (_cache.TryGetValue(chunk, out var node))
+        var digest = _index.DigestAt(chunk);
+        if (_cache.TryGetValue(digest, out var node))
         {
             _lru.Remove(node);
             _lru.AddFirst(node);
             return node.Value;
         }
         var task = Task.Run(() => FetchAsync(chunk));
-        var slot = new Slot(chunk, task);
+        var slot = new Slot(digest, task);
         var added = _lru.AddFirst(slot);
-        _cache[chunk] = added;
+        _cache[digest] = added;
         // Failed fetches leave the cache, so that a later read tries again instead of repeating an old error.
         task.ContinueWith(t =>
         {
             lock (_gate)
-                if (_cache.TryGetValue(chunk, out var n) && n == added)
+                if (_cache.TryGetValue(digest, out var n) && n == added)
                 {
-                    _cache.Remove(chunk);
+                    _cache.Remove(digest);
                     _lru.Remove(n);
                 }
         }, CancellationToken.None, TaskContinuationOptions.NotOnRanToCompletion, TaskScheduler.Default);
@@ -271,7 +274,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         while (_cache.Count > _cacheChunks + _options.ReadAhead && _lru.Last is { } last && last != added)
         {
             _lru.RemoveLast();
-            _cache.Remove(last.Value.Index);
+            _cache.Remove(last.Value.Digest);
             last.Value.Evicted = true;
             Recycle(last.Value);
         }

@@ -314,4 +314,25 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
         Assert.Equal(index.DigestAt(1).ToString(), e.Digest);
         Assert.Equal(size, e.Offset);
     }
+
+    [Fact]
+    public async Task Duplicate_chunks_are_fetched_and_decoded_once_and_read_back_at_every_offset()
+    {
+        var source = new FakeChunkSource();
+        const int size = 64 << 10;
+        byte[] a = Content(size, 11), b = Content(size, 12);
+        ChunkDigest da = source.Add(a), db = source.Add(b);
+        var layout = new[] { a, b, a, a, b, a };
+        var index = FixedIndex.Parse(FixedIndex.Build(Guid.NewGuid(), DateTimeOffset.UnixEpoch, (long)layout.Length * size, size,
+            [da, db, da, da, db, da]));
+        using var access = new ChunkedArchiveReader("disk.img", index, source, null, false, new ChunkedReaderOptions { CacheChunks = 2, ReadAhead = 0 });
+        var all = new byte[layout.Length * size];
+        // Piecewise, crossing chunk boundaries, so every position is asked for on its own.
+        for (int off = 0; off < all.Length; off += 24_000)
+            await access.ReadExactlyAtAsync(off, all.AsMemory(off, Math.Min(24_000, all.Length - off)), "test", default);
+        for (int i = 0; i < layout.Length; i++)
+            Assert.True(layout[i].AsSpan().SequenceEqual(all.AsSpan(i * size, size)), $"chunk {i} differs");
+        Assert.Equal(2, source.Reads);
+        Assert.Equal(2, access.ChunksFetched);
+    }
 }

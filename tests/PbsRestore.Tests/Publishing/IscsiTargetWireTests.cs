@@ -329,4 +329,79 @@ public class IscsiTargetWireTests
             foreach (var c in open) await c.DisposeAsync();
         }
     }
+
+    /// <summary>A memory disk whose reads of its first block wait until released (a chunk still being fetched).</summary>
+    private sealed class HeldFirstBlockDevice(byte[] contents) : IBlockDevice
+    {
+        private readonly MemoryBlockDevice _inner = new(contents.Length, contents: contents);
+        public readonly TaskCompletionSource Release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public readonly TaskCompletionSource Held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public long Length => _inner.Length;
+        public int BlockSize => 512;
+        public bool ReadOnly => true;
+
+        public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct)
+        {
+            if (offset == 0)
+            {
+                Held.TrySetResult();
+                await Release.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);
+            }
+            await _inner.ReadAsync(offset, buffer, ct);
+        }
+
+        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct) => throw new BlockDeviceException(BlockDeviceError.WriteProtected, "read-only");
+        public ValueTask FlushAsync(CancellationToken ct) => ValueTask.CompletedTask;
+        public ValueTask UnmapAsync(long offset, long length, CancellationToken ct) => throw new BlockDeviceException(BlockDeviceError.WriteProtected, "read-only");
+    }
+
+    [Fact]
+    public async Task Reads_in_flight_on_one_connection_are_served_concurrently_and_each_arrives_bit_exact()
+    {
+        var contents = Pattern(4 << 20);
+        var device = new HeldFirstBlockDevice(contents);
+        await using var target = await Start(device);
+        await using var c = await RawInitiator.ConnectAsync(target.LocalEndPoint);
+        Assert.Equal(0, (await c.LoginAsync(Iqn, "MaxRecvDataSegmentLength=65536", "MaxBurstLength=262144")).Class);
+
+        // First a READ whose data is not there yet (LBA 0 is held), then eight more of assorted sizes and places,
+        // sent back to back: they must all complete while the first still waits (no head-of-line blocking).
+        uint held = c.Itt;
+        await c.SendAsync(c.ScsiCommand(Read10(0, 128), 128 * 512, read: true, write: false));
+        await device.Held.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var expected = new Dictionary<uint, (long Offset, int Length)> { [held] = (0, 128 * 512) };
+        var rng = new Random(15);
+        for (int i = 0; i < 8; i++)
+        {
+            uint lba = (uint)rng.Next(1, (4 << 20) / 512 - 2048);
+            ushort blocks = (ushort)rng.Next(1, 2048); // up to 1 MiB: several Data-In PDUs and bursts
+            expected[c.Itt] = (lba * 512L, blocks * 512);
+            await c.SendAsync(c.ScsiCommand(Read10(lba, blocks), blocks * 512u, read: true, write: false));
+        }
+
+        var received = expected.Keys.ToDictionary(k => k, _ => new MemoryStream());
+        var nextSn = expected.Keys.ToDictionary(k => k, _ => 0u);
+        var finished = new List<uint>();
+        while (finished.Count < expected.Count)
+        {
+            if (finished.Count == expected.Count - 1) device.Release.TrySetResult();
+            using var p = await c.ReceiveAsync(TimeSpan.FromSeconds(30));
+            Assert.NotNull(p);
+            Assert.Equal(Opcode.DataIn, p!.Opcode);
+            uint itt = p.InitiatorTaskTag;
+            Assert.DoesNotContain(itt, finished);
+            Assert.Equal(nextSn[itt]++, p.U32(36));              // DataSN in order per task
+            Assert.Equal((uint)received[itt].Length, p.U32(40)); // buffer offset in order per task
+            received[itt].Write(p.Data);
+            if ((p.Flags & 0x01) != 0)
+            {
+                Assert.Equal(0, p.Bhs[3]); // GOOD
+                finished.Add(itt);
+            }
+        }
+        Assert.Equal(held, finished[^1]); // the held READ finished last, after all the others
+        foreach (var (itt, (offset, length)) in expected)
+            Assert.True(contents.AsSpan((int)offset, length).SequenceEqual(received[itt].ToArray()), $"task 0x{itt:x} differs");
+        Assert.Equal(expected.Values.Sum(e => (long)e.Length), target.Counters.BytesRead);
+    }
 }

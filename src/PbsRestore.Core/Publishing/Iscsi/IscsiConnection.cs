@@ -9,7 +9,8 @@ namespace PbsRestore.Publishing.Iscsi;
 
 /// <summary>
 /// One TCP connection: login (bounded by the login timeout), then the full feature phase. A single reader loop
-/// takes PDUs in order; READs run concurrently (bounded by the command window, which also bounds memory), writes
+/// takes PDUs in order; READs run concurrently (bounded by the command window, which also bounds memory; each starts
+/// on the reader loop and leaves it at its first wait), writes
 /// are streamed to the device as their Data-Out PDUs arrive. Every send goes through one lock that also stamps
 /// StatSN, ExpCmdSN and MaxCmdSN, so status numbers go out in order.
 /// </summary>
@@ -38,7 +39,11 @@ internal sealed partial class IscsiConnection
     private bool _pingOutstanding;
 
     public IscsiConnection(IscsiTarget target, Socket socket)
-        : this(target, new NetworkStream(socket, ownsSocket: true), socket.RemoteEndPoint, socket.LocalEndPoint) => _socket = socket;
+        : this(target, new NetworkStream(socket, ownsSocket: true), socket.RemoteEndPoint, socket.LocalEndPoint)
+    {
+        _socket = socket;
+        _writer.Socket = socket;
+    }
 
     /// <summary>Over any duplex stream (the fuzzer feeds PDUs through a memory stream).</summary>
     public IscsiConnection(IscsiTarget target, Stream stream, EndPoint? remote, EndPoint? local)
@@ -559,16 +564,10 @@ internal sealed partial class IscsiConnection
                     await _inflight.WaitAsync(ct).ConfigureAwait(false);
                     var running = new RunningRead { Lun = lun, Cancel = CancellationTokenSource.CreateLinkedTokenSource(ct) };
                     _reads[itt] = running;
-                    running.Task = Task.Run(async () =>
-                    {
-                        try { await ReadAsync(itt, unit!, plan, edtl, running).ConfigureAwait(false); }
-                        finally
-                        {
-                            _reads.TryRemove(itt, out _);
-                            running.Cancel.Dispose();
-                            _inflight.Release();
-                        }
-                    }, CancellationToken.None);
+                    // Started here, not queued to the thread pool: a READ of cached data is answered before the next
+                    // PDU is read (no thread hop, the latency of a small read); one that must wait (a chunk being
+                    // fetched, a full socket) yields at that await and this loop goes on with the next command.
+                    running.Task = RunReadAsync(itt, unit!, plan, edtl, running);
                     return false;
                 }
             default: // Write or NeedsDataOut
@@ -728,6 +727,17 @@ internal sealed partial class IscsiConnection
             await SendStatusAsync(w.Itt, result, w.Edtl, w.Plan.Length, ct).ConfigureAwait(false);
         }
         finally { w.Dispose(); }
+    }
+
+    private async Task RunReadAsync(uint itt, ScsiLogicalUnit unit, ScsiPlan plan, uint edtl, RunningRead running)
+    {
+        try { await ReadAsync(itt, unit, plan, edtl, running).ConfigureAwait(false); }
+        finally
+        {
+            _reads.TryRemove(itt, out _);
+            running.Cancel.Dispose();
+            _inflight.Release();
+        }
     }
 
     private async Task ReadAsync(uint itt, ScsiLogicalUnit unit, ScsiPlan plan, uint edtl, RunningRead running)

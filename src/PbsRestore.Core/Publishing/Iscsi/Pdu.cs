@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace PbsRestore.Publishing.Iscsi;
 
@@ -169,6 +171,13 @@ internal sealed class PduWriter(Stream stream, PduLimits limits)
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly byte[] _header = new byte[Pdu.BhsLength + 4];
     private readonly byte[] _trailer = new byte[8];
+    private readonly List<ArraySegment<byte>> _gather = new(3);
+
+    /// <summary>
+    /// The connection's socket, when the stream is one: a large PDU then goes out in one gathering send (header,
+    /// data and trailer in one sendmsg, one segment train) instead of a write per part.
+    /// </summary>
+    public Socket? Socket { get; set; }
 
     /// <summary>Maximum data segment the peer accepts (its declared MaxRecvDataSegmentLength).</summary>
     public int PeerMaxRecvDataSegment = 8192;
@@ -213,9 +222,33 @@ internal sealed class PduWriter(Stream stream, PduLimits limits)
             finally { ArrayPool<byte>.Shared.Return(one); }
             return;
         }
+        if (Socket is { } socket && MemoryMarshal.TryGetArray(data, out var segment))
+        {
+            // Not cancellable once started: a PDU is sent whole or the connection is closed (Close disposes the
+            // socket, which fails the send), so the initiator never sees half a PDU followed by another.
+            _gather.Clear();
+            _gather.Add(new ArraySegment<byte>(_header, 0, headerLength));
+            _gather.Add(segment);
+            if (trailer > 0) _gather.Add(new ArraySegment<byte>(_trailer, 0, trailer));
+            int total = headerLength + data.Length + trailer;
+            int sent = await socket.SendAsync(_gather, SocketFlags.None).ConfigureAwait(false);
+            if (sent == total) return;
+            // A short send (not seen on a blocking-semantics stream socket, but allowed): the rest through the stream.
+            await WriteRestAsync(sent, headerLength, data, trailer, ct).ConfigureAwait(false);
+            return;
+        }
         await stream.WriteAsync(_header.AsMemory(0, headerLength), ct).ConfigureAwait(false);
         await stream.WriteAsync(data, ct).ConfigureAwait(false);
         if (trailer > 0) await stream.WriteAsync(_trailer.AsMemory(0, trailer), ct).ConfigureAwait(false);
+    }
+
+    private async ValueTask WriteRestAsync(int sent, int headerLength, ReadOnlyMemory<byte> data, int trailer, CancellationToken ct)
+    {
+        if (sent < headerLength) await stream.WriteAsync(_header.AsMemory(sent, headerLength - sent), ct).ConfigureAwait(false);
+        int fromData = Math.Max(0, sent - headerLength);
+        if (fromData < data.Length) await stream.WriteAsync(data[fromData..], ct).ConfigureAwait(false);
+        int fromTrailer = Math.Max(0, sent - headerLength - data.Length);
+        if (fromTrailer < trailer) await stream.WriteAsync(_trailer.AsMemory(fromTrailer, trailer - fromTrailer), ct).ConfigureAwait(false);
     }
 
     public async ValueTask WriteAsync(byte[] bhs, ReadOnlyMemory<byte> data, CancellationToken ct)
