@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using PbsRestore.Destinations;
 using PbsRestore.Formats;
+using PbsRestore.Platform;
 using PbsRestore.Sources;
 
 namespace PbsRestore.Restore;
@@ -8,8 +9,8 @@ namespace PbsRestore.Restore;
 /// <summary>A chunk's encoded blob, fetched, on its way to a decoder (the buffer is the pool's).</summary>
 internal readonly record struct FetchedChunk(ChunkJob Job, byte[] Buffer, int Length);
 
-/// <summary>A chunk's verified plaintext on its way to a writer: its bytes are in the pool's page-aligned window of the buffer (<see cref="ChunkBufferPool.Aligned"/>), for unbuffered writes.</summary>
-internal readonly record struct DecodedChunk(ChunkJob Job, byte[] Buffer, int Length);
+/// <summary>A chunk's verified plaintext on its way to a writer, in one of the pool's native blocks (<see cref="ChunkBufferPool.RentPlain"/>), aligned for unbuffered writes.</summary>
+internal readonly record struct DecodedChunk(ChunkJob Job, IoMemory Buffer, int Length);
 
 /// <summary>
 /// What happens to a chunk that cannot be read or fails its checks. Without a policy (a restore) it ends the run;
@@ -108,7 +109,7 @@ internal sealed class DecodeRole(RestorePlan plan, CryptConfig? crypt, bool encr
             if (!input.TryRead(out var item)) continue;
             metrics.AddDecodeStarved(waiting);
             long busy = RestoreMetrics.Now;
-            var plain = pool.Rent();
+            var plain = pool.RentPlain();
             int n;
             try
             {
@@ -138,14 +139,14 @@ internal sealed class DecodeRole(RestorePlan plan, CryptConfig? crypt, bool encr
     }
 
     /// <summary>Decodes <paramref name="item"/> into <paramref name="plain"/>, reading it again while a copy fails its checks.</summary>
-    public async Task<int> DecodeOrRereadAsync(ChunkDecoder decoder, FetchedChunk item, byte[] plain, CancellationToken token)
+    public async Task<int> DecodeOrRereadAsync(ChunkDecoder decoder, FetchedChunk item, IoMemory plain, CancellationToken token)
     {
         int length = item.Length;
         for (int reads = 1; ; reads++)
         {
             try
             {
-                return decoder.Decode(item.Job, item.Buffer.AsSpan(0, length), pool.Aligned(plain)); // aligned: see ChunkBufferPool
+                return decoder.Decode(item.Job, item.Buffer.AsSpan(0, length), plain.Span);
             }
             catch (ChunkException e) when (e.Kind is PbsErrorKind.Integrity or PbsErrorKind.InvalidData && !token.IsCancellationRequested)
             {
@@ -177,7 +178,7 @@ internal sealed class WriteRole(IImageSink sink, RestoreJournal? journal, ChunkB
             foreach (long offset in item.Job.Offsets)
             {
                 token.ThrowIfCancellationRequested();
-                sink.Write(offset, pool.Aligned(item.Buffer)[..item.Length]);
+                sink.Write(offset, item.Buffer.Span[..item.Length]);
             }
             pool.Return(item.Buffer);
             journal?.MarkDone(item.Job.FirstIndex);
