@@ -52,6 +52,7 @@ internal static class WritePathBench
         bool quick = false, big = true, nativeFloor = true, served = false;
         string[]? only = null;
         int[] writers = [];
+        bool prepare = false;
         string? servedOnly = null;
         for (int i = 0; i < args.Length; i++)
         {
@@ -64,6 +65,8 @@ internal static class WritePathBench
                 // For profiling one row alone (perf record -g -- dotnet ... --write-path --rows 'to file' --no-big --no-floor).
                 case "--rows": only = args[++i].Split(';'); break;
                 case "--no-big": big = false; break;
+                // Writes the images only (slow, CPU-heavy: run it niced, outside the bench lock), then exits.
+                case "--prepare": prepare = true; break;
                 // Extra rows "to file, N writers" (RestoreOptions.WriteConcurrency), to find the disk's queue depth.
                 case "--writers": writers = args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(); break;
                 case "--no-floor": nativeFloor = false; break;
@@ -78,6 +81,12 @@ internal static class WritePathBench
         Directory.CreateDirectory(work);
         string store = Path.Combine(work, "store");
         var inv = CultureInfo.InvariantCulture;
+        if (prepare)
+        {
+            foreach (int gib in sizes) EnsureImage(store, work, "12" + gib.ToString("D1", inv), (long)gib << 30, (ulong)(20 + gib));
+            if (big) EnsureImage(store, work, "130", (long)dirtyGiB << 30, 31);
+            return 0;
+        }
         var md = new StringBuilder();
         md.AppendLine($"## Write path (issue 14): folder → null / → file, {rounds} alternating rounds, medians");
         md.AppendLine();

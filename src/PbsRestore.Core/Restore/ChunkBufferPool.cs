@@ -22,7 +22,7 @@ internal sealed class ChunkBufferPool(int bufferSize, int plainSize) : IDisposab
     public int BufferSize => bufferSize;
     public int PlainSize => plainSize;
 
-    public byte[] Rent() => _free.TryTake(out var b) ? b : GC.AllocateUninitializedArray<byte>(bufferSize);
+    public byte[] Rent() => _free.TryTake(out var b) ? b : GC.AllocateUninitializedArray<byte>(bufferSize, pinned: true); // pinned heap: read into without pinning per call, never moved
 
     public void Return(byte[] buffer)
     {
