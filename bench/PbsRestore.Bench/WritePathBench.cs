@@ -306,26 +306,14 @@ internal static class WritePathBench
                     await restorer.RestoreToSinkAsync(Program.Archive, new NullImageSink(), new RestoreOptions(), new RestoreCounters(), metrics, default);
                     return;
                 }
-                await restorer.RestoreAsync(Program.Archive, destination, new DestinationOptions { Force = true }, options ?? new RestoreOptions(), new RestoreCounters(), default, metrics);
-                mode = ProbeMode(destination, buffered);
+                var result = await restorer.RestoreAsync(Program.Archive, destination, new DestinationOptions { Force = true }, options ?? new RestoreOptions(), new RestoreCounters(), default, metrics);
+                mode = result.WriteMode; // the restore's own answer (no probe file inside the timed part)
             }, () => mode);
             return sample with { Stages = StagesOf(metrics) };
         }
         finally
         {
             Environment.SetEnvironmentVariable(UnbufferedFileWriter.ModeVariable, null);
-        }
-    }
-
-    /// <summary>The write mode a destination in this folder gets (the restore's own writer is gone with its commit).</summary>
-    private static string ProbeMode(string destination, bool buffered)
-    {
-        string probe = destination + ".mode-probe";
-        using (var fs = new FileStream(probe, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite, 0))
-        using (var w = UnbufferedFileWriter.Open(fs, probe))
-        {
-            File.Delete(probe);
-            return w.Mode;
         }
     }
 
