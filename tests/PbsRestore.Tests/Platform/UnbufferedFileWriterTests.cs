@@ -255,6 +255,11 @@ public sealed class UnbufferedFileWriterTests : IDisposable
         Assert.False(small.HugePageAligned);
         small.Dispose();
         Assert.Throws<ObjectDisposedException>(() => small.Span.Length);
+        // The pool frees every block it made when the pipeline ends, rented or not.
+        var ended = new ChunkBufferPool(64, 4 << 20);
+        var outstanding = ended.RentPlain();
+        ended.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => outstanding.Span.Length);
     }
 
     [UnbufferedFact]
