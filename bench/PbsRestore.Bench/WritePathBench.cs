@@ -25,7 +25,9 @@ namespace PbsRestore.Bench;
 /// gcc), beside ours on one core.
 /// With <c>--served</c> also over our server: loopback and HDD-like, Ours to null / to a file, Sequential to a file.
 /// Run: <c>dotnet pwsh ./build.ps1 Bench -BenchArgs '--write-path'</c> (options: <c>--rounds N</c> default 5,
-/// <c>--sizes 1,8</c> GiB, <c>--dirty-gib 16</c>, <c>--quick</c> = sizes 1, dirty 2, rounds 3). Prints a table; writes no file.
+/// <c>--sizes 1,8</c> GiB, <c>--dirty-gib 16</c>, <c>--quick</c> = sizes 1, dirty 2, rounds 3; <c>--rows "to null;to file"</c> a
+/// subset; <c>--writers 4,8</c> extra to-file rows with that many writers; <c>--prepare</c> only writes the images, to run
+/// niced before the measured run). The log gives each restore's stage times. Prints a table; writes no file.
 /// </summary>
 internal static class WritePathBench
 {
