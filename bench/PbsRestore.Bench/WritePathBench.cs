@@ -25,7 +25,9 @@ namespace PbsRestore.Bench;
 /// gcc), beside ours on one core.
 /// With <c>--served</c> also over our server: loopback and HDD-like, Ours to null / to a file, Sequential to a file.
 /// Run: <c>dotnet pwsh ./build.ps1 Bench -BenchArgs '--write-path'</c> (options: <c>--rounds N</c> default 5,
-/// <c>--sizes 1,8</c> GiB, <c>--dirty-gib 16</c>, <c>--quick</c> = sizes 1, dirty 2, rounds 3). Prints a table; writes no file.
+/// <c>--sizes 1,8</c> GiB, <c>--dirty-gib 16</c>, <c>--quick</c> = sizes 1, dirty 2, rounds 3; <c>--rows "to null;to file"</c> a
+/// subset; <c>--writers 4,8</c> extra to-file rows with that many writers; <c>--prepare</c> only writes the images, to run
+/// niced before the measured run). The log gives each restore's stage times. Prints a table; writes no file.
 /// </summary>
 internal static class WritePathBench
 {
@@ -33,7 +35,14 @@ internal static class WritePathBench
 
     private static void Log(string s) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}");
 
-    private sealed record Sample(double Seconds, double UserSeconds, double SysSeconds, double DirtyStartMiB, double DirtyPeakMiB, double PeakRssMiB, double RssAddedMiB, string? Mode = null);
+    private sealed record Sample(double Seconds, double UserSeconds, double SysSeconds, double DirtyStartMiB, double DirtyPeakMiB, double PeakRssMiB, double RssAddedMiB, string? Mode = null)
+    {
+        /// <summary>Where the pipeline's worker-time went (restores only), for the log.</summary>
+        public string Stages { get; init; } = "";
+    }
+
+    private static string StagesOf(RestoreMetrics m) => string.Create(CultureInfo.InvariantCulture,
+        $"decode busy {m.DecodeBusy.TotalSeconds:F2} s, starved {m.DecodeStarved.TotalSeconds:F2} s, blocked by writers {m.DecodeBlocked.TotalSeconds:F2} s; write busy {m.WriteBusy.TotalSeconds:F2} s, starved {m.WriteStarved.TotalSeconds:F2} s");
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "sync")]
     private static extern void Sync();
@@ -44,6 +53,8 @@ internal static class WritePathBench
         int[] sizes = [1, 8];
         bool quick = false, big = true, nativeFloor = true, served = false;
         string[]? only = null;
+        int[] writers = [];
+        bool prepare = false;
         string? servedOnly = null;
         for (int i = 0; i < args.Length; i++)
         {
@@ -56,6 +67,10 @@ internal static class WritePathBench
                 // For profiling one row alone (perf record -g -- dotnet ... --write-path --rows 'to file' --no-big --no-floor).
                 case "--rows": only = args[++i].Split(';'); break;
                 case "--no-big": big = false; break;
+                // Writes the images only (slow, CPU-heavy: run it niced, outside the bench lock), then exits.
+                case "--prepare": prepare = true; break;
+                // Extra rows "to file, N writers" (RestoreOptions.WriteConcurrency), to find the disk's queue depth.
+                case "--writers": writers = args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(); break;
                 case "--no-floor": nativeFloor = false; break;
                 case "--served": served = true; break;
                 case "--served-only": served = true; servedOnly = args[++i]; break;
@@ -68,6 +83,12 @@ internal static class WritePathBench
         Directory.CreateDirectory(work);
         string store = Path.Combine(work, "store");
         var inv = CultureInfo.InvariantCulture;
+        if (prepare)
+        {
+            foreach (int gib in sizes) EnsureImage(store, work, "12" + gib.ToString("D1", inv), (long)gib << 30, (ulong)(20 + gib));
+            if (big) EnsureImage(store, work, "130", (long)dirtyGiB << 30, 31);
+            return 0;
+        }
         var md = new StringBuilder();
         md.AppendLine($"## Write path (issue 14): folder → null / → file, {rounds} alternating rounds, medians");
         md.AppendLine();
@@ -85,6 +106,7 @@ internal static class WritePathBench
             long size = (long)gib << 30;
             string dest = Path.Combine(work, "restore-writepath.img");
             var rows = new Dictionary<string, List<Sample>> { ["to null"] = [], ["to file"] = [], ["to file, buffered"] = [], ["pwrite loop"] = [] };
+            foreach (int w in writers) rows[$"to file, {w} writers"] = [];
             if (only is not null) foreach (var k in rows.Keys.Except(only).ToList()) rows.Remove(k);
             if (rows.Count == 0) continue;
             await RestoreAsync(store, snapshot, null); // warm-up: chunk files into the page cache, JIT
@@ -100,25 +122,34 @@ internal static class WritePathBench
                         "to null" => await RestoreAsync(store, snapshot, null),
                         "to file" => await RestoreAsync(store, snapshot, dest),
                         "to file, buffered" => await RestoreAsync(store, snapshot, dest, buffered: true),
+                        _ when row.EndsWith(" writers", StringComparison.Ordinal) =>
+                            await RestoreAsync(store, snapshot, dest, options: new RestoreOptions { WriteConcurrency = int.Parse(row.Split(' ')[2], inv) }),
                         _ => PwriteLoop(dest, size),
                     };
                     rows[row].Add(s);
                     Log($"  {gib} GiB {row,-18} {size / 1e6 / s.Seconds,7:F0} MB/s  {s.Seconds:F2} s  user {s.UserSeconds:F2} s  sys {s.SysSeconds:F2} s  dirty {s.DirtyStartMiB:F0}→{s.DirtyPeakMiB:F0} MiB  rss {s.PeakRssMiB:F0} MiB (+{s.RssAddedMiB:F0})  load {Load()}");
+                    if (s.Stages.Length > 0) Log($"    {s.Stages}");
                     File.Delete(dest);
                 }
             }
-            if (only is not null) continue;
-            double nullSeconds = Median(rows["to null"].Select(x => x.Seconds));
+            if (rounds == 0) continue;
+            // With --rows some rows may be absent: ratios and targets only where both sides ran.
+            double nullSeconds = rows.TryGetValue("to null", out var nulls) ? Median(nulls.Select(x => x.Seconds)) : double.NaN;
             foreach (var (name, list) in rows)
             {
                 double sec = Median(list.Select(x => x.Seconds));
                 double g = size / (double)(1L << 30);
                 md.AppendLine(string.Create(inv, $"| {gib} GiB | {name} | {size / 1e6 / sec:F0} | {nullSeconds / sec:F2} | {sec:F2} | {Median(list.Select(x => x.UserSeconds)) / g:F2} | {Median(list.Select(x => x.SysSeconds)) / g:F2} | {list.Max(x => x.DirtyStartMiB):F0} → {list.Max(x => x.DirtyPeakMiB):F0} | {list.Max(x => x.PeakRssMiB):F0} | {list.Max(x => x.RssAddedMiB):F0} | {list[0].Mode ?? ""} |"));
             }
-            double file = Median(rows["to file"].Select(x => x.Seconds));
-            double sysFile = Median(rows["to file"].Select(x => x.SysSeconds)), sysLoop = Median(rows["pwrite loop"].Select(x => x.SysSeconds));
-            targets.Add(string.Create(inv, $"| folder → file ≥ 90 % of folder → null ({gib} GiB) | {100 * nullSeconds / file:F0} % | {(nullSeconds / file >= 0.9 ? "met" : "**missed**")} |"));
-            targets.Add(string.Create(inv, $"| system CPU of the restore to a file ≤ 1.5× the pwrite loop ({gib} GiB) | {sysFile:F2} s vs {sysLoop:F2} s = {sysFile / Math.Max(sysLoop, 0.001):F2}× | {(sysFile <= 1.5 * sysLoop ? "met" : "**missed**")} |"));
+            if (!rows.TryGetValue("to file", out var files)) continue;
+            double file = Median(files.Select(x => x.Seconds));
+            if (nulls is not null)
+                targets.Add(string.Create(inv, $"| folder → file ≥ 90 % of folder → null ({gib} GiB) | {100 * nullSeconds / file:F0} % | {(nullSeconds / file >= 0.9 ? "met" : "**missed**")} |"));
+            if (rows.TryGetValue("pwrite loop", out var loops))
+            {
+                double sysFile = Median(files.Select(x => x.SysSeconds)), sysLoop = Median(loops.Select(x => x.SysSeconds));
+                targets.Add(string.Create(inv, $"| system CPU of the restore to a file ≤ 1.5× the pwrite loop ({gib} GiB) | {sysFile:F2} s vs {sysLoop:F2} s = {sysFile / Math.Max(sysLoop, 0.001):F2}× | {(sysFile <= 1.5 * sysLoop ? "met" : "**missed**")} |"));
+            }
         }
         md.AppendLine();
 
@@ -261,40 +292,30 @@ internal static class WritePathBench
     }
 
     /// <summary>One restore at defaults through the path Restore-PbsImage takes (journal, checkpoints, commit), or into a null sink.</summary>
-    private static async Task<Sample> RestoreAsync(string store, SnapshotRef snapshot, string? destination, bool buffered = false)
+    private static async Task<Sample> RestoreAsync(string store, SnapshotRef snapshot, string? destination, bool buffered = false, RestoreOptions? options = null)
     {
         await using var reader = await new LocalDatastore(store).OpenSnapshotAsync(snapshot, default);
         var restorer = new ArchiveRestorer(reader, null);
         string? mode = null;
+        var metrics = new RestoreMetrics();
         Environment.SetEnvironmentVariable(UnbufferedFileWriter.ModeVariable, buffered ? "buffered" : null);
         try
         {
-            return await MeasureAsync(async () =>
+            var sample = await MeasureAsync(async () =>
             {
                 if (destination is null)
                 {
-                    await restorer.RestoreToSinkAsync(Program.Archive, new NullImageSink(), new RestoreOptions(), new RestoreCounters(), new RestoreMetrics(), default);
+                    await restorer.RestoreToSinkAsync(Program.Archive, new NullImageSink(), new RestoreOptions(), new RestoreCounters(), metrics, default);
                     return;
                 }
-                await restorer.RestoreAsync(Program.Archive, destination, new DestinationOptions { Force = true }, new RestoreOptions(), new RestoreCounters(), default);
-                mode = ProbeMode(destination, buffered);
+                var result = await restorer.RestoreAsync(Program.Archive, destination, new DestinationOptions { Force = true }, options ?? new RestoreOptions(), new RestoreCounters(), default, metrics);
+                mode = result.WriteMode; // the restore's own answer (no probe file inside the timed part)
             }, () => mode);
+            return sample with { Stages = StagesOf(metrics) };
         }
         finally
         {
             Environment.SetEnvironmentVariable(UnbufferedFileWriter.ModeVariable, null);
-        }
-    }
-
-    /// <summary>The write mode a destination in this folder gets (the restore's own writer is gone with its commit).</summary>
-    private static string ProbeMode(string destination, bool buffered)
-    {
-        string probe = destination + ".mode-probe";
-        using (var fs = new FileStream(probe, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite, 0))
-        using (var w = UnbufferedFileWriter.Open(fs, probe))
-        {
-            File.Delete(probe);
-            return w.Mode;
         }
     }
 

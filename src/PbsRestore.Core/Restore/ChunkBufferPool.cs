@@ -1,53 +1,58 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
+using PbsRestore.Platform;
 
 namespace PbsRestore.Restore;
 
 /// <summary>
-/// Buffers of one fixed size (the largest encoded chunk of the index), recycled between pipeline stages so a
-/// restore allocates a bounded number of large arrays however big the image is. The bound itself comes from
-/// the pipeline's bounded channels and worker counts, not from here.
-/// <para>
-/// The arrays are pinned (pinned object heap) with one page to spare, and <see cref="Aligned"/> gives the
-/// page-aligned window of <see cref="BufferSize"/> bytes inside one: decoded chunks land there, so an unbuffered
-/// destination (<see cref="Platform.UnbufferedFileWriter"/>) writes them straight from this memory, no copy.
-/// </para>
+/// Buffers recycled between pipeline stages so a restore allocates a bounded number of large blocks however big the
+/// image is: encoded chunks in arrays of <see cref="BufferSize"/> (the largest encoded chunk), decoded chunks in
+/// native blocks of <see cref="PlainSize"/> (<see cref="IoMemory"/>: page-aligned, huge pages where the OS gives them),
+/// so an unbuffered destination (<see cref="UnbufferedFileWriter"/>) writes them straight from there, no copy. The
+/// bound itself comes from the pipeline's bounded channels and worker counts, not from here. Disposing frees every
+/// native block this pool made, so it is disposed only after every stage has finished.
 /// </summary>
-internal sealed class ChunkBufferPool(int bufferSize) : Sources.IFetchBuffers
+internal sealed class ChunkBufferPool(int bufferSize, int plainSize) : Sources.IFetchBuffers, IDisposable
 {
-    internal const int Alignment = Platform.UnbufferedFileWriter.MinimumAlignment;
-
     private readonly ConcurrentBag<byte[]> _free = new();
+    private readonly ConcurrentBag<IoMemory> _freePlain = new();
+    private readonly ConcurrentQueue<IoMemory> _allPlain = new();
+
+    public ChunkBufferPool(int bufferSize) : this(bufferSize, bufferSize) { }
 
     public int BufferSize => bufferSize;
+    public int PlainSize => plainSize;
 
     private int _allocated;
 
-    /// <summary>Arrays this pool allocated so far (the restore's large allocations; tests bound it).</summary>
+    /// <summary>Encoded-chunk arrays this pool allocated so far (the restore's large allocations; tests bound it).</summary>
     public int Allocated => Volatile.Read(ref _allocated);
 
     public byte[] Rent()
     {
         if (_free.TryTake(out var b)) return b;
         Interlocked.Increment(ref _allocated);
-        return GC.AllocateUninitializedArray<byte>(bufferSize + Alignment, pinned: true);
+        return GC.AllocateUninitializedArray<byte>(bufferSize, pinned: true); // pinned heap: read into without pinning per call, never moved
     }
 
     public void Return(byte[] buffer)
     {
-        if (buffer.Length == bufferSize + Alignment) _free.Add(buffer);
+        if (buffer.Length == bufferSize) _free.Add(buffer);
     }
 
-    /// <summary>The page-aligned <see cref="BufferSize"/> bytes of a rented (pinned) buffer.</summary>
-    public Span<byte> Aligned(byte[] buffer) => buffer.AsSpan(AlignedStart(buffer), bufferSize);
-
-    /// <summary><see cref="Aligned"/> as memory, for async code.</summary>
-    public Memory<byte> AlignedMemory(byte[] buffer) => buffer.AsMemory(AlignedStart(buffer), bufferSize);
-
-    private static unsafe int AlignedStart(byte[] buffer)
+    /// <summary>A block for a decoded chunk.</summary>
+    public IoMemory RentPlain()
     {
-        nint address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
-        return (int)((Alignment - (address & (Alignment - 1))) & (Alignment - 1));
+        if (_freePlain.TryTake(out var m)) return m;
+        m = new IoMemory(plainSize);
+        _allPlain.Enqueue(m);
+        return m;
+    }
+
+    public void Return(IoMemory plain) => _freePlain.Add(plain);
+
+    public void Dispose()
+    {
+        while (_allPlain.TryDequeue(out var m)) m.Dispose();
+        _freePlain.Clear();
     }
 }

@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using PbsRestore.Destinations;
 using PbsRestore.Formats;
+using PbsRestore.Platform;
 using PbsRestore.Sources;
 
 namespace PbsRestore.Restore;
@@ -8,8 +9,8 @@ namespace PbsRestore.Restore;
 /// <summary>A chunk's encoded blob, fetched, on its way to a decoder (the buffer is the pool's).</summary>
 internal readonly record struct FetchedChunk(ChunkJob Job, byte[] Buffer, int Length);
 
-/// <summary>A chunk's verified plaintext on its way to a writer: its bytes are in the pool's page-aligned window of the buffer (<see cref="ChunkBufferPool.Aligned"/>), for unbuffered writes.</summary>
-internal readonly record struct DecodedChunk(ChunkJob Job, byte[] Buffer, int Length);
+/// <summary>A chunk's verified plaintext on its way to a writer, in one of the pool's native blocks (<see cref="ChunkBufferPool.RentPlain"/>), aligned for unbuffered writes.</summary>
+internal readonly record struct DecodedChunk(ChunkJob Job, IoMemory Buffer, int Length);
 
 /// <summary>
 /// What happens to a chunk that cannot be read or fails its checks. Without a policy (a restore) it ends the run;
@@ -108,12 +109,12 @@ internal sealed class DecodeRole(RestorePlan plan, CryptConfig? crypt, bool encr
             if (!input.TryRead(out var item)) continue;
             metrics.AddDecodeStarved(waiting);
             long busy = RestoreMetrics.Now;
-            var plain = pool.Rent();
+            var plain = pool.RentPlain();
             int n;
             try
             {
-                // Into the plain buffer's aligned window: see ChunkBufferPool.
-                n = await decoder.DecodeOrRereadAsync(item.Job, item.Buffer, item.Length, pool.AlignedMemory(plain), access, _reread, token)
+                // Into a native block an unbuffered destination writes from as it is: see ChunkBufferPool.
+                n = await decoder.DecodeOrRereadAsync(item.Job, item.Buffer, item.Length, plain.Memory, access, _reread, token)
                     .ConfigureAwait(false);
             }
             catch (ChunkException e)
@@ -159,7 +160,7 @@ internal sealed class WriteRole(IImageSink sink, RestoreJournal? journal, ChunkB
             foreach (long offset in item.Job.Offsets)
             {
                 token.ThrowIfCancellationRequested();
-                sink.Write(offset, pool.Aligned(item.Buffer)[..item.Length]);
+                sink.Write(offset, item.Buffer.Span[..item.Length]);
             }
             pool.Return(item.Buffer);
             journal?.MarkDone(item.Job.FirstIndex);

@@ -49,7 +49,8 @@ public static class RestorePipeline
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = cts.Token;
-        var pool = new ChunkBufferPool(plan.MaxChunkSize + FileFormats.EncryptedBlobHeaderSize);
+        // Disposed last (it frees the decoded chunks' native blocks): every stage has finished by then.
+        using var pool = new ChunkBufferPool(plan.MaxChunkSize + FileFormats.EncryptedBlobHeaderSize, plan.MaxChunkSize);
         var fetched = Channel.CreateBounded<FetchedChunk>(Math.Max(2, options.DecodeConcurrency));
         var decoded = Channel.CreateBounded<DecodedChunk>(Math.Max(2, options.WriteConcurrency * 2));
         var policy = new ChunkErrorPolicy(onChunkError, counters);

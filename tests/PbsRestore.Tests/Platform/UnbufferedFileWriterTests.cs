@@ -235,18 +235,53 @@ public sealed class UnbufferedFileWriterTests : IDisposable
     }
 
     [Fact]
-    public void Pipeline_buffers_give_page_aligned_windows_of_the_full_size()
+    public void Pipeline_plain_blocks_are_page_aligned_and_huge_page_aligned_from_2_MiB_on_Linux()
     {
-        var pool = new ChunkBufferPool((4 << 20) + 40);
-        for (int i = 0; i < 8; i++)
+        using var pool = new ChunkBufferPool((4 << 20) + 40, 4 << 20);
+        var rented = new List<IoMemory>();
+        for (int i = 0; i < 4; i++)
         {
-            var buffer = pool.Rent();
-            var window = pool.Aligned(buffer);
-            Assert.Equal(pool.BufferSize, window.Length);
-            nint address = Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0) + Unsafe.ByteOffset(ref buffer[0], ref MemoryMarshal.GetReference(window));
-            Assert.Equal(0, address % 4096);
-            pool.Return(buffer);
+            var block = pool.RentPlain();
+            Assert.Equal(4 << 20, block.Span.Length);
+            Assert.Equal(0, block.Address % (OperatingSystem.IsLinux() ? IoMemory.HugePage : 4096));
+            Assert.Equal(OperatingSystem.IsLinux(), block.HugePageAligned);
+            block.Span.Fill((byte)i); // every byte is usable
+            rented.Add(block);
         }
+        foreach (var b in rented) pool.Return(b);
+        Assert.Same(rented[^1], pool.RentPlain()); // recycled, not made again
+        using var small = new IoMemory(64 << 10); // below a huge page: page-aligned only
+        Assert.Equal(0, small.Address % 4096);
+        Assert.False(small.HugePageAligned);
+        small.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => small.Span.Length);
+        // The pool frees every block it made when the pipeline ends, rented or not.
+        var ended = new ChunkBufferPool(64, 4 << 20);
+        var outstanding = ended.RentPlain();
+        ended.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => outstanding.Span.Length);
+    }
+
+    [UnbufferedFact]
+    public void Whole_chunks_from_huge_page_blocks_go_out_unbuffered_and_bit_exact()
+    {
+        string path = Path.Combine(_dir.Path, "huge.img");
+        const int chunk = 4 << 20;
+        var expected = Random(3 * chunk, 11);
+        using var block = new IoMemory(chunk);
+        using (var fs = Create(path, 3 * chunk))
+        using (var w = UnbufferedFileWriter.Open(fs, path))
+        {
+            foreach (int i in new[] { 1, 2, 0 })
+            {
+                expected.AsSpan(i * chunk, chunk).CopyTo(block.Span);
+                w.Write(block.Span, (long)i * chunk);
+            }
+            Assert.Equal(3L * chunk, w.UnbufferedBytes);
+            Assert.Equal(0, w.BufferedBytes);
+            w.Flush();
+        }
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(expected)), Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path))));
     }
 
     [Fact]
