@@ -168,6 +168,9 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         return lo;
     }
 
+    /// <summary>True when index entry <paramref name="chunk"/> is an all-zero chunk (served without a fetch).</summary>
+    public bool IsZeroChunk(int chunk) => IsZero(chunk);
+
     private bool IsZero(int chunk)
     {
         var d = _index.DigestAt(chunk);

@@ -233,6 +233,46 @@ public sealed class ArchiveBlockDevice : IBlockDevice, IDisposable
         if (offset + length > tailStart) await WriteAsync(tailStart, new byte[offset + length - tailStart], ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Zero chunks of the backup (never fetched) and unmapped blocks of the overlay are deallocated; written blocks and
+    /// the backup's data chunks are stored. Past the archive's end the disk reads zeros: deallocated too. Scans at
+    /// most a few thousand chunk or overlay-block steps per call, so an answer stays cheap however large the disk.
+    /// </summary>
+    public BlockExtent ExtentAt(long offset)
+    {
+        CheckRange(offset, 1);
+        const int MaxSteps = 4096;
+        bool first = DeallocatedAt(offset, out long next);
+        long at = next;
+        for (int step = 0; at < Length && step < MaxSteps; step++)
+        {
+            if (DeallocatedAt(at, out next) != first) break;
+            at = next;
+        }
+        return new BlockExtent(Math.Min(at, Length) - offset, first);
+    }
+
+    /// <summary>Whether the byte at <paramref name="offset"/> is deallocated; <paramref name="next"/>: where that answer may change.</summary>
+    private bool DeallocatedAt(long offset, out long next)
+    {
+        next = Length;
+        if (_overlay is not null && !_overlay.IsEmpty)
+        {
+            long block = _overlay.BlockSize;
+            next = (offset / block + 1) * block;
+            switch (_overlay.StateOf(offset / block))
+            {
+                case OverlayBlockState.Written: return false;
+                case OverlayBlockState.Zero: return true;
+            }
+        }
+        if (offset >= _backing.Length) return true;
+        int chunk = _backing.FindChunk(offset);
+        var index = _backing.Index;
+        next = Math.Min(next, index.OffsetOf(chunk) + index.LengthOf(chunk));
+        return _backing.IsZeroChunk(chunk);
+    }
+
     private WriteOverlay WritableOverlay() => _overlay ?? throw new BlockDeviceException(BlockDeviceError.WriteProtected,
         $"{Name} is published read-only: writes are refused");
 

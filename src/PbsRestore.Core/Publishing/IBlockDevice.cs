@@ -29,7 +29,18 @@ public interface IBlockDevice
 
     /// <summary>Discards a range (UNMAP); later reads of it return zeros. Devices that cannot may ignore it.</summary>
     ValueTask UnmapAsync(long offset, long length, CancellationToken ct);
+
+    /// <summary>
+    /// From <paramref name="offset"/> on: whether the bytes are known to be zeros that are not stored (a backup's zero
+    /// chunks, unmapped ranges), and how far that holds (at least one byte; a shorter answer than the truth is fine,
+    /// the caller asks again). GET LBA STATUS answers with it, so an initiator copying the disk (qemu-img, dd with
+    /// sparse output) skips what it need not read. By default everything is stored.
+    /// </summary>
+    BlockExtent ExtentAt(long offset) => new(Length - offset, Deallocated: false);
 }
+
+/// <summary>A run of bytes in one provisioning state (<see cref="IBlockDevice.ExtentAt"/>).</summary>
+public readonly record struct BlockExtent(long Length, bool Deallocated);
 
 /// <summary>Why a block device refused an operation; the target maps each to SCSI sense data.</summary>
 public enum BlockDeviceError

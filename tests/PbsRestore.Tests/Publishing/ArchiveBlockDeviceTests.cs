@@ -160,6 +160,52 @@ public sealed class ArchiveBlockDeviceTests : IDisposable
         Assert.Equal(a.PlaintextSha256, Sha((await ReadAllAsync(again, 4)).AsSpan(0, (int)a.PlaintextSize)));
     }
 
+    /// <summary>The extents from 0 to the end, as GET LBA STATUS walks them.</summary>
+    private static List<(long Start, long Length, bool Deallocated)> Extents(IBlockDevice device)
+    {
+        var list = new List<(long, long, bool)>();
+        for (long at = 0; at < device.Length;)
+        {
+            var e = device.ExtentAt(at);
+            Assert.True(e.Length > 0);
+            list.Add((at, e.Length, e.Deallocated));
+            at += e.Length;
+        }
+        return list;
+    }
+
+    [Fact]
+    public async Task Zero_chunks_and_unmapped_blocks_are_deallocated_and_read_as_zeros_written_ones_are_mapped()
+    {
+        var (s, a) = Golden("vm/100/2024-05-01T10:00:00Z", "drive-scsi0.img.fidx");
+        using var device = await OpenAsync(s, a.Name);
+        var index = device.Backing.Index;
+        var zeroChunks = Enumerable.Range(0, index.Count).Where(device.Backing.IsZeroChunk).ToList();
+        Assert.NotEmpty(zeroChunks); // the golden disk has zero regions, else this test proves nothing
+        var all = await ReadAllAsync(device, 7);
+        var extents = Extents(device);
+        Assert.Equal(device.Length, extents.Sum(e => e.Length));
+        // Every deallocated byte reads as zero; every zero chunk lies in a deallocated extent.
+        foreach (var (start, length, deallocated) in extents.Where(e => e.Deallocated))
+            Assert.True(all.AsSpan((int)start, (int)length).IndexOfAnyExcept((byte)0) < 0, $"deallocated extent at {start} holds data");
+        foreach (int c in zeroChunks)
+            Assert.True(device.ExtentAt(index.OffsetOf(c)).Deallocated, $"zero chunk {c} reported as mapped");
+        long dataChunk = Enumerable.Range(0, index.Count).First(c => !device.Backing.IsZeroChunk(c));
+        Assert.False(device.ExtentAt(index.OffsetOf((int)dataChunk)).Deallocated);
+
+        // A write into a zero chunk maps its block; an unmap of data deallocates whole blocks.
+        long zeroAt = index.OffsetOf(zeroChunks[0]) + 8192;
+        await device.WriteAsync(zeroAt, Enumerable.Repeat((byte)1, 4096).ToArray(), default);
+        Assert.False(device.ExtentAt(zeroAt).Deallocated);
+        Assert.Equal(4096, device.ExtentAt(zeroAt).Length);
+        Assert.True(device.ExtentAt(zeroAt + 4096).Deallocated);
+        long dataAt = index.OffsetOf((int)dataChunk);
+        await device.UnmapAsync(dataAt, 16384, default);
+        Assert.Equal(new BlockExtent(16384, true), device.ExtentAt(dataAt));
+        Assert.False(device.ExtentAt(dataAt + 16384).Deallocated);
+        Assert.Equal(device.Length, Extents(device).Sum(e => e.Length));
+    }
+
     [Fact]
     public async Task A_kept_overlay_is_published_again_with_its_writes_and_refused_for_another_archive()
     {

@@ -154,6 +154,47 @@ public class ScsiLogicalUnitTests
         Assert.Equal(Sense.LbaOutOfRange, (await Run(u, 0x9E, 0x12, 0, 0, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 24)).Sense);
     }
 
+    /// <summary>A memory disk whose provisioning state is given per byte range (zero runs deallocated).</summary>
+    private sealed class ProvisionedDevice(long length, (long Start, long End)[] deallocated) : IBlockDevice
+    {
+        private readonly MemoryBlockDevice _inner = new(length);
+        public long Length => _inner.Length;
+        public int BlockSize => _inner.BlockSize;
+        public bool ReadOnly => false;
+        public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct) => _inner.ReadAsync(offset, buffer, ct);
+        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct) => _inner.WriteAsync(offset, data, ct);
+        public ValueTask FlushAsync(CancellationToken ct) => ValueTask.CompletedTask;
+        public ValueTask UnmapAsync(long offset, long length, CancellationToken ct) => ValueTask.CompletedTask;
+
+        public BlockExtent ExtentAt(long offset)
+        {
+            foreach (var (start, end) in deallocated)
+                if (offset >= start && offset < end) return new(end - offset, true);
+            long next = deallocated.Where(r => r.Start > offset).Select(r => r.Start).DefaultIfEmpty(Length).Min();
+            return new(next - offset, false);
+        }
+    }
+
+    [Fact]
+    public async Task Get_lba_status_reports_runs_of_mapped_and_deallocated_blocks_as_the_allocation_length_allows()
+    {
+        // 1 MiB disk (2048 blocks): blocks 0-99 mapped, 100-299 deallocated, 300-1000 mapped (a 300-byte ragged piece
+        // of a deallocated range inside block 1000 counts as mapped), 1001-2047 deallocated.
+        var u = Unit(new ProvisionedDevice(1 << 20, [(100 * 512, 300 * 512), (1000 * 512 + 212, 1001 * 512), (1001 * 512, 1 << 20)]));
+        var d = (await Run(u, 0x9E, 0x12, 0, 0, 0, 0, 0, 0, 0, 50, 0, 0, 1, 0)).DataIn!;
+        Assert.Equal(8 + 4 * 16 - 4, (int)BinaryPrimitives.ReadUInt32BigEndian(d));
+        var runs = Enumerable.Range(0, 4).Select(i => (
+            Lba: BinaryPrimitives.ReadUInt64BigEndian(d.AsSpan(8 + 16 * i)),
+            Blocks: BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(16 + 16 * i)),
+            Status: d[20 + 16 * i])).ToArray();
+        Assert.Equal([(50UL, 50u, (byte)0), (100UL, 200u, (byte)1), (300UL, 701u, (byte)0), (1001UL, 1047u, (byte)1)], runs);
+
+        // An allocation length for one descriptor gets the first run only.
+        var one = (await Run(u, 0x9E, 0x12, 0, 0, 0, 0, 0, 0, 0, 150, 0, 0, 0, 24)).DataIn!;
+        Assert.Equal(24, one.Length);
+        Assert.Equal((150UL, 150u, (byte)1), (BinaryPrimitives.ReadUInt64BigEndian(one.AsSpan(8)), BinaryPrimitives.ReadUInt32BigEndian(one.AsSpan(16)), one[20]));
+    }
+
     [Fact]
     public async Task Report_luns_and_missing_luns()
     {

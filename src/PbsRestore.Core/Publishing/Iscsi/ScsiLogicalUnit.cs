@@ -103,6 +103,37 @@ internal sealed class ScsiLogicalUnit
     public string Serial { get; }
     public IBlockDevice Device => _device;
     private long Blocks => _device.Length / _device.BlockSize;
+
+    /// <summary>GET LBA STATUS parameter data: up to <paramref name="max"/> descriptors of block runs from <paramref name="lba"/>.</summary>
+    private byte[] LbaStatus(long lba, int max)
+    {
+        int bs = _device.BlockSize;
+        var runs = new List<(long Lba, long Blocks, bool Deallocated)>();
+        // Bounded work per command: a shorter answer is allowed (the initiator asks again from where it ends).
+        for (int calls = 0; runs.Count < max && lba < Blocks && calls < 256; calls++)
+        {
+            var extent = _device.ExtentAt(lba * bs);
+            // A run is whole blocks of one state; a block that is part one, part the other counts as mapped.
+            long blocks = extent.Length / bs;
+            bool deallocated = extent.Deallocated && blocks > 0;
+            blocks = Math.Clamp(blocks, 1, Math.Min(uint.MaxValue, Blocks - lba));
+            if (runs.Count > 0 && runs[^1].Deallocated == deallocated && runs[^1].Blocks + blocks <= uint.MaxValue)
+                runs[^1] = (runs[^1].Lba, runs[^1].Blocks + blocks, deallocated);
+            else
+                runs.Add((lba, blocks, deallocated));
+            lba += blocks;
+        }
+        var d = new byte[8 + 16 * runs.Count];
+        BinaryPrimitives.WriteUInt32BigEndian(d, (uint)(d.Length - 4));
+        for (int i = 0; i < runs.Count; i++)
+        {
+            var at = d.AsSpan(8 + 16 * i);
+            BinaryPrimitives.WriteUInt64BigEndian(at, (ulong)runs[i].Lba);
+            BinaryPrimitives.WriteUInt32BigEndian(at[8..], (uint)runs[i].Blocks);
+            at[12] = runs[i].Deallocated ? (byte)0x01 : (byte)0x00;
+        }
+        return d;
+    }
     private int MaxTransferBlocks => MaxTransferBytes / _device.BlockSize;
 
     /// <summary>INQUIRY/REPORT LUNS answers for a LUN the target does not have (SPC-4 §6.6.2: peripheral qualifier 3).</summary>
@@ -146,17 +177,13 @@ internal sealed class ScsiLogicalUnit
                 }
             case 0x9E when (cdb[1] & 0x1F) == 0x12: // GET LBA STATUS (16)
                 {
-                    // We advertise logical block provisioning (LBPME), so initiators ask; the seam cannot tell mapped
-                    // from unmapped blocks, so the rest of the disk is one descriptor "mapped or unknown" (SBC-4 0h).
+                    // We advertise logical block provisioning (LBPME, LBPRZ), so initiators ask: runs of mapped
+                    // (SBC-4 0h) and deallocated (1h: zero chunks of the backup, unmapped blocks) blocks from the start
+                    // LBA, as many descriptors as the allocation length holds (at most 64 per answer).
                     ulong start = BinaryPrimitives.ReadUInt64BigEndian(cdb[2..]);
                     uint alloc = BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]);
                     if (start >= (ulong)Blocks) return ScsiPlan.Check(Sense.LbaOutOfRange);
-                    var d = new byte[24];
-                    BinaryPrimitives.WriteUInt32BigEndian(d, 20);
-                    BinaryPrimitives.WriteUInt64BigEndian(d.AsSpan(8), start);
-                    BinaryPrimitives.WriteUInt32BigEndian(d.AsSpan(16), (uint)Math.Min((ulong)Blocks - start, uint.MaxValue));
-                    d[20] = 0x00;
-                    return Allocate(d, alloc);
+                    return Allocate(LbaStatus((long)start, (int)Math.Clamp((alloc - 8L) / 16, 1, 64)), alloc);
                 }
             case 0x1A: // MODE SENSE (6)
                 return ModeSense(cdb, ten: false);
