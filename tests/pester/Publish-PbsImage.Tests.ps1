@@ -166,7 +166,11 @@ Describe 'qemu-img reads <Via>: <Type>/<Id> <Stored> back bit-exact' -ForEach $s
         try {
             $a = Get-GoldenArchive (Get-GoldenSnapshot $Type $Id) $Stored
             Assert-ReadBack $p 0 $a.plaintext_sha256 $a.size (Join-Path $TestDrive "$Via-$Type-$Id-$Stored.raw") | Out-Null
-            $p.Luns[0].BytesRead | Should -BeGreaterOrEqual $a.size
+            # Every data chunk came through the target; the zero chunks, which GET LBA STATUS reports deallocated,
+            # qemu-img skips (as a restore does).
+            $data = ($a.chunks | Where-Object { -not $_.is_zero } | Measure-Object -Property length -Sum).Sum
+            $p.Luns[0].BytesRead | Should -BeGreaterOrEqual $data
+            if (@($a.chunks | Where-Object is_zero).Count -gt 0) { $p.Luns[0].BytesRead | Should -BeLessThan $a.size }
         }
         finally { $p | Unpublish-PbsImage -Confirm:$false }
     }
