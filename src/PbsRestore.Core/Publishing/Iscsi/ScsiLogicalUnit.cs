@@ -231,34 +231,26 @@ internal sealed class ScsiLogicalUnit
 
     private bool InRange(long lba, long count) => lba >= 0 && count >= 0 && lba <= Blocks && count <= Blocks - lba;
 
+    /// <summary>
+    /// The LBA and transfer length of a block command, by its CDB's group code (SBC: 6, 10, 12 or 16 bytes; READ,
+    /// WRITE, WRITE AND VERIFY, VERIFY and COMPARE share these layouts). A 16-byte LBA no disk can have gives null.
+    /// </summary>
+    private static (long? Lba, long Count) LbaAndLength(ReadOnlySpan<byte> cdb) => (cdb[0] >> 5) switch
+    {
+        0 => (((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3], cdb[4] == 0 ? 256 : cdb[4]),
+        1 => (BinaryPrimitives.ReadUInt32BigEndian(cdb[2..]), BinaryPrimitives.ReadUInt16BigEndian(cdb[7..])),
+        5 => (BinaryPrimitives.ReadUInt32BigEndian(cdb[2..]), BinaryPrimitives.ReadUInt32BigEndian(cdb[6..])),
+        _ => BinaryPrimitives.ReadUInt64BigEndian(cdb[2..]) is var l && l <= long.MaxValue
+            ? ((long)l, BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]))
+            : (null, 0),
+    };
+
     private ScsiPlan ReadWrite(ReadOnlySpan<byte> cdb)
     {
         byte op = cdb[0];
-        long lba;
-        long count;
-        byte flags = cdb[1];
-        switch (op)
-        {
-            case 0x08 or 0x0A:
-                lba = ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3];
-                count = cdb[4] == 0 ? 256 : cdb[4];
-                flags = 0;
-                break;
-            case 0x28 or 0x2A or 0x2E:
-                lba = BinaryPrimitives.ReadUInt32BigEndian(cdb[2..]);
-                count = BinaryPrimitives.ReadUInt16BigEndian(cdb[7..]);
-                break;
-            case 0xA8 or 0xAA or 0xAE:
-                lba = BinaryPrimitives.ReadUInt32BigEndian(cdb[2..]);
-                count = BinaryPrimitives.ReadUInt32BigEndian(cdb[6..]);
-                break;
-            default:
-                ulong l = BinaryPrimitives.ReadUInt64BigEndian(cdb[2..]);
-                if (l > long.MaxValue) return ScsiPlan.Check(Sense.LbaOutOfRange);
-                lba = (long)l;
-                count = BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]);
-                break;
-        }
+        var (at, count) = LbaAndLength(cdb);
+        if (at is not { } lba) return ScsiPlan.Check(Sense.LbaOutOfRange);
+        byte flags = op is 0x08 or 0x0A ? (byte)0 : cdb[1]; // a 6-byte CDB has no flags: byte 1 holds the LBA's top bits
         bool write = op is 0x0A or 0x2A or 0xAA or 0x8A or 0x2E or 0xAE or 0x8E;
         if ((flags & 0xE0) != 0) return ScsiPlan.Check(Sense.InvalidFieldInCdb); // RDPROTECT/WRPROTECT: no protection information
         if (write && _device.ReadOnly) return ScsiPlan.Check(Sense.WriteProtected);
@@ -291,14 +283,8 @@ internal sealed class ScsiLogicalUnit
     {
         int bytchk = (cdb[1] >> 1) & 0x03;
         bool bad = (cdb[1] & 0xE0) != 0 || bytchk is 2 or 3; // VRPROTECT; BYTCHK 11b (one block compared to all) unsupported
-        return cdb[0] switch
-        {
-            0x2F => (BinaryPrimitives.ReadUInt32BigEndian(cdb[2..]), BinaryPrimitives.ReadUInt16BigEndian(cdb[7..]), bytchk, bad),
-            0xAF => (BinaryPrimitives.ReadUInt32BigEndian(cdb[2..]), BinaryPrimitives.ReadUInt32BigEndian(cdb[6..]), bytchk, bad),
-            _ => BinaryPrimitives.ReadUInt64BigEndian(cdb[2..]) > long.MaxValue
-                ? (long.MaxValue, 0, bytchk, bad)
-                : ((long)BinaryPrimitives.ReadUInt64BigEndian(cdb[2..]), BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]), bytchk, bad),
-        };
+        var (lba, count) = LbaAndLength(cdb);
+        return (lba ?? long.MaxValue, lba is null ? 0 : count, bytchk, bad); // an impossible LBA is out of range
     }
 
     private async ValueTask<ScsiPlan> CompareAsync(ReadOnlyMemory<byte> cdb, ReadOnlyMemory<byte> data, CancellationToken ct)
