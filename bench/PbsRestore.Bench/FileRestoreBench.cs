@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using PbsRestore.Access;
 using PbsRestore.Fixtures;
 using PbsRestore.Formats.Pxar;
@@ -32,7 +31,7 @@ internal static class FileRestoreBench
         bool listingOnly = args.Contains("--listing-only");
         int smallFiles = quick ? 4000 : 20000;
         int largeMiB = quick ? 64 : 512;
-        string root = Path.Combine(FindRepoRoot(), "artifacts", "bench", "files" + (quick ? "-quick" : ""));
+        string root = Path.Combine(BenchOptions.FindRoot(), "artifacts", "bench", "files" + (quick ? "-quick" : ""));
         if (Directory.Exists(root)) Directory.Delete(root, true);
         Directory.CreateDirectory(root);
         string store = Path.Combine(root, "store");
@@ -118,28 +117,13 @@ internal static class FileRestoreBench
         return 0;
     }
 
-    private static void Print(List<(string Row, string Value, string Target, bool Met)> rows, bool quick)
-    {
-        var md = new StringBuilder();
-        md.AppendLine($"File-level restore, folder source{(quick ? " (--quick: smaller data)" : "")}, {Environment.ProcessorCount} cores, load {File.ReadAllText("/proc/loadavg").Trim()}");
-        md.AppendLine();
-        md.AppendLine("| row | measured | target | met |");
-        md.AppendLine("|---|---|---|---|");
-        foreach (var r in rows) md.AppendLine($"| {r.Row} | {r.Value} | {r.Target} | {(r.Met ? "yes" : "no")} |");
-        Console.WriteLine(md.ToString());
-    }
+    private static void Print(List<(string Row, string Value, string Target, bool Met)> rows, bool quick) =>
+        TargetTable.Print($"File-level restore, folder source{(quick ? " (--quick: smaller data)" : "")}, {Environment.ProcessorCount} cores, load {File.ReadAllText("/proc/loadavg").Trim()}", rows);
 
     private static byte[] Text(Random rng, int size)
     {
         var b = new byte[size];
         for (int i = 0; i < size; i++) b[i] = (byte)(rng.Next(8) == 0 ? '\n' : 'a' + rng.Next(26));
         return b;
-    }
-
-    private static string FindRepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "PbsRestore.slnx"))) return d.FullName;
-        throw new InvalidOperationException("PbsRestore.slnx not found");
     }
 }

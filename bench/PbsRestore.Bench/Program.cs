@@ -76,6 +76,8 @@ internal sealed record BenchOptions(int Repeats, TimeSpan Cap, bool Quick, strin
         return new BenchOptions(repeats, TimeSpan.FromSeconds(cap), quick, root);
     }
 
+    /// <summary>The repository root (where PbsRestore.slnx is, above the binary), else the current folder: every mode
+    /// keeps its datastores under artifacts/bench there and starts our server's build from there.</summary>
     internal static string FindRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
@@ -695,6 +697,65 @@ internal sealed class Benchmark(BenchOptions o)
 /// A child process per memory row: opens the snapshot, then samples its own working set every 10 ms while it
 /// restores at defaults into a <see cref="NullImageSink"/>; prints {"baseline","added","seconds","fetch"}.
 /// </summary>
+/// <summary>A mode's targets as a markdown table under a title line, printed to the console.</summary>
+internal static class TargetTable
+{
+    public static void Print(string title, IEnumerable<(string Row, string Value, string Target, bool Met)> rows)
+    {
+        var md = new StringBuilder();
+        md.AppendLine(title);
+        md.AppendLine();
+        md.AppendLine("| row | measured | target | met |");
+        md.AppendLine("|---|---|---|---|");
+        foreach (var r in rows) md.AppendLine($"| {r.Row} | {r.Value} | {r.Target} | {(r.Met ? "yes" : "no")} |");
+        Console.WriteLine(md.ToString());
+    }
+}
+
+/// <summary>
+/// This process's working set, sampled every 10 ms from construction until <see cref="StopAsync"/>: the baseline is
+/// the working set at construction (take it after a full collection), the peak what a memory row reports.
+/// </summary>
+internal sealed class WorkingSetPeak
+{
+    private readonly Process _self = Process.GetCurrentProcess();
+    private readonly CancellationTokenSource _done = new();
+    private readonly Task _sampler;
+    private long _peak;
+
+    public WorkingSetPeak()
+    {
+        _self.Refresh();
+        Baseline = _peak = _self.WorkingSet64;
+        _sampler = Task.Run(async () =>
+        {
+            while (!_done.IsCancellationRequested)
+            {
+                Sample();
+                try { await Task.Delay(10, _done.Token); } catch (OperationCanceledException) { }
+            }
+        });
+    }
+
+    public long Baseline { get; }
+
+    private void Sample()
+    {
+        _self.Refresh();
+        _peak = Math.Max(_peak, _self.WorkingSet64);
+    }
+
+    /// <summary>Ends the sampling (with one last sample) and returns the peak.</summary>
+    public async Task<long> StopAsync()
+    {
+        _done.Cancel();
+        await _sampler;
+        Sample();
+        _done.Dispose();
+        return _peak;
+    }
+}
+
 internal static class MemoryProbe
 {
     public static async Task<int> RunChildAsync(string[] args)
@@ -707,29 +768,14 @@ internal static class MemoryProbe
         ISnapshotReader reader = port == 0
             ? await new LocalDatastore(store).OpenSnapshotAsync(snapshot, default)
             : await (remote = new RemoteDatastore(Benchmark.Client(port, fingerprint), RemoteDatastore.DefaultSessionsPerSnapshot, ownsClient: true)).OpenSnapshotAsync(snapshot, default);
-        var self = Process.GetCurrentProcess();
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         GC.WaitForPendingFinalizers();
-        self.Refresh();
-        long baseline = self.WorkingSet64, peak = baseline;
-        using var done = new CancellationTokenSource();
-        var sampler = Task.Run(async () =>
-        {
-            while (!done.IsCancellationRequested)
-            {
-                self.Refresh();
-                peak = Math.Max(peak, self.WorkingSet64);
-                try { await Task.Delay(10, done.Token); } catch (OperationCanceledException) { }
-            }
-        });
+        var memory = new WorkingSetPeak();
         var metrics = new RestoreMetrics();
         var sw = Stopwatch.StartNew();
         await new ArchiveRestorer(reader, null).RestoreToSinkAsync(Program.Archive, new NullImageSink(), new RestoreOptions(), new RestoreCounters(), metrics, default);
         double seconds = sw.Elapsed.TotalSeconds;
-        done.Cancel();
-        await sampler;
-        self.Refresh();
-        peak = Math.Max(peak, self.WorkingSet64);
+        long peak = await memory.StopAsync(), baseline = memory.Baseline;
         await reader.DisposeAsync();
         remote?.Dispose();
         Console.Out.WriteLine(JsonSerializer.Serialize(new { baseline, added = peak - baseline, seconds, fetch = metrics.FetchConcurrency }));

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using PbsRestore.Fixtures;
 using PbsRestore.Publishing;
@@ -41,7 +40,7 @@ internal static class PublishBench
         if (args.Length > 0 && args[0] == "--memory-child") return await MemoryChildAsync(args[1], long.Parse(args[2], CultureInfo.InvariantCulture));
         bool quick = args.Contains("--quick");
         long size = (quick ? 256L : 2048L) << 20;
-        string root = Path.Combine(FindRepoRoot(), "artifacts", "bench", "publish" + (quick ? "-quick" : ""));
+        string root = Path.Combine(BenchOptions.FindRoot(), "artifacts", "bench", "publish" + (quick ? "-quick" : ""));
         string store = Path.Combine(root, "store");
         if (!Directory.Exists(store))
         {
@@ -169,13 +168,7 @@ internal static class PublishBench
             rows.Add(($"memory: working set growth while the disk is read whole, -CacheSize {cacheMiB} MiB", $"{grown:F0} MiB (peak {peakMiB:F0} MiB)", $"≤ {cacheMiB + 64} MiB", grown <= cacheMiB + 64));
         }
 
-        var md = new StringBuilder();
-        md.AppendLine($"Publish-PbsImage{(quick ? " (--quick: smaller disk)" : "")}, {Environment.ProcessorCount} cores, load {File.ReadAllText("/proc/loadavg").Trim()}; initiator qemu-img/qemu-io (libiscsi) on the same machine");
-        md.AppendLine();
-        md.AppendLine("| row | measured | target | met |");
-        md.AppendLine("|---|---|---|---|");
-        foreach (var r in rows) md.AppendLine($"| {r.Row} | {r.Value} | {r.Target} | {(r.Met ? "yes" : "no")} |");
-        Console.WriteLine(md.ToString());
+        TargetTable.Print($"Publish-PbsImage{(quick ? " (--quick: smaller disk)" : "")}, {Environment.ProcessorCount} cores, load {File.ReadAllText("/proc/loadavg").Trim()}; initiator qemu-img/qemu-io (libiscsi) on the same machine", rows);
         Directory.Delete(outDir, true);
         return 0;
     }
@@ -202,29 +195,16 @@ internal static class PublishBench
 
     private static async Task<int> MemoryChildAsync(string store, long cacheMiB)
     {
-        var self = Process.GetCurrentProcess();
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-        self.Refresh();
-        long baseline = self.WorkingSet64, peak = baseline;
+        var memory = new WorkingSetPeak();
         var reader = await new LocalDatastore(store).OpenSnapshotAsync(new SnapshotRef(BackupNamespace.Root, "vm", "100", Time), default);
         await using var publication = await Publication.StartAsync(1, reader, null, null, ["drive-scsi0.img"],
             new PublicationOptions { ReadOnly = true, CacheBytes = cacheMiB << 20 }, default);
-        using var done = new CancellationTokenSource();
-        var sampler = Task.Run(async () =>
-        {
-            while (!done.IsCancellationRequested)
-            {
-                self.Refresh();
-                peak = Math.Max(peak, self.WorkingSet64);
-                try { await Task.Delay(10, done.Token); } catch (OperationCanceledException) { }
-            }
-        });
         string sink = Path.Combine(Path.GetTempPath(), $"publish-memory-{Guid.NewGuid():N}.raw"); // qemu-img cannot write to /dev/null
         try { Run("qemu-img", "convert", "-f", "raw", "-O", "raw", Url(publication), sink); }
         finally { File.Delete(sink); }
-        done.Cancel();
-        await sampler;
-        Console.WriteLine(JsonSerializer.Serialize(new { baselineMiB = baseline / 1048576.0, peakMiB = peak / 1048576.0 }));
+        long peak = await memory.StopAsync();
+        Console.WriteLine(JsonSerializer.Serialize(new { baselineMiB = memory.Baseline / 1048576.0, peakMiB = peak / 1048576.0 }));
         return 0;
     }
 
@@ -275,14 +255,7 @@ internal static class PublishBench
 
     private static async Task<ServerProcess> StartServerAsync(string store)
     {
-        var server = await Benchmark.StartServerAsync(FindRepoRoot(), store, []); // the one way the bench starts our server
+        var server = await Benchmark.StartServerAsync(BenchOptions.FindRoot(), store, []); // the one way the bench starts our server
         return new ServerProcess(server.Process, server.Port, server.Fingerprint);
-    }
-
-    private static string FindRepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "PbsRestore.slnx"))) return d.FullName;
-        throw new InvalidOperationException("PbsRestore.slnx not found");
     }
 }
