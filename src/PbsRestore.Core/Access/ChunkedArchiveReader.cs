@@ -310,11 +310,6 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
                 // Throws (and clears) on any failed check, after rereading a damaged copy as a restore does.
                 await decoder.DecodeOrRereadAsync(job, raw, length, plain.AsMemory(0, job.Length), _access, null, ct).ConfigureAwait(false);
             }
-            catch (PbsException e) when (e is not ChunkException)
-            {
-                lock (_gate) ReturnPlain(plain);
-                throw ChunkDecoder.Blame(_archive, job, e); // a reread that could not be read
-            }
             catch
             {
                 lock (_gate) ReturnPlain(plain); // cleared by the failed decode

@@ -48,7 +48,8 @@ public sealed class ChunkDecoder : IDisposable
     /// its checks may have been damaged on the way (a flipped bit in transit, a proxy): it is read again into
     /// <paramref name="raw"/> through <paramref name="access"/> (same gate, cap, retries and counters) and decoded
     /// again, up to <see cref="IntegrityReads"/> reads in all; <paramref name="reread"/> is told before each reread.
-    /// Damage that every read finds throws the check's <see cref="ChunkException"/>, saying so. A byte that failed
+    /// Damage that every read finds throws the check's <see cref="ChunkException"/>, saying so; a reread that fails
+    /// throws its error as a <see cref="ChunkException"/> naming the chunk. A byte that failed
     /// a check is never handed out (a failed decode clears <paramref name="plaintext"/>).
     /// </summary>
     public async ValueTask<int> DecodeOrRereadAsync(ChunkJob job, byte[] raw, int length, Memory<byte> plaintext, IChunkAccess access,
@@ -65,7 +66,14 @@ public sealed class ChunkDecoder : IDisposable
                 if (reads >= IntegrityReads)
                     throw new ChunkException(e.ErrorId, e.Kind, $"{e.Message} (on each of {reads} reads)", job, _archive, e.InnerException ?? e);
                 reread?.Invoke();
-                length = await access.RereadAsync(job.Digest, raw, ct).ConfigureAwait(false);
+                try
+                {
+                    length = await access.RereadAsync(job.Digest, raw, ct).ConfigureAwait(false);
+                }
+                catch (PbsException re)
+                {
+                    throw Blame(job, re); // a reread that could not be read, with where it belongs, as a fetch's failure
+                }
             }
         }
     }

@@ -238,6 +238,43 @@ public sealed class PipelineRolesTests : IDisposable
     }
 
     [Fact]
+    public async Task Decode_role_names_the_chunk_when_its_reread_fails_and_the_error_policy_may_take_it()
+    {
+        var (source, plan, _) = MakePlan(1);
+        var job = plan.Jobs[0];
+        var bad = new byte[ChunkSize + 64];
+        int length = await source.ReadRawChunkAsync(job.Digest, bad, default);
+        bad[length - 1] ^= 0x40; // damaged on the way; the reread then finds the chunk gone
+        var gone = new FlakySource(source, failures: int.MaxValue, PbsErrorKind.NotFound);
+        foreach (bool tolerant in new[] { false, true })
+        {
+            using var pool = new ChunkBufferPool(ChunkSize + 64);
+            var input = Channel.CreateUnbounded<FetchedChunk>();
+            await input.Writer.WriteAsync(new FetchedChunk(job, (byte[])bad.Clone(), length));
+            input.Writer.Complete();
+            var counters = new RestoreCounters();
+            var taken = new List<ChunkException>();
+            using var access = new ChunkAccess(gone, new ChunkAccessOptions { FetchConcurrency = 1 });
+            var role = new DecodeRole(plan, null, false, access, pool, input.Reader, Channel.CreateUnbounded<DecodedChunk>().Writer,
+                new ChunkErrorPolicy(tolerant ? x => { taken.Add(x); return true; } : null, counters), counters, new RestoreMetrics());
+            if (!tolerant)
+            {
+                var e = await Assert.ThrowsAsync<ChunkException>(() => role.RunWorkerAsync(default));
+                Assert.Equal("ConnectionLost", e.ErrorId); // FlakySource's injected error, kind NotFound: not retried
+                Assert.Contains($"chunk 0 at offset 0 (digest {job.Digest})", e.Message);
+                Assert.Contains("roles.img.fidx", e.Message);
+            }
+            else
+            {
+                await role.RunWorkerAsync(default);
+                Assert.Equal(job.Digest.ToString(), Assert.Single(taken).Digest);
+                Assert.Equal(ChunkSize, counters.DoneBytes);
+            }
+            Assert.Equal(1, counters.Rereads);
+        }
+    }
+
+    [Fact]
     public async Task Write_role_writes_every_offset_then_marks_the_journal()
     {
         var digest = ChunkDigest.Compute(new byte[16]);
