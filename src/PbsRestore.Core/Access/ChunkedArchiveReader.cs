@@ -6,16 +6,20 @@ namespace PbsRestore.Access;
 /// <summary>Tuning of a <see cref="ChunkedArchiveReader"/>.</summary>
 public sealed record ChunkedReaderOptions
 {
-    /// <summary>Decoded chunks kept (least recently used go first). 16 x 4 MiB = 64 MiB at most.</summary>
+    /// <summary>Decoded chunks held at most, read-ahead included (least recently used go first). 16 x 4 MiB = 64 MiB.</summary>
     public int CacheChunks { get; init; } = 16;
 
     /// <summary>
-    /// The cache's bound in bytes of decoded chunks (e.g. from -CacheSize); when set it replaces <see cref="CacheChunks"/>
-    /// with as many of the index's largest chunks as fit (at least one). Read-ahead chunks come on top of it.
+    /// A memory budget in bytes for chunks (e.g. from -CacheSize); when set it replaces <see cref="CacheChunks"/>. It
+    /// counts in the index's largest chunk: one fetch buffer per chunk in flight (the read-ahead and the chunk being
+    /// read) comes out of it first, the rest holds decoded chunks (at least one), read-ahead included.
     /// </summary>
     public long? CacheBytes { get; init; }
 
-    /// <summary>Chunks fetched ahead of a sequential reader (0 = none); they are fetched at once, all in flight together.</summary>
+    /// <summary>
+    /// Chunks fetched ahead of a sequential reader (0 = none); they are fetched at once, all in flight together. At most
+    /// the cache's capacity less one, so that the chunk being read is never pushed out by its own read-ahead.
+    /// </summary>
     public int ReadAhead { get; init; } = 4;
 }
 
@@ -51,7 +55,11 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     private readonly Dictionary<ChunkDigest, LinkedListNode<Slot>> _cache = [];
     private readonly LinkedList<Slot> _lru = new();
     private readonly CancellationTokenSource _life = new();
-    private readonly int _cacheChunks;
+    // Fetches and decodes running at once: the read-ahead and the chunk being read. Each holds a raw buffer and a
+    // decoded array, so this bounds the memory beyond the cache (many initiators asking for many chunks at once
+    // otherwise each get their own pair); more would not decode faster anyway.
+    private readonly SemaphoreSlim _fetchSlots;
+    private readonly int _cacheChunks, _readAhead;
     private int _lastChunk = int.MinValue / 2;
     private long _fetched, _zeroServed, _bytesFetched;
 
@@ -86,9 +94,21 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         _options = options ?? new ChunkedReaderOptions();
         if (_options.CacheChunks < 1) throw new ArgumentOutOfRangeException(nameof(options), "the cache needs room for one chunk");
         if (_options.CacheBytes is < 0) throw new ArgumentOutOfRangeException(nameof(options), "the cache size cannot be negative");
-        _cacheChunks = _options.CacheBytes is { } bytes
-            ? (int)Math.Clamp(bytes / Math.Max(1, index.MaxChunkSize), 1, int.MaxValue / 2)
-            : _options.CacheChunks;
+        int slots;
+        if (_options.CacheBytes is { } bytes)
+        {
+            // A memory budget: the chunks in flight (a fetch buffer each) are paid from it first, the rest is cache.
+            int budget = (int)Math.Clamp(bytes / Math.Max(1, index.MaxChunkSize), 1, int.MaxValue / 2);
+            slots = Math.Clamp(_options.ReadAhead + 1, 1, Math.Max(1, budget / 2));
+            _cacheChunks = Math.Max(1, budget - slots);
+        }
+        else
+        {
+            _cacheChunks = _options.CacheChunks;
+            slots = _options.ReadAhead + 1;
+        }
+        _readAhead = Math.Clamp(_options.ReadAhead, 0, Math.Min(_cacheChunks, slots) - 1);
+        _fetchSlots = new SemaphoreSlim(_readAhead + 1);
         _rawSize = index.MaxChunkSize + FileFormats.EncryptedBlobHeaderSize;
         if (index.Count > 0)
         {
@@ -114,7 +134,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     /// <summary>Encoded bytes fetched from the source so far.</summary>
     public long BytesFetched => Interlocked.Read(ref _bytesFetched);
 
-    /// <summary>Decoded chunks the cache keeps at most (read-ahead chunks come on top).</summary>
+    /// <summary>Decoded chunks the cache keeps at most, read-ahead included.</summary>
     public int CacheCapacity => _cacheChunks;
 
     /// <summary>Zero chunks served without a fetch.</summary>
@@ -152,6 +172,75 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             chunk++;
         }
         return done;
+    }
+
+    /// <summary>
+    /// The bytes from <paramref name="offset"/> to the end of their chunk (at most <paramref name="maxLength"/>), lent
+    /// from the cache instead of copied: a sender can hand them to the socket as they are. The chunk is verified as
+    /// for <see cref="ReadAtAsync"/>, and its array is not reused until the lease is disposed (evicted meanwhile, it
+    /// is recycled then). A zero chunk lends shared zeros (at most 1 MiB at a time). Empty at or past the end, and
+    /// when half the cache is lent already (the caller then reads a copy).
+    /// </summary>
+    public async ValueTask<ChunkLease> LeaseAsync(long offset, int maxLength, CancellationToken ct)
+    {
+        if (offset < 0) throw new ArgumentOutOfRangeException(nameof(offset));
+        if (offset >= Length || maxLength <= 0) return default;
+        int chunk = FindChunk(offset);
+        int within = (int)(offset - _index.OffsetOf(chunk));
+        int n = Math.Min(_index.LengthOf(chunk) - within, maxLength);
+        if (IsZero(chunk))
+        {
+            Acquire(chunk); // for the read-ahead of a reader crossing a hole
+            return new ChunkLease(SharedZeros.AsMemory(0, Math.Min(n, SharedZeros.Length)), null, null);
+        }
+        // A lent chunk evicted meanwhile keeps its array until the lease ends, on top of the cache: at most half the
+        // cache's chunks are lent at once, beyond that the caller copies (and the bound holds however slow it sends).
+        if (Interlocked.Increment(ref _leases) > Math.Max(1, _cacheChunks / 2))
+        {
+            Interlocked.Decrement(ref _leases);
+            return default;
+        }
+        var slot = Acquire(chunk)!;
+        try
+        {
+            // As in ReadAtAsync: the fetch runs on its own token; this caller stops waiting when cancelled.
+            var data = await slot.Task.WaitAsync(ct).ConfigureAwait(false);
+            return new ChunkLease(data.AsMemory(within, n), this, slot);
+        }
+        catch
+        {
+            Release(slot);
+            Interlocked.Decrement(ref _leases);
+            throw;
+        }
+    }
+
+    private int _leases;
+    private static readonly byte[] SharedZeros = new byte[1 << 20];
+
+    /// <summary>Bytes lent by <see cref="LeaseAsync"/>; dispose once they are sent (once only).</summary>
+    public readonly struct ChunkLease : IDisposable
+    {
+        private readonly ChunkedArchiveReader? _reader;
+        private readonly object? _slot;
+
+        internal ChunkLease(ReadOnlyMemory<byte> data, ChunkedArchiveReader? reader, object? slot)
+        {
+            Data = data;
+            _reader = reader;
+            _slot = slot;
+        }
+
+        public ReadOnlyMemory<byte> Data { get; }
+
+        public void Dispose()
+        {
+            if (_slot is Slot slot)
+            {
+                _reader!.Release(slot);
+                Interlocked.Decrement(ref _reader._leases);
+            }
+        }
     }
 
     /// <summary>The index entry holding <paramref name="offset"/> (binary search over the end offsets).</summary>
@@ -199,7 +288,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             bool sequential = chunk >= _lastChunk - 1 && chunk <= _lastChunk + 2;
             if (!sequential || chunk > _lastChunk) _lastChunk = chunk;
             if (sequential)
-                for (int ahead = 1; ahead <= _options.ReadAhead && chunk + ahead < _index.Count; ahead++)
+                for (int ahead = 1; ahead <= _readAhead && chunk + ahead < _index.Count; ahead++)
                     if (!IsZero(chunk + ahead)) Lookup(chunk + ahead);
         }
         if (slot is null) Interlocked.Increment(ref _zeroServed);
@@ -227,7 +316,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     /// <summary>Under the lock: keeps a decoded chunk's array for the next fetch, up to what the cache can use.</summary>
     private void ReturnPlain(byte[] array)
     {
-        if (array.Length == _index.MaxChunkSize && _plainBuffers.Count < _cacheChunks + _options.ReadAhead + 4)
+        if (array.Length == _index.MaxChunkSize && _plainBuffers.Count < _cacheChunks + 4)
             _plainBuffers.Push(array);
     }
 
@@ -274,7 +363,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             lock (_gate) Recycle(slot);
         }, CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
         // Evict the least recently used; readers still copying from one keep its array until they release it.
-        while (_cache.Count > _cacheChunks + _options.ReadAhead && _lru.Last is { } last && last != added)
+        while (_cache.Count > _cacheChunks && _lru.Last is { } last && last != added)
         {
             _lru.RemoveLast();
             _cache.Remove(last.Value.Digest);
@@ -288,6 +377,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     {
         var ct = _life.Token;
         var job = new ChunkJob(_index.DigestAt(chunk), chunk, _index.LengthOf(chunk), [_index.OffsetOf(chunk)]);
+        await _fetchSlots.WaitAsync(ct).ConfigureAwait(false);
         var raw = _rawBuffers.TryTake(out var r) ? r : GC.AllocateUninitializedArray<byte>(_rawSize);
         var decoder = _decoders.TryTake(out var d) ? d : new ChunkDecoder(_archive, _crypt, _encrypted, _index.MaxChunkSize);
         try
@@ -321,6 +411,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         {
             _rawBuffers.Add(raw);
             _decoders.Add(decoder);
+            _fetchSlots.Release();
         }
     }
 

@@ -165,10 +165,55 @@ public sealed class ArchiveBlockDevice : IBlockDevice, IDisposable
         {
             // Whatever landed in the buffer before the failure must not reach the initiator.
             buffer.Span.Clear();
-            Interlocked.Increment(ref _mediumErrors);
-            throw new BlockDeviceException(BlockDeviceError.Medium,
-                $"{Name}: reading {buffer.Length} bytes at offset {offset} failed: {e.Message}", e);
+            throw MediumError(e, offset, buffer.Length);
         }
+    }
+
+    private BlockDeviceException MediumError(Exception e, long offset, int length)
+    {
+        Interlocked.Increment(ref _mediumErrors);
+        return new BlockDeviceException(BlockDeviceError.Medium, $"{Name}: reading {length} bytes at offset {offset} failed: {e.Message}", e);
+    }
+
+    /// <summary>
+    /// The archive's cached chunk lent as it is (no copy into a read buffer), in whole blocks, where the overlay does
+    /// not cover it; nothing in the archive's last partial block or past it, or where the overlay holds written or
+    /// unmapped blocks (the caller reads those).
+    /// </summary>
+    public async ValueTask<BlockLease> LeaseAsync(long offset, int maxLength, CancellationToken ct)
+    {
+        CheckRange(offset, 0);
+        maxLength = (int)Math.Min(maxLength, _backing.Length - offset);
+        if (maxLength <= 0) return default;
+        if (_overlay is { IsEmpty: false } overlay)
+        {
+            // Only the run of never-written blocks from here on: a write may land on the next one at any time.
+            long block = overlay.BlockSize;
+            if (overlay.StateOf(offset / block) != OverlayBlockState.Backing) return default;
+            long run = block - offset % block;
+            while (run < maxLength && overlay.StateOf((offset + run) / block) == OverlayBlockState.Backing) run += block;
+            maxLength = (int)Math.Min(maxLength, run);
+        }
+        Access.ChunkedArchiveReader.ChunkLease lease;
+        try
+        {
+            lease = await _backing.LeaseAsync(offset, maxLength, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is PbsException or IOException or HttpRequestException && !ct.IsCancellationRequested)
+        {
+            throw MediumError(e, offset, maxLength);
+        }
+        // Whole blocks only, so that what the caller reads next starts on a block: a chunk of a dynamic index or the
+        // archive's tail can end inside one, and the rest of that block is read (with the zeros past the end).
+        int whole = lease.Data.Length / BlockSize * BlockSize;
+        if (whole == 0)
+        {
+            lease.Dispose();
+            return default; // nothing lent: the caller reads
+        }
+        Interlocked.Increment(ref _reads);
+        Interlocked.Add(ref _bytesRead, whole);
+        return new BlockLease(lease.Data[..whole], lease);
     }
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct)

@@ -37,6 +37,22 @@ public interface IBlockDevice
     /// sparse output) skips what it need not read. By default everything is stored.
     /// </summary>
     BlockExtent ExtentAt(long offset) => new(Length - offset, Deallocated: false);
+
+    /// <summary>
+    /// The device's own bytes from <paramref name="offset"/> on (at most <paramref name="maxLength"/>, whole blocks), lent
+    /// without a copy when it holds them in memory (a backup's cached chunk), so a target can send them as they are; an empty
+    /// lease when it does not, and the caller reads into a buffer of its own instead. Fails as <see cref="ReadAsync"/>
+    /// does. Dispose the lease once the bytes are sent. By default nothing is lent.
+    /// </summary>
+    ValueTask<BlockLease> LeaseAsync(long offset, int maxLength, CancellationToken ct) => default;
+}
+
+/// <summary>Bytes a block device lends (<see cref="IBlockDevice.LeaseAsync"/>); empty when it lent nothing.</summary>
+public readonly struct BlockLease(ReadOnlyMemory<byte> data, Access.ChunkedArchiveReader.ChunkLease chunk = default) : IDisposable
+{
+    public ReadOnlyMemory<byte> Data { get; } = data;
+    public bool IsEmpty => Data.IsEmpty;
+    public void Dispose() => chunk.Dispose();
 }
 
 /// <summary>A run of bytes in one provisioning state (<see cref="IBlockDevice.ExtentAt"/>).</summary>

@@ -171,6 +171,46 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     }
 
     [Fact]
+    public async Task Lent_bytes_are_the_archives_own_and_stay_so_while_lent_even_when_the_chunk_is_evicted()
+    {
+        var (reader, content) = await WriteDynamicAsync(2 << 20);
+        await using var _ = reader;
+        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+        Assert.True(index.Count > 8);
+        using var access = new ChunkedArchiveReader("root.pxar", index, reader.Chunks, null, false, new ChunkedReaderOptions { CacheChunks = 2, ReadAhead = 0 });
+
+        // Leases walk the archive chunk by chunk (each ends at its chunk's end) and give its bytes exactly.
+        var walked = new MemoryStream();
+        for (long at = 0; at < access.Length;)
+        {
+            using var lease = await access.LeaseAsync(at, int.MaxValue, default);
+            Assert.Equal(index.OffsetOf(access.FindChunk(at)) + index.LengthOf(access.FindChunk(at)), at + lease.Data.Length);
+            walked.Write(lease.Data.Span);
+            at += lease.Data.Length;
+        }
+        Assert.Equal(Convert.ToHexString(SHA256.HashData(content)), Convert.ToHexString(SHA256.HashData(walked.ToArray())));
+
+        // One chunk lent (from the middle, shortened by maxLength), then every other chunk read through a two-chunk
+        // cache: the lent chunk is evicted and arrays are reused all the while, but never the lent one.
+        long from = index.OffsetOf(3) + 100;
+        var held = await access.LeaseAsync(from, 5000, default);
+        Assert.Equal(5000, held.Data.Length);
+        for (int round = 0; round < 2; round++)
+            for (int c = 0; c < index.Count; c++)
+                if (c != 3) await access.ReadAtAsync(index.OffsetOf(c), new byte[index.LengthOf(c)], default);
+        Assert.True(content.AsSpan((int)from, 5000).SequenceEqual(held.Data.Span), "the lent bytes changed while lent");
+        held.Dispose();
+        Assert.True(await access.LeaseAsync(access.Length, 10, default) is { Data.IsEmpty: true });
+
+        // Half the cache lent at once (one chunk of two): the next lease is refused (empty, the caller copies) until one ends.
+        var one = await access.LeaseAsync(0, 10, default);
+        Assert.True((await access.LeaseAsync(index.OffsetOf(5), 10, default)).Data.IsEmpty);
+        one.Dispose();
+        using var again = await access.LeaseAsync(index.OffsetOf(5), 10, default);
+        Assert.True(content.AsSpan((int)index.OffsetOf(5), 10).SequenceEqual(again.Data.Span));
+    }
+
+    [Fact]
     public async Task Sequential_reading_fetches_ahead()
     {
         var (reader, _) = await WriteDynamicAsync(2 << 20);

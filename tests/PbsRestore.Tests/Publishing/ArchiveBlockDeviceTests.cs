@@ -284,6 +284,39 @@ public sealed class ArchiveBlockDeviceTests : IDisposable
     }
 
     [Fact]
+    public async Task Only_the_backups_bytes_are_lent_written_and_unmapped_blocks_and_the_tail_are_read()
+    {
+        var (s, a) = Golden("vm/100/2024-05-01T10:00:00Z", "drive-scsi0.img.fidx");
+        var plain = await File.ReadAllBytesAsync(GoldenManifest.FullPath(a.PlaintextPath));
+        using var device = await OpenAsync(s, a.Name, new ArchiveBlockDeviceOptions { OverlayPath = Path.Combine(_dir.Path, "o.img") });
+        int block = device.Overlay!.BlockSize;
+        using (var lease = await device.LeaseAsync(100, 4096, default))
+            Assert.True(plain.AsSpan(100, 4096).SequenceEqual(lease.Data.Span));
+        // A written block and an unmapped one are not lent; a lease before them stops where they start.
+        await device.WriteAsync(4L * block, new byte[block], default);
+        await device.UnmapAsync(6L * block, block, default);
+        Assert.True((await device.LeaseAsync(4L * block + 512, 512, default)).IsEmpty);
+        Assert.True((await device.LeaseAsync(6L * block, 512, default)).IsEmpty);
+        using (var lease = await device.LeaseAsync(2L * block + 512, int.MaxValue, default))
+        {
+            Assert.Equal(2L * block - 512, lease.Data.Length);
+            Assert.True(plain.AsSpan(2 * block + 512, lease.Data.Length).SequenceEqual(lease.Data.Span));
+        }
+        using (var lease = await device.LeaseAsync(5L * block, int.MaxValue, default))
+            Assert.Equal(block, lease.Data.Length); // block 5 only: 6 is unmapped
+        // Whole blocks only: the archive's last partial block (zeros after its end) and what follows are not lent, a
+        // lease up to it stops a block short of the end; out of range is refused.
+        Assert.NotEqual(0, a.PlaintextSize % 512);
+        long lastBlock = a.PlaintextSize / 512 * 512;
+        Assert.True((await device.LeaseAsync(lastBlock, 512, default)).IsEmpty);
+        Assert.True((await device.LeaseAsync(a.PlaintextSize, 512, default)).IsEmpty);
+        using (var lease = await device.LeaseAsync(lastBlock - 1024, int.MaxValue, default))
+            Assert.Equal(1024, lease.Data.Length);
+        var e = await Assert.ThrowsAsync<BlockDeviceException>(async () => await device.LeaseAsync(device.Length + 512, 512, default));
+        Assert.Equal(BlockDeviceError.OutOfRange, e.Error);
+    }
+
+    [Fact]
     public async Task A_chunk_that_fails_its_check_is_a_medium_error_naming_digest_and_offset_and_no_bytes_are_served()
     {
         var source = new FakeChunkSource();
@@ -305,6 +338,11 @@ public sealed class ArchiveBlockDeviceTests : IDisposable
         Assert.Contains("vm/1/disk.img", e.Message);
         Assert.All(buf, b => Assert.Equal(0, b)); // not even the good chunk's bytes of that failed read
         Assert.Equal(1, device.MediumErrors);
+        // Lent instead of read: the same medium error, and nothing lent.
+        e = await Assert.ThrowsAsync<BlockDeviceException>(async () => await device.LeaseAsync(size, size, default));
+        Assert.Equal(BlockDeviceError.Medium, e.Error);
+        Assert.Contains(digests[1].ToString(), e.Message);
+        Assert.Equal(2, device.MediumErrors);
         // The good chunk alone still reads.
         await device.ReadAsync(0, buf.AsMemory(0, size), default);
         Assert.True(good.AsSpan().SequenceEqual(buf.AsSpan(0, size)));
@@ -318,15 +356,16 @@ public sealed class ArchiveBlockDeviceTests : IDisposable
         var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, a.Name, default)).ReadIndexAsync(default);
         var counting = new CountingChunkSource(reader.Chunks);
         using var access = new ChunkedArchiveReader(a.Name, index, counting, null, false, new ChunkedReaderOptions { CacheBytes = 5 * 65536 + 100, ReadAhead = 0 });
-        Assert.Equal(5, access.CacheCapacity);
+        // Five chunks' worth: one fetch buffer (no read-ahead) and four decoded chunks.
+        Assert.Equal(4, access.CacheCapacity);
         // Distinct contents: duplicates (one digest at several positions) share one cached chunk.
         var nonZero = a.Chunks.Where(c => !c.IsZero).DistinctBy(c => c.Digest).Select(c => c.Index).ToList();
         Assert.True(nonZero.Count > 6);
-        // Touch six distinct chunks, then the first again: it was evicted (6 > 5) and is fetched a second time;
-        // the sixth is still cached.
-        foreach (var c in nonZero.Take(6)) await access.ReadAtAsync(index.OffsetOf(c), new byte[1], default);
+        // Touch five distinct chunks, then the first again: it was evicted (5 > 4) and is fetched a second time;
+        // the fifth is still cached.
+        foreach (var c in nonZero.Take(5)) await access.ReadAtAsync(index.OffsetOf(c), new byte[1], default);
         int fetched = counting.Total;
-        await access.ReadAtAsync(index.OffsetOf(nonZero[5]), new byte[1], default);
+        await access.ReadAtAsync(index.OffsetOf(nonZero[4]), new byte[1], default);
         Assert.Equal(fetched, counting.Total);
         await access.ReadAtAsync(index.OffsetOf(nonZero[0]), new byte[1], default);
         Assert.Equal(fetched + 1, counting.Total);

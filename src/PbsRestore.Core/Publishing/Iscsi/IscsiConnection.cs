@@ -748,10 +748,11 @@ internal sealed partial class IscsiConnection
         long transfer = Math.Min(plan.Length, edtl);
         int mrdsl = _writer.PeerMaxRecvDataSegment;
         int maxBurst = _session!.Parameters.MaxBurstLength;
-        // One pooled buffer per running READ: 256 KiB, or the initiator's segment size up to 1 MiB.
+        // Bytes the device lends (a cached chunk) go out as they are; others are read into one pooled buffer per
+        // running READ (256 KiB, or the initiator's segment size up to 1 MiB), taken only when first needed.
         int piece = (int)Math.Min(Math.Max(ReadPieceBytes, Math.Min(mrdsl, MaxReadPieceBytes)), transfer + bs);
         piece = (piece + bs - 1) / bs * bs;
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(piece);
+        byte[]? buffer = null;
         uint dataSn = 0;
         long sent = 0, burst = 0;
         try
@@ -763,11 +764,20 @@ internal sealed partial class IscsiConnection
             }
             while (sent < transfer)
             {
-                long want = Math.Min(piece, transfer - sent);
-                int readLength = (int)((want + bs - 1) / bs * bs);
+                BlockLease lease = default;
+                ReadOnlyMemory<byte> data;
                 try
                 {
-                    await device.ReadAsync(plan.Offset + sent, buffer.AsMemory(0, readLength), ct).ConfigureAwait(false);
+                    lease = await device.LeaseAsync(plan.Offset + sent, (int)Math.Min(transfer - sent, int.MaxValue), ct).ConfigureAwait(false);
+                    if (!lease.IsEmpty) data = lease.Data;
+                    else
+                    {
+                        long want = Math.Min(piece, transfer - sent);
+                        int readLength = (int)((want + bs - 1) / bs * bs);
+                        buffer ??= ArrayPool<byte>.Shared.Rent(piece);
+                        await device.ReadAsync(plan.Offset + sent, buffer.AsMemory(0, readLength), ct).ConfigureAwait(false);
+                        data = buffer.AsMemory(0, (int)want);
+                    }
                 }
                 catch (BlockDeviceException e)
                 {
@@ -776,38 +786,41 @@ internal sealed partial class IscsiConnection
                     await SendStatusAsync(itt, ScsiPlan.Check(Sense.From(e, write: false)), edtl, plan.Length, ct).ConfigureAwait(false);
                     return;
                 }
-                Interlocked.Add(ref Stats.BytesRead, want);
-                Interlocked.Add(ref unit.BytesRead, want);
-                int done = 0;
-                while (done < want)
+                using (lease)
                 {
-                    int n = (int)Math.Min(Math.Min(mrdsl, want - done), maxBurst - burst);
-                    bool last = sent + done + n == transfer;
-                    burst += n;
-                    bool endOfBurst = last || burst == maxBurst;
-                    if (burst == maxBurst) burst = 0;
-                    var b = PduWriter.NewBhs(Opcode.DataIn, (byte)(endOfBurst ? 0x80 : 0));
-                    PduWriter.Put32(b, 16, itt);
-                    PduWriter.Put32(b, 20, Pdu.ReservedTag);
-                    PduWriter.Put32(b, 36, dataSn++);
-                    PduWriter.Put32(b, 40, (uint)(sent + done));
-                    if (last)
+                    Interlocked.Add(ref Stats.BytesRead, data.Length);
+                    Interlocked.Add(ref unit.BytesRead, data.Length);
+                    int done = 0;
+                    while (done < data.Length)
                     {
-                        // Status rides on the last Data-In (S bit) with the residual (§11.7.4).
-                        b[1] |= 0x01;
-                        SetResidual(b, edtl, plan.Length);
+                        int n = (int)Math.Min(Math.Min(mrdsl, data.Length - done), maxBurst - burst);
+                        bool last = sent + done + n == transfer;
+                        burst += n;
+                        bool endOfBurst = last || burst == maxBurst;
+                        if (burst == maxBurst) burst = 0;
+                        var b = PduWriter.NewBhs(Opcode.DataIn, (byte)(endOfBurst ? 0x80 : 0));
+                        PduWriter.Put32(b, 16, itt);
+                        PduWriter.Put32(b, 20, Pdu.ReservedTag);
+                        PduWriter.Put32(b, 36, dataSn++);
+                        PduWriter.Put32(b, 40, (uint)(sent + done));
+                        if (last)
+                        {
+                            // Status rides on the last Data-In (S bit) with the residual (§11.7.4).
+                            b[1] |= 0x01;
+                            SetResidual(b, edtl, plan.Length);
+                        }
+                        else BinaryPrimitives.WriteUInt64BigEndian(b.AsSpan(8), 0);
+                        if (running.Aborted) return;
+                        await SendAsync(b, data.Slice(done, n), advanceStatSn: last, ct).ConfigureAwait(false);
+                        done += n;
                     }
-                    else BinaryPrimitives.WriteUInt64BigEndian(b.AsSpan(8), 0);
-                    if (running.Aborted) return;
-                    await SendAsync(b, buffer.AsMemory(done, n), advanceStatSn: last, ct).ConfigureAwait(false);
-                    done += n;
+                    sent += data.Length;
                 }
-                sent += want;
             }
         }
         catch (OperationCanceledException) when (running.Aborted || _closed.IsCancellationRequested) { }
         catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { Close(); }
-        finally { ArrayPool<byte>.Shared.Return(buffer); }
+        finally { if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer); }
     }
 
     private static void SetResidual(byte[] b, uint edtl, long needed)
