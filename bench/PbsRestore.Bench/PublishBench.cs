@@ -25,7 +25,8 @@ namespace PbsRestore.Bench;
 ///     (target ≤ cache size + 64 MiB; each in its own child process, so peaks do not mix).
 /// Needs qemu-img/qemu-io with the iSCSI driver (Debian: qemu-utils, qemu-block-extra) and a build with the iSCSI
 /// target. Run: <c>dotnet bench/PbsRestore.Bench/bin/Release/net10.0/PbsRestore.Bench.dll --publish [--quick]</c>.
-/// <c>--rounds N</c> alternates restore and convert N times per source and reports medians.
+/// <c>--rounds N</c> alternates restore and convert N times per source and reports medians; <c>--settle S</c> (default
+/// 4) is the idle pause before each timed run (after a <c>sync</c>; 0: neither).
 /// Prints a Markdown table (not written to RESULTS.md by itself).
 /// </summary>
 internal static class PublishBench
@@ -61,6 +62,19 @@ internal static class PublishBench
         // under a second, so a single pair swings by tens of percent on a shared machine).
         int rounds = Array.IndexOf(args, "--rounds") is >= 0 and var ri && ri + 1 < args.Length ? int.Parse(args[ri + 1], CultureInfo.InvariantCulture) : 1;
         static double Median(List<double> v) { var o = v.Order().ToList(); return o.Count % 2 == 1 ? o[o.Count / 2] : (o[o.Count / 2 - 1] + o[o.Count / 2]) / 2; }
+        // --settle S (default 4): seconds of idle before each timed run. On a VM that hands freed memory back to its host
+        // (free page reporting, as here), a buffered writer that starts right after a large file was deleted reuses
+        // those pages cheaply, one that starts later pays a host fault per new page: without a pause the rows would
+        // each run in whatever state the previous step left (see bench/RESULTS.md, "Publish-PbsImage: the buffered row").
+        int settle = Array.IndexOf(args, "--settle") is >= 0 and var si && si + 1 < args.Length ? int.Parse(args[si + 1], CultureInfo.InvariantCulture) : 4;
+        // The previous step's dirty pages (qemu-img's buffered output) are written back first, so that writeback does
+        // not run under the next measurement either.
+        void Settle()
+        {
+            if (settle == 0) return;
+            Run("sync");
+            Thread.Sleep(TimeSpan.FromSeconds(settle));
+        }
         string Spread(List<double> ratios) => rounds == 1 ? "" : $"; median of {rounds} alternating rounds, ratios {string.Join(" ", ratios.Select(r => r.ToString("P0", CultureInfo.InvariantCulture)))}";
         foreach (var via in new[] { "folder", "loopback" })
         {
@@ -73,6 +87,7 @@ internal static class PublishBench
                 double restoreMBs;
                 await using (var reader = await OpenAsync(via, store, server, reference))
                 {
+                    Settle();
                     var clock = Stopwatch.StartNew();
                     await new ArchiveRestorer(reader, null).RestoreAsync("drive-scsi0.img", restored, new DestinationOptions { Force = true }, new RestoreOptions(), new RestoreCounters(), default);
                     restoreMBs = size / clock.Elapsed.TotalSeconds / 1e6;
@@ -94,6 +109,7 @@ internal static class PublishBench
                     // The initiator's own ceiling here: the same qemu-img command copying a local raw file (the restored
                     // image, in the page cache since it was hashed) to a new file, with no iSCSI and no decoding at all.
                     File.Delete(converted);
+                    Settle();
                     var clock = Stopwatch.StartNew();
                     Run("qemu-img", "convert", "-f", "raw", "-O", "raw", restored, converted);
                     double local = size / clock.Elapsed.TotalSeconds / 1e6;
@@ -110,6 +126,7 @@ internal static class PublishBench
                 var publication = PublishAsync(via, store, server, reference, 256L << 20).GetAwaiter().GetResult();
                 try
                 {
+                    Settle();
                     var clock = Stopwatch.StartNew();
                     if (cacheMode.Length == 0) Run("qemu-img", "convert", "-f", "raw", "-O", "raw", Url(publication), converted);
                     else Run("qemu-img", "convert", "-t", cacheMode, "-f", "raw", "-O", "raw", Url(publication), converted);
@@ -179,7 +196,7 @@ internal static class PublishBench
             rows.Add(($"memory: working set growth while the disk is read whole, -CacheSize {cacheMiB} MiB", $"{grown:F0} MiB (peak {peakMiB:F0} MiB)", $"≤ {cacheMiB + 64} MiB", grown <= cacheMiB + 64));
         }
 
-        TargetTable.Print($"Publish-PbsImage{(quick ? " (--quick: smaller disk)" : "")}, {Environment.ProcessorCount} cores, load {File.ReadAllText("/proc/loadavg").Trim()}; initiator qemu-img/qemu-io (libiscsi) on the same machine", rows);
+        TargetTable.Print($"Publish-PbsImage{(quick ? " (--quick: smaller disk)" : "")}, {Environment.ProcessorCount} cores, load {File.ReadAllText("/proc/loadavg").Trim()}; initiator qemu-img/qemu-io (libiscsi) on the same machine; sync and {settle} s idle before each timed restore and convert (--settle)", rows);
         Directory.Delete(outDir, true);
         return 0;
     }
