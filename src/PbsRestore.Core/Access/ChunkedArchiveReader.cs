@@ -11,8 +11,9 @@ public sealed record ChunkedReaderOptions
 
     /// <summary>
     /// A memory budget in bytes for chunks (e.g. from -CacheSize); when set it replaces <see cref="CacheChunks"/>. It
-    /// counts in the index's largest chunk: one fetch buffer per chunk in flight (the read-ahead and the chunk being
-    /// read) comes out of it first, the rest holds decoded chunks (at least one), read-ahead included.
+    /// counts in the index's largest chunk: one fetch buffer per chunk in flight (an eighth of the budget, at least the
+    /// read-ahead and the chunk being read) comes out of it first, the rest holds decoded chunks (at least one),
+    /// read-ahead included.
     /// </summary>
     public long? CacheBytes { get; init; }
 
@@ -55,9 +56,9 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     private readonly Dictionary<ChunkDigest, LinkedListNode<Slot>> _cache = [];
     private readonly LinkedList<Slot> _lru = new();
     private readonly CancellationTokenSource _life = new();
-    // Fetches and decodes running at once: the read-ahead and the chunk being read. Each holds a raw buffer and a
-    // decoded array, so this bounds the memory beyond the cache (many initiators asking for many chunks at once
-    // otherwise each get their own pair); more would not decode faster anyway.
+    // Fetches and decodes running at once (at least the read-ahead and the chunk being read). Each holds a raw buffer,
+    // so this bounds the memory beside the cache: many initiators asking for many chunks at once would otherwise each
+    // get their own.
     private readonly SemaphoreSlim _fetchSlots;
     private readonly int _cacheChunks, _readAhead;
     private int _lastChunk = int.MinValue / 2;
@@ -98,8 +99,10 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         if (_options.CacheBytes is { } bytes)
         {
             // A memory budget: the chunks in flight (a fetch buffer each) are paid from it first, the rest is cache.
+            // An eighth of it may be in flight (random readers with many requests out, e.g. a VM booting from a
+            // distant server, wait on latency, not on decoding), at least the read-ahead and the chunk being read.
             int budget = (int)Math.Clamp(bytes / Math.Max(1, index.MaxChunkSize), 1, int.MaxValue / 2);
-            slots = Math.Clamp(_options.ReadAhead + 1, 1, Math.Max(1, budget / 2));
+            slots = Math.Clamp(Math.Max(_options.ReadAhead + 1, budget / 8), 1, Math.Max(1, budget / 2));
             _cacheChunks = Math.Max(1, budget - slots);
         }
         else
@@ -108,7 +111,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             slots = _options.ReadAhead + 1;
         }
         _readAhead = Math.Clamp(_options.ReadAhead, 0, Math.Min(_cacheChunks, slots) - 1);
-        _fetchSlots = new SemaphoreSlim(_readAhead + 1);
+        _fetchSlots = new SemaphoreSlim(slots);
         _rawSize = index.MaxChunkSize + FileFormats.EncryptedBlobHeaderSize;
         if (index.Count > 0)
         {

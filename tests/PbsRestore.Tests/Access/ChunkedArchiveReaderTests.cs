@@ -46,6 +46,30 @@ internal sealed class CountingChunkSource(IChunkSource inner, int delayMs = 0) :
     }
 }
 
+/// <summary>A chunk source whose reads all wait until released, counting how many wait at once.</summary>
+internal sealed class HeldChunkSource(IChunkSource inner) : IChunkSource
+{
+    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _waiting;
+    public int Waiting => Volatile.Read(ref _waiting);
+    public void Release() => _release.TrySetResult();
+
+    public async ValueTask<int> ReadRawChunkAsync(ChunkDigest digest, byte[] buffer, CancellationToken ct)
+    {
+        Interlocked.Increment(ref _waiting);
+        await _release.Task.WaitAsync(ct);
+        Interlocked.Decrement(ref _waiting);
+        return await inner.ReadRawChunkAsync(digest, buffer, ct);
+    }
+
+    /// <summary>Completes once <paramref name="count"/> reads wait together (polled; bounded only to end a broken test).</summary>
+    public async Task WhenWaiting(int count)
+    {
+        for (int i = 0; i < 3000 && Waiting < count; i++) await Task.Delay(10);
+        Assert.Equal(count, Waiting);
+    }
+}
+
 public sealed class ChunkedArchiveReaderTests : IDisposable
 {
     private readonly TempDir _dir = new();
@@ -208,6 +232,33 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
         one.Dispose();
         using var again = await access.LeaseAsync(index.OffsetOf(5), 10, default);
         Assert.True(content.AsSpan((int)index.OffsetOf(5), 10).SequenceEqual(again.Data.Span));
+    }
+
+    [Theory]
+    [InlineData(64, 8)] // an eighth of the budget in flight: random readers wait on latency together
+    [InlineData(16, 2)] // a small budget: no more fetch buffers than it pays for, however many readers ask
+    public async Task Fetches_in_flight_are_an_eighth_of_the_memory_budget(int budgetChunks, int inFlight)
+    {
+        var (reader, content) = await WriteDynamicAsync(4 << 20);
+        await using var _ = reader;
+        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+        Assert.True(index.Count > 12);
+        var held = new HeldChunkSource(reader.Chunks);
+        using var access = new ChunkedArchiveReader("root.pxar", index, held, null, false,
+            new ChunkedReaderOptions { CacheBytes = (long)budgetChunks * index.MaxChunkSize, ReadAhead = 0 });
+        Assert.Equal(budgetChunks - inFlight, access.CacheCapacity);
+        // Twelve readers of twelve different chunks at once.
+        var reads = Enumerable.Range(0, 12).Select(async c =>
+        {
+            var buf = new byte[index.LengthOf(c)];
+            await access.ReadAtAsync(index.OffsetOf(c), buf, default);
+            Assert.True(content.AsSpan((int)index.OffsetOf(c), buf.Length).SequenceEqual(buf), $"chunk {c}");
+        }).ToList();
+        await held.WhenWaiting(inFlight);
+        await Task.Delay(200); // and no more join them
+        Assert.Equal(inFlight, held.Waiting);
+        held.Release();
+        await Task.WhenAll(reads);
     }
 
     [Fact]
