@@ -108,7 +108,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         else
         {
             _cacheChunks = _options.CacheChunks;
-            slots = _options.ReadAhead + 1;
+            slots = Math.Max(1, _options.ReadAhead + 1);
         }
         _readAhead = Math.Clamp(_options.ReadAhead, 0, Math.Min(_cacheChunks, slots) - 1);
         _fetchSlots = new SemaphoreSlim(slots);
