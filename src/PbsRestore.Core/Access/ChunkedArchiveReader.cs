@@ -69,7 +69,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     /// is still copying from it (<see cref="Users"/>; both under the reader's lock), so a reused array can never
     /// hand one chunk's bytes to a reader of another.
     /// </summary>
-    private sealed class Slot(ChunkDigest digest, Task<byte[]> task)
+    internal sealed class Slot(ChunkDigest digest, Task<byte[]> task)
     {
         public ChunkDigest Digest { get; } = digest;
         public Task<byte[]> Task { get; } = task;
@@ -160,16 +160,9 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             if (slot is null) buffer.Span.Slice(done, n).Clear(); // a zero chunk
             else
             {
-                try
-                {
-                    // The fetch runs on its own token (others may be waiting for it); this caller stops waiting when cancelled.
-                    var data = await slot.Task.WaitAsync(ct).ConfigureAwait(false);
-                    data.AsSpan(within, n).CopyTo(buffer.Span[done..]);
-                }
-                finally
-                {
-                    Release(slot);
-                }
+                var data = await WaitHeldAsync(slot, ct).ConfigureAwait(false);
+                try { data.AsSpan(within, n).CopyTo(buffer.Span[done..]); }
+                finally { Release(slot); }
             }
             done += n;
             chunk++;
@@ -191,7 +184,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         int chunk = FindChunk(offset);
         int within = (int)(offset - _index.OffsetOf(chunk));
         int n = Math.Min(_index.LengthOf(chunk) - within, maxLength);
-        if (IsZero(chunk))
+        if (IsZeroChunk(chunk))
         {
             Acquire(chunk); // for the read-ahead of a reader crossing a hole
             return new ChunkLease(SharedZeros.AsMemory(0, Math.Min(n, SharedZeros.Length)), null, null);
@@ -206,14 +199,30 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
         var slot = Acquire(chunk)!;
         try
         {
-            // As in ReadAtAsync: the fetch runs on its own token; this caller stops waiting when cancelled.
-            var data = await slot.Task.WaitAsync(ct).ConfigureAwait(false);
+            var data = await WaitHeldAsync(slot, ct).ConfigureAwait(false);
             return new ChunkLease(data.AsMemory(within, n), this, slot);
         }
         catch
         {
-            Release(slot);
             Interlocked.Decrement(ref _leases);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The verified bytes of a slot the caller holds (<see cref="Acquire"/>). The fetch runs on its own token (others
+    /// may be waiting for it); this caller stops waiting when cancelled. If the bytes never come (a failed fetch, a
+    /// cancelled wait), the slot is released here.
+    /// </summary>
+    private async ValueTask<byte[]> WaitHeldAsync(Slot slot, CancellationToken ct)
+    {
+        try
+        {
+            return await slot.Task.WaitAsync(ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            Release(slot);
             throw;
         }
     }
@@ -225,9 +234,9 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     public readonly struct ChunkLease : IDisposable
     {
         private readonly ChunkedArchiveReader? _reader;
-        private readonly object? _slot;
+        private readonly Slot? _slot;
 
-        internal ChunkLease(ReadOnlyMemory<byte> data, ChunkedArchiveReader? reader, object? slot)
+        internal ChunkLease(ReadOnlyMemory<byte> data, ChunkedArchiveReader? reader, Slot? slot)
         {
             Data = data;
             _reader = reader;
@@ -238,7 +247,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
 
         public void Dispose()
         {
-            if (_slot is Slot slot)
+            if (_slot is { } slot)
             {
                 _reader!.Release(slot);
                 Interlocked.Decrement(ref _reader._leases);
@@ -261,9 +270,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     }
 
     /// <summary>True when index entry <paramref name="chunk"/> is an all-zero chunk (served without a fetch).</summary>
-    public bool IsZeroChunk(int chunk) => IsZero(chunk);
-
-    private bool IsZero(int chunk)
+    public bool IsZeroChunk(int chunk)
     {
         var d = _index.DigestAt(chunk);
         int len = _index.LengthOf(chunk);
@@ -276,7 +283,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
     /// </summary>
     private Slot? Acquire(int chunk)
     {
-        bool zero = IsZero(chunk);
+        bool zero = IsZeroChunk(chunk);
         Slot? slot = null;
         lock (_gate)
         {
@@ -292,7 +299,7 @@ public sealed class ChunkedArchiveReader : IRandomAccessData, IDisposable
             if (!sequential || chunk > _lastChunk) _lastChunk = chunk;
             if (sequential)
                 for (int ahead = 1; ahead <= _readAhead && chunk + ahead < _index.Count; ahead++)
-                    if (!IsZero(chunk + ahead)) Lookup(chunk + ahead);
+                    if (!IsZeroChunk(chunk + ahead)) Lookup(chunk + ahead);
         }
         if (slot is null) Interlocked.Increment(ref _zeroServed);
         return slot;

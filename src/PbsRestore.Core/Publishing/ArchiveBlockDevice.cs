@@ -124,15 +124,11 @@ public sealed class ArchiveBlockDevice : IBlockDevice, IDisposable
         else
         {
             // Runs of blocks in one state: one read of the archive or of the overlay file per run.
-            long block = _overlay.BlockSize;
             int done = 0;
             while (done < buffer.Length)
             {
                 long at = offset + done;
-                var state = _overlay.StateOf(at / block);
-                int run = (int)Math.Min(buffer.Length - done, block - at % block);
-                while (done + run < buffer.Length && _overlay.StateOf((at + run) / block) == state)
-                    run = (int)Math.Min(buffer.Length - done, run + block);
+                var (state, run) = _overlay.RunAt(at, buffer.Length - done);
                 var part = buffer.Slice(done, run);
                 switch (state)
                 {
@@ -188,11 +184,9 @@ public sealed class ArchiveBlockDevice : IBlockDevice, IDisposable
         if (_overlay is { IsEmpty: false } overlay)
         {
             // Only the run of never-written blocks from here on: a write may land on the next one at any time.
-            long block = overlay.BlockSize;
-            if (overlay.StateOf(offset / block) != OverlayBlockState.Backing) return default;
-            long run = block - offset % block;
-            while (run < maxLength && overlay.StateOf((offset + run) / block) == OverlayBlockState.Backing) run += block;
-            maxLength = (int)Math.Min(maxLength, run);
+            var (state, run) = overlay.RunAt(offset, maxLength);
+            if (state != OverlayBlockState.Backing) return default;
+            maxLength = run;
         }
         Access.ChunkedArchiveReader.ChunkLease lease;
         try

@@ -122,6 +122,18 @@ public sealed class WriteOverlay : IDisposable
         return IsSet(_zero, block) ? OverlayBlockState.Zero : OverlayBlockState.Backing;
     }
 
+    /// <summary>
+    /// The state of the block holding byte <paramref name="offset"/>, and how many bytes from there (at most
+    /// <paramref name="max"/>) lie in blocks of that same state: one read of the backup or of this file covers them.
+    /// </summary>
+    public (OverlayBlockState State, int Length) RunAt(long offset, int max)
+    {
+        var state = StateOf(offset / BlockSize);
+        long run = BlockSize - offset % BlockSize;
+        while (run < max && StateOf((offset + run) / BlockSize) == state) run += BlockSize;
+        return (state, (int)Math.Min(run, max));
+    }
+
     /// <summary>Reads whole bytes of the overlay file (only meaningful for Written blocks).</summary>
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct)
     {
