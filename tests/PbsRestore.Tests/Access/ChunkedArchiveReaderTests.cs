@@ -82,6 +82,10 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
         return data;
     }
 
+    /// <summary>The index of the root.pxar that <see cref="WriteDynamicAsync"/> wrote.</summary>
+    private static async Task<IChunkIndex> ReadIndexAsync(ISnapshotReader reader) =>
+        await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+
     private async Task<(ISnapshotReader Reader, byte[] Content)> WriteDynamicAsync(int size, CryptConfig? crypt = null)
     {
         var content = Content(size, 7);
@@ -139,7 +143,7 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     {
         var (reader, content) = await WriteDynamicAsync(2 << 20);
         await using var _ = reader;
-        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+        var index = await ReadIndexAsync(reader);
         var counting = new CountingChunkSource(reader.Chunks, delayMs: 50);
         using var access = new ChunkedArchiveReader("root.pxar", index, counting, null, false, new ChunkedReaderOptions { CacheChunks = 2, ReadAhead = 0 });
 
@@ -167,7 +171,7 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     {
         var (reader, content) = await WriteDynamicAsync(4 << 20);
         await using var _ = reader;
-        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+        var index = await ReadIndexAsync(reader);
         Assert.True(index.Count > 30);
         var slow = new CountingChunkSource(reader.Chunks, delayMs: 1);
         using var access = new ChunkedArchiveReader("root.pxar", index, slow, null, false, new ChunkedReaderOptions { CacheChunks = 1, ReadAhead = 2 });
@@ -199,7 +203,7 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     {
         var (reader, content) = await WriteDynamicAsync(2 << 20);
         await using var _ = reader;
-        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+        var index = await ReadIndexAsync(reader);
         Assert.True(index.Count > 8);
         using var access = new ChunkedArchiveReader("root.pxar", index, reader.Chunks, null, false, new ChunkedReaderOptions { CacheChunks = 2, ReadAhead = 0 });
 
@@ -241,7 +245,7 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     {
         var (reader, content) = await WriteDynamicAsync(4 << 20);
         await using var _ = reader;
-        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+        var index = await ReadIndexAsync(reader);
         Assert.True(index.Count > 12);
         var held = new HeldChunkSource(reader.Chunks);
         using var access = new ChunkedArchiveReader("root.pxar", index, held, null, false,
@@ -266,7 +270,7 @@ public sealed class ChunkedArchiveReaderTests : IDisposable
     {
         var (reader, _) = await WriteDynamicAsync(2 << 20);
         await using var __ = reader;
-        var index = await (await OpenedSnapshot.OpenArchiveAsync(reader, null, "root.pxar", default)).ReadIndexAsync(default);
+        var index = await ReadIndexAsync(reader);
         var counting = new CountingChunkSource(reader.Chunks);
         using var access = new ChunkedArchiveReader("root.pxar", index, counting, null, false, new ChunkedReaderOptions { ReadAhead = 3 });
         await access.ReadAtAsync(0, new byte[1], default);
